@@ -1,0 +1,163 @@
+"""Typed records shared by every module. Inputs are frozen dataclasses; nothing here does I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a policy document, as stored in the index."""
+
+    id: str
+    """Stable id: ``"<doc sha256[:16]>:<position>"``."""
+    text: str
+    """The chunk's text."""
+    source: str
+    """File name of the document it came from (no directories)."""
+    page: int
+    """1-based page number (always 1 for TXT/MD)."""
+    position: int
+    """0-based index of the chunk within its document."""
+    doc_sha256: str
+    """sha256 of the whole document file's bytes."""
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "page": self.page,
+            "position": self.position,
+            "doc_sha256": self.doc_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk returned by retrieval with its similarity to the question."""
+
+    chunk: Chunk
+    """The retrieved chunk."""
+    score: float
+    """Cosine similarity in [0, 1] (1 = identical direction), higher is more relevant."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.chunk.id,
+            "text": self.chunk.text,
+            "source": self.chunk.source,
+            "page": self.chunk.page,
+            "position": self.chunk.position,
+            "score": round(float(self.score), 4),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ScoredChunk:
+        return cls(
+            Chunk(
+                id=d["id"], text=d["text"], source=d["source"], page=int(d["page"]),
+                position=int(d.get("position", 0)), doc_sha256=d.get("doc_sha256", ""),
+            ),
+            float(d.get("score", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    """A document read from disk/upload and split into chunks, ready to index."""
+
+    name: str
+    """Safe file name (no directories)."""
+    sha256: str
+    """sha256 of the file's bytes: unchanged bytes ⇒ re-adding is a no-op."""
+    size_bytes: int
+    """File size in bytes."""
+    pages: int
+    """Number of pages (1 for TXT/MD)."""
+    chunks: tuple[Chunk, ...]
+    """The chunks, in document order."""
+
+
+@dataclass(frozen=True)
+class DocumentInfo:
+    """A document as listed from the index."""
+
+    name: str
+    sha256: str
+    pages: int
+    chunks: int
+    size_bytes: int
+    added_at: str
+    """ISO-8601 UTC timestamp of when it was (last) indexed."""
+
+
+@dataclass(frozen=True)
+class QAItem:
+    """One row of a question set."""
+
+    question: str
+    """The question an employee might ask."""
+    ground_truth: str
+    """The expected answer, written by the analyst ('' when unknown)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an answerer produced for one question."""
+
+    text: str
+    """The answer text shown to the analyst."""
+    model: str
+    """``"offline-extractive"`` or the Claude model that wrote it."""
+    input_tokens: int = 0
+    """Prompt tokens billed (0 offline)."""
+    output_tokens: int = 0
+    """Completion tokens billed (0 offline)."""
+    covered: bool = True
+    """False when the answerer said the policy does not cover the question."""
+
+
+@dataclass(frozen=True)
+class MetricScore:
+    """One metric's verdict for one answer. Failures are explicit, never a 0 or NaN."""
+
+    metric: str
+    """Metric name, e.g. ``"faithfulness"``."""
+    value: float | None
+    """Score in [0, 1]; ``None`` when the metric failed."""
+    reason: str | None = None
+    """Explanation the metric gave (e.g. faithfulness verdicts), if any."""
+    error: str | None = None
+    """Why the metric failed, when ``value`` is None."""
+    stdev: float | None = None
+    """Standard deviation across judge repeats (None for a single judgement)."""
+    cached: bool = False
+    """True when the value came from the judge cache."""
+
+    @property
+    def ok(self) -> bool:
+        return self.value is not None
+
+
+@dataclass
+class RequestTiming:
+    """One request in the timeline of a run (drawn as a Gantt bar)."""
+
+    index: int
+    """Position of the question in the run."""
+    phase: str
+    """``"generation"``, ``"generation-sequential"`` (compare-mode baseline) or ``"evaluation"``."""
+    label: str
+    """Short label (question text or metric name)."""
+    start: float
+    """Epoch seconds when the first attempt started."""
+    end: float
+    """Epoch seconds when the last attempt ended."""
+    attempts: int
+    status: str
+    """``"ok"``, ``"error"`` or ``"cancelled"``."""
+    throttled_s: float = 0.0
+    """Time spent waiting in backoff / retry-after, apart from request latency."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,37 @@
+"""Shared fixtures. Every test gets its own data dir; nothing touches the user's data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Offline by construction: no telemetry, no hub downloads, no real API key.
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.pop("ANTHROPIC_API_KEY", None)
+os.environ.pop("ANTHROPIC_BASE_URL", None)
+# Never read the developer's real .streamlit/secrets.toml from tests.
+os.environ["RAG_SECRETS_FILE"] = os.devnull + ".no-secrets.toml"
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_PDF = ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"
+SAMPLE_QUESTIONS = ROOT / "data" / "sample" / "questions.json"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    monkeypatch.setenv("RAG_DATA_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def settings(data_dir: Path):
+    from rag_core.settings import Settings
+
+    return Settings.load(env={"RAG_DATA_DIR": str(data_dir)}, secrets_path=data_dir / "none.toml")
