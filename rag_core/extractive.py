@@ -1,0 +1,410 @@
+"""The offline answerer: quotes the retrieved sentences that best answer the question.
+
+This is the product's answerer when no API key is configured, not a test double. It never
+invents text: the answer is one to three sentences copied from the retrieved chunks, in
+document order, each group followed by a citation such as ``(handbook.pdf, p. 4)``. When the
+retrieved material does not look relevant enough it says so with :data:`NOT_COVERED`.
+
+Algorithm (one embed call per question):
+
+1. Split every retrieved chunk into sentences. Headings, page footers and truncated fragments at
+   chunk edges are dropped; sentences repeated by overlapping chunks are kept once.
+2. Embed the question and all candidate sentences in a single ``embedder.embed`` call and score
+   each sentence by cosine similarity with the question.
+3. If the best retrieval score is below :data:`MIN_RETRIEVAL_SCORE`, or the best sentence is
+   below :data:`MIN_SENTENCE_SCORE`, answer :data:`NOT_COVERED` (``covered=False``).
+4. Otherwise quote the best sentence, plus up to two more that score almost as well (or nearly
+   as well while standing right next to a chosen sentence), in document order, with citations.
+
+Limits, stated honestly: this is semantic matching with a small sentence-embedding model, not
+reading comprehension. It can quote a sentence that is on topic but does not settle the
+question, and its "not covered" verdict is a similarity threshold, so an off-topic question
+that shares vocabulary with the policy (e.g. another kind of leave) can still get a quote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import anyio.to_thread
+import numpy as np
+
+from rag_core.errors import GenerationError, InputError, RagError
+from rag_core.models import Answer, Chunk, ScoredChunk
+
+if TYPE_CHECKING:
+    from rag_core.embeddings import LocalEmbedder
+
+__all__ = [
+    "MAX_SENTENCES",
+    "MIN_RETRIEVAL_SCORE",
+    "MIN_SENTENCE_SCORE",
+    "MODEL_NAME",
+    "NEIGHBOUR_MARGIN",
+    "NOT_COVERED",
+    "RELATIVE_MARGIN",
+    "Candidate",
+    "Embedder",
+    "ExtractiveAnswerer",
+    "collect_candidates",
+    "compose",
+    "select",
+    "split_sentences",
+]
+
+#: The exact answer given when the documents do not cover a question (generation.py shares it).
+NOT_COVERED = "The policy documents provided do not cover this question."
+#: ``Answer.model`` of every answer produced here.
+MODEL_NAME = "offline-extractive"
+
+# --- thresholds --------------------------------------------------------------------------------
+# Chosen by measurement with the local all-MiniLM-L6-v2 int8 embedder on the sample handbook
+# (900-character chunks, top_k=4, PolicyIndex retrieval). On the 10 sample questions the best
+# sentence scored 0.52-0.77 for the 9 covered ones and 0.38 for the uncovered one (company car).
+# On 28 extra probe questions: 13 of 14 covered ones reached 0.43-0.76 (one, "caught stealing"
+# vs "theft", only 0.35); 11 of 14 off-topic ones (dress code, parking, taxis, smoking...) stayed
+# at 0.21-0.40, while 3 that share HR vocabulary (bereavement leave, a work phone, charitable
+# donations) reached 0.51-0.57 and get a wrong quote. 0.43 sits between the two main groups.
+#: The best sentence's cosine with the question must reach this to count as an answer.
+MIN_SENTENCE_SCORE = 0.43
+#: Best chunk's retrieval score (cosine) must reach this. Chunk scores are diluted by the rest
+#: of the chunk (a covered question's best chunk scored as low as 0.29), so this only catches
+#: retrieval that found nothing related at all; the sentence threshold does the real work.
+MIN_RETRIEVAL_SCORE = 0.20
+#: Extra sentences are quoted if they score within this distance of the best one...
+RELATIVE_MARGIN = 0.04
+#: ...or within this distance when they sit right next to a chosen sentence of the same chunk.
+NEIGHBOUR_MARGIN = 0.10
+#: At most this many sentences are quoted.
+MAX_SENTENCES = 3
+
+# --- bounds ------------------------------------------------------------------------------------
+#: Sentences embedded per question at most (top_k=50 chunks of 900 characters is ~400).
+MAX_CANDIDATES = 400
+#: Sentences shorter than this many words are headings or fragments, never answers.
+MIN_WORDS = 4
+#: Unpunctuated lines up to this length are treated as headings (PDF body lines are longer).
+HEADING_MAX_CHARS = 60
+
+_TERMINAL = re.compile(r"[.!?:;,][\"')\]]*$")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*$")
+_BULLET = re.compile(r"^(?:[-*\u2022\u25cf\u25aa\u2013]|\(?[a-z]\))\s+")
+_NUMBERED = re.compile(r"^\(?\d{1,3}[.)]\s+")
+_FOOTER = re.compile(r"\bpage\s+(\d{1,5})(?:\s*(?:of|/)\s*\d+)?\s*$", re.IGNORECASE)
+_SPLIT = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9\u00a3$\u20ac])")
+_ABBREVIATIONS = frozenset(
+    [
+        "e.g.",
+        "i.e.",
+        "etc.",
+        "no.",
+        "nos.",
+        "mr.",
+        "mrs.",
+        "ms.",
+        "dr.",
+        "st.",
+        "p.",
+        "pp.",
+        "approx.",
+        "vs.",
+        "ltd.",
+        "inc.",
+        "co.",
+        "cf.",
+        "fig.",
+        "ref.",
+    ]
+)
+
+
+class Embedder(Protocol):
+    """What the answerer needs from an embedder (``rag_core.embeddings.LocalEmbedder`` fits)."""
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence taken from a retrieved chunk."""
+
+    text: str
+    """The sentence, whitespace-normalised."""
+    chunk: Chunk
+    """The chunk it came from."""
+    rank: int
+    """Rank of that chunk in the retrieval result (0 = best)."""
+    order: int
+    """Position of the sentence within its chunk."""
+    page: int
+    """Page the sentence is on (the chunk's page, moved on past any page footer inside it)."""
+
+
+def _split_block(text: str) -> list[str]:
+    """Split running text into sentences, re-joining splits made after common abbreviations."""
+    pieces = [p.strip() for p in _SPLIT.split(text) if p.strip()]
+    merged: list[str] = []
+    for piece in pieces:
+        if merged:
+            last_word = merged[-1].rsplit(None, 1)[-1].lower()
+            if last_word in _ABBREVIATIONS or re.fullmatch(r"[a-z]\.", last_word):
+                merged[-1] = f"{merged[-1]} {piece}"
+                continue
+        merged.append(piece)
+    return merged
+
+
+def _sentences_with_pages(text: str, first_page: int) -> list[tuple[str, int]]:
+    """``[(sentence, page), ...]`` for one chunk; see :func:`split_sentences` for the rules.
+
+    Chunks may run across a page break. A footer line ``"... Page N"``/``"Page N of M"`` whose N
+    is the page we are on, after some text, ends that page: what follows is on page N + 1.
+    """
+    blocks: list[tuple[str, bool, int]] = []  # (text, is_list_item, page)
+    buf: list[str] = []
+    item = False
+    page = first_page
+    seen_text = False
+
+    def flush() -> None:
+        nonlocal item
+        if buf:
+            blocks.append((" ".join(buf), item, page))
+            buf.clear()
+        item = False
+
+    for raw in text.splitlines():
+        line = " ".join(raw.split())
+        if not line:
+            flush()
+            continue
+        unterminated = not _TERMINAL.search(line)
+        footer = _FOOTER.search(line) if unterminated else None
+        if footer:
+            flush()
+            if seen_text and int(footer.group(1)) == page:
+                page += 1
+            continue
+        seen_text = True
+        if line.startswith("#"):
+            flush()
+            continue
+        if _BULLET.match(line):
+            flush()
+            buf.append(_BULLET.sub("", line, count=1))
+            item = True
+            continue
+        if unterminated and len(line) <= HEADING_MAX_CHARS and (line[0].isupper() or line[0].isdigit()):
+            flush()  # a heading: "Annual Leave", "4. Sickness Absence"
+            continue
+        if _NUMBERED.match(line):
+            flush()
+            line = _NUMBERED.sub("", line, count=1)
+            item = True
+        buf.append(line)
+    flush()
+
+    out: list[tuple[str, int]] = []
+    for b, (block, is_item, block_page) in enumerate(blocks):
+        pieces = _split_block(block)
+        if b == 0 and pieces and pieces[0][0].islower():
+            pieces = pieces[1:]  # the chunk started mid-sentence
+        if b == len(blocks) - 1 and pieces and not is_item and not _SENTENCE_END.search(pieces[-1]):
+            pieces = pieces[:-1]  # the chunk was cut mid-sentence
+        out.extend((p, block_page) for p in pieces if len(p.split()) >= MIN_WORDS)
+    return out
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split one chunk's text into answer-worthy sentences, in order.
+
+    Lines that look like headings (markdown ``#``, or short lines without closing punctuation,
+    such as ``"4. Sick Leave"``) and page footers (``"... Page 3 of 12"``) are dropped and act as
+    sentence boundaries. Wrapped lines are joined. Bullet and numbered list items start a new
+    sentence (their marker is removed). A leading piece that starts in lower case (the chunk
+    began mid-sentence) and a trailing piece without end punctuation (the chunk was cut) are
+    dropped, as is anything shorter than :data:`MIN_WORDS` words. Returns ``[]`` for blank text.
+    """
+    return [s for s, _ in _sentences_with_pages(text, 1)]
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def collect_candidates(contexts: Sequence[ScoredChunk], limit: int = MAX_CANDIDATES) -> list[Candidate]:
+    """Sentences of all chunks in retrieval order, without duplicates, at most ``limit``.
+
+    A sentence is dropped when its words already appear inside a longer candidate, which
+    removes both overlap duplicates and chunk-edge fragments of a sentence seen whole elsewhere.
+    Returns ``[]`` when no chunk holds a usable sentence.
+    """
+    raw: list[Candidate] = []
+    for rank, sc in enumerate(contexts):
+        for order, (sentence, page) in enumerate(_sentences_with_pages(sc.chunk.text, sc.chunk.page)):
+            raw.append(Candidate(sentence, sc.chunk, rank, order, page))
+        if len(raw) >= limit * 2:
+            break
+    norms = [_normalise(c.text) for c in raw]
+    kept: list[Candidate] = []
+    seen: set[str] = set()
+    for cand, norm in zip(raw, norms, strict=True):
+        if norm in seen or any(len(other) > len(norm) and norm in other for other in norms):
+            continue
+        seen.add(norm)
+        kept.append(cand)
+        if len(kept) >= limit:
+            break
+    return kept
+
+
+def select(
+    candidates: Sequence[Candidate],
+    scores: np.ndarray,
+    *,
+    min_score: float = MIN_SENTENCE_SCORE,
+    margin: float = RELATIVE_MARGIN,
+    neighbour_margin: float = NEIGHBOUR_MARGIN,
+    limit: int = MAX_SENTENCES,
+) -> list[int]:
+    """Indices of the sentences to quote, best first; ``[]`` when the best is below ``min_score``.
+
+    The best sentence is always taken. Another joins if it reaches ``min_score`` and is within
+    ``margin`` of the best, or within ``neighbour_margin`` of the best while standing right next
+    to an already chosen sentence of the same chunk (it usually completes the same point).
+    """
+    ranked = [int(i) for i in np.argsort(-scores, kind="stable")]
+    if not ranked or scores[ranked[0]] < min_score:
+        return []
+    best = float(scores[ranked[0]])
+    cutoff = max(min_score, best - max(margin, neighbour_margin))
+    chosen = [ranked[0]]
+    for i in ranked[1:]:
+        if len(chosen) >= limit or scores[i] < cutoff:
+            break
+        beside = any(
+            candidates[j].chunk.id == candidates[i].chunk.id
+            and abs(candidates[j].order - candidates[i].order) == 1
+            for j in chosen
+        )
+        if scores[i] >= best - margin or beside:
+            chosen.append(i)
+    return chosen
+
+
+def compose(selected: Sequence[Candidate]) -> str:
+    """Join sentences in document order; consecutive sentences from one page share a citation.
+
+    Documents appear in the order of their best-ranked chunk; within a document, by chunk
+    position and then sentence order. Citations read ``(<source>, p. <page>)``.
+    """
+    first_rank: dict[str, int] = {}
+    for c in sorted(selected, key=lambda c: c.rank):
+        first_rank.setdefault(c.chunk.source, c.rank)
+    ordered = sorted(selected, key=lambda c: (first_rank[c.chunk.source], c.chunk.position, c.order))
+    parts: list[str] = []
+    group: list[str] = []
+    key: tuple[str, int] | None = None
+    for c in ordered:
+        k = (c.chunk.source, c.page)
+        if key is not None and k != key:
+            parts.append(f"{' '.join(group)} ({key[0]}, p. {key[1]})")
+            group = []
+        group.append(c.text)
+        key = k
+    if key is not None:
+        parts.append(f"{' '.join(group)} ({key[0]}, p. {key[1]})")
+    return " ".join(parts)
+
+
+class ExtractiveAnswerer:
+    """Answers by quoting the most relevant retrieved sentences; offline and free.
+
+    ``embedder`` defaults to :func:`rag_core.embeddings.get_embedder` (resolved on first use,
+    inside the worker thread for :meth:`answer`). Answers have ``model="offline-extractive"`` and
+    zero tokens. When nothing relevant was retrieved (``contexts`` empty, or scores below the
+    thresholds) the answer text is exactly :data:`NOT_COVERED` with ``covered=False``.
+
+    Raises :class:`InputError` for a blank question and :class:`GenerationError` when the
+    embedder fails (errors that are already a ``RagError`` pass through unchanged). Never
+    retryable: the same input gives the same answer.
+    """
+
+    name = "offline"
+    model = MODEL_NAME
+
+    def __init__(
+        self,
+        embedder: LocalEmbedder | Embedder | None = None,
+        *,
+        min_retrieval_score: float = MIN_RETRIEVAL_SCORE,
+        min_sentence_score: float = MIN_SENTENCE_SCORE,
+        relative_margin: float = RELATIVE_MARGIN,
+        neighbour_margin: float = NEIGHBOUR_MARGIN,
+        max_sentences: int = MAX_SENTENCES,
+    ) -> None:
+        self._embedder = embedder
+        self.min_retrieval_score = min_retrieval_score
+        self.min_sentence_score = min_sentence_score
+        self.relative_margin = relative_margin
+        self.neighbour_margin = neighbour_margin
+        self.max_sentences = max(1, max_sentences)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder in use (the shared local one unless one was passed in)."""
+        if self._embedder is None:
+            from rag_core.embeddings import get_embedder
+
+            self._embedder = get_embedder()
+        return self._embedder
+
+    def score_sentences(self, question: str, candidates: Sequence[Candidate]) -> np.ndarray:
+        """Cosine of each candidate with the question (shape ``(len(candidates),)``), one embed call."""
+        texts = [question, *(c.text for c in candidates)]
+        try:
+            vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        except RagError:
+            raise
+        except Exception as exc:
+            raise GenerationError(
+                f"The offline answerer could not embed the question and the retrieved text "
+                f"({type(exc).__name__}: {exc}). Check that the local embedding model is installed."
+            ) from exc
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise GenerationError(
+                f"The offline embedder returned vectors of shape {vectors.shape} for {len(texts)} texts."
+            )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms == 0, 1.0, norms)
+        return vectors[1:] @ vectors[0]
+
+    def answer_sync(self, question: str, contexts: Sequence[ScoredChunk]) -> Answer:
+        """Answer ``question`` from ``contexts`` (retrieval order, best first), in this thread."""
+        if not question or not question.strip():
+            raise InputError("The question is empty: type a question before asking for an answer.")
+        not_covered = Answer(text=NOT_COVERED, model=MODEL_NAME, covered=False)
+        if not contexts or max(sc.score for sc in contexts) < self.min_retrieval_score:
+            return not_covered
+        candidates = collect_candidates(contexts)
+        if not candidates:
+            return not_covered
+        scores = self.score_sentences(" ".join(question.split()), candidates)
+        chosen = select(
+            candidates,
+            scores,
+            min_score=self.min_sentence_score,
+            margin=self.relative_margin,
+            neighbour_margin=self.neighbour_margin,
+            limit=self.max_sentences,
+        )
+        if not chosen:
+            return not_covered
+        return Answer(text=compose([candidates[i] for i in chosen]), model=MODEL_NAME)
+
+    async def answer(self, question: str, contexts: Sequence[ScoredChunk]) -> Answer:
+        """Async twin of :meth:`answer_sync`; the CPU work runs in a worker thread."""
+        return await anyio.to_thread.run_sync(self.answer_sync, question, list(contexts))
