@@ -1,0 +1,361 @@
+"""The policy index: one Chroma collection of document chunks with offline MiniLM embeddings.
+
+Storage: an embedded ``chromadb.PersistentClient`` under ``settings.chroma_dir`` by default, or
+a Chroma server (``chromadb.HttpClient``) when ``settings.chroma_host`` is set. The collection
+uses cosine distance and our registered :class:`~rag_core.embeddings.MiniLMEmbeddingFunction`,
+but embeddings are always computed here and passed explicitly, so batching is under our control.
+
+Every chunk carries metadata ``source, page, position, doc_sha256, added_at, size_bytes, pages``;
+documents are keyed by their (safe) file name. Chroma errors never escape: writes raise
+:class:`IngestError` naming the file, reads/opening raise :class:`RetrievalError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import chromadb
+
+from rag_core.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
+from rag_core.errors import IngestError, RagError, RetrievalError
+from rag_core.models import Chunk, DocumentInfo, ParsedDocument, ScoredChunk
+from rag_core.settings import Settings
+
+#: Chunks embedded and written per step of :meth:`PolicyIndex.add_document` (progress granularity).
+ADD_BATCH = 256
+#: Questions per Chroma query call (one call for any realistic run).
+QUERY_BATCH = 1000
+#: Cap on questions × top_k per query call: Chroma's SQLite backend fails with "too many SQL
+#: variables" at ~12 000 questions × 4.
+MAX_QUERY_RESULTS = 20_000
+#: Metadata keys stored with every chunk.
+METADATA_KEYS = ("source", "page", "position", "doc_sha256", "added_at", "size_bytes", "pages")
+
+
+class PolicyIndex:
+    """Add, replace, delete, list and query policy documents in one Chroma collection.
+
+    Thread-safe for use from several threads (writes are serialised). Create one per process
+    (e.g. ``st.cache_resource``) and call :meth:`close` when done; it is also a context manager.
+    """
+
+    def __init__(self, settings: Settings, *, embedder: LocalEmbedder | None = None) -> None:
+        """Open (creating if needed) the store and the collection ``settings.collection``.
+
+        Raises :class:`RetrievalError` when the Chroma server cannot be reached, the folder
+        cannot be opened, or the existing collection was built with another embedding model
+        or distance.
+        """
+        self.settings = settings
+        self._embedder = embedder
+        self._lock = threading.RLock()
+        chroma_settings = chromadb.Settings(anonymized_telemetry=False)
+        if settings.chroma_host:
+            self.location = f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+            try:
+                self._client = chromadb.HttpClient(
+                    host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+                )
+            except Exception as exc:
+                raise RetrievalError(
+                    f"Cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}. "
+                    f"Start it with `chroma run --path <folder> --port {settings.chroma_port}` or unset "
+                    "RAG_CHROMA_HOST to use the built-in store."
+                ) from exc
+        else:
+            self.location = str(settings.chroma_dir)
+            try:
+                settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+                self._client = chromadb.PersistentClient(
+                    path=str(settings.chroma_dir), settings=chroma_settings
+                )
+            except Exception as exc:
+                raise RetrievalError(
+                    f"The policy index in {settings.chroma_dir} cannot be opened ({_short(exc)}). Check "
+                    "that the folder is writable and not used by another Chroma version, or point "
+                    "RAG_DATA_DIR to another folder."
+                ) from exc
+        try:
+            self._collection = self._client.get_or_create_collection(
+                settings.collection,
+                embedding_function=MiniLMEmbeddingFunction(),  # type: ignore[arg-type]
+                configuration={"hnsw": {"space": "cosine"}},
+            )
+            space = (self._collection.configuration.get("hnsw") or {}).get("space", "cosine")
+        except Exception as exc:
+            self.close()
+            raise RetrievalError(
+                f"The collection '{settings.collection}' in {self.location} cannot be used with this "
+                f"app ({_short(exc)}). It was probably built with another embedding model: set "
+                "RAG_COLLECTION to a new name, or delete the index folder and ingest the documents again."
+            ) from exc
+        if space != "cosine":
+            self.close()
+            raise RetrievalError(
+                f"The collection '{settings.collection}' in {self.location} uses '{space}' distance, "
+                "not cosine. Set RAG_COLLECTION to a new name and ingest the documents again."
+            )
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the client (idempotent). The index must not be used afterwards."""
+        client = getattr(self, "_client", None)
+        if client is not None and hasattr(client, "close"):
+            try:
+                client.close()
+            except Exception:
+                pass
+        self._client = None
+
+    def __enter__(self) -> PolicyIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> LocalEmbedder:
+        """The embedder (the process-wide one unless another was given); loaded on first use."""
+        if self._embedder is None:
+            self._embedder = get_embedder()
+        return self._embedder
+
+    # --- writes ----------------------------------------------------------------------------
+    def add_document(
+        self, doc: ParsedDocument, *, on_progress: Callable[[int, int], None] | None = None
+    ) -> str:
+        """Index ``doc`` under its name → ``"added"`` | ``"unchanged"`` | ``"replaced"``.
+
+        ``"unchanged"``: the same bytes (sha256) and chunks are already indexed under that name;
+        nothing is embedded. ``"replaced"``: the name held other content; the new chunks are
+        written first, then the old ones removed. ``on_progress(done, total)`` is called after
+        each batch of chunks. Raises :class:`IngestError` naming the file when the document has
+        no chunks, its identical content is already indexed under another name, or the write
+        fails (chunks written so far are removed again).
+        """
+        name = doc.name
+        if not doc.chunks:
+            raise IngestError(f"{name}: the document has no text chunks to index.")
+        with self._lock, self._errors(IngestError, f"{name}: could not be added to the policy index"):
+            old = self._collection.get(where={"source": name}, include=["metadatas", "documents"])
+            old_ids: list[str] = list(old["ids"])
+            if old_ids and self._is_same(doc, old):
+                return "unchanged"
+            twin = self._collection.get(where={"doc_sha256": doc.sha256}, include=["metadatas"], limit=1)
+            twin_source = (twin["metadatas"] or [{}])[0].get("source") if twin["ids"] else None
+            if twin_source and twin_source != name:
+                raise IngestError(
+                    f"{name}: identical content is already indexed as '{twin_source}'. Nothing to do; "
+                    f"delete '{twin_source}' first if you want to index it under the new name."
+                )
+            new_ids = {c.id for c in doc.chunks}
+            if new_ids & set(old_ids):  # same bytes split differently: ids collide, so delete first
+                self._delete_ids(old_ids)
+                old_ids = []
+            self._write(doc, on_progress)
+            if old_ids:
+                self._delete_ids(old_ids)
+            return "replaced" if old["ids"] else "added"
+
+    def delete_document(self, name: str) -> int:
+        """Remove every chunk of document ``name`` → number removed (0 if it was not indexed).
+
+        Raises :class:`IngestError` naming the file if Chroma fails.
+        """
+        with self._lock, self._errors(IngestError, f"{name}: could not be removed from the policy index"):
+            ids = list(self._collection.get(where={"source": name}, include=[])["ids"])
+            self._delete_ids(ids)
+            return len(ids)
+
+    def _is_same(self, doc: ParsedDocument, old: Any) -> bool:
+        metas = old["metadatas"] or []
+        if {m.get("doc_sha256") for m in metas} != {doc.sha256} or len(metas) != len(doc.chunks):
+            return False
+        stored = sorted(zip(metas, old["documents"] or [], strict=False), key=lambda p: int(p[0]["position"]))
+        return [text for _, text in stored] == [c.text for c in doc.chunks]
+
+    def _write(self, doc: ParsedDocument, on_progress: Callable[[int, int], None] | None) -> None:
+        added_at = datetime.now(UTC).isoformat(timespec="seconds")
+        total = len(doc.chunks)
+        written: list[str] = []
+        try:
+            for start in range(0, total, ADD_BATCH):
+                batch = doc.chunks[start : start + ADD_BATCH]
+                vectors = self.embedder.embed([c.text for c in batch])
+                ids = [c.id for c in batch]
+                self._collection.add(
+                    ids=ids,
+                    documents=[c.text for c in batch],
+                    embeddings=vectors,  # type: ignore[arg-type]
+                    metadatas=[
+                        {
+                            **c.metadata(),
+                            "added_at": added_at,
+                            "size_bytes": doc.size_bytes,
+                            "pages": doc.pages,
+                        }
+                        for c in batch
+                    ],
+                )
+                written.extend(ids)
+                if on_progress is not None:
+                    on_progress(len(written), total)
+        except BaseException:
+            try:
+                self._delete_ids(written)
+            except Exception:
+                pass
+            raise
+
+    def _delete_ids(self, ids: Sequence[str]) -> None:
+        step = 5000  # below Chroma's max batch size
+        for start in range(0, len(ids), step):
+            self._collection.delete(ids=list(ids[start : start + step]))
+
+    # --- reads -----------------------------------------------------------------------------
+    def count(self) -> int:
+        """Number of chunks in the index (0 when empty). Raises :class:`RetrievalError`."""
+        with self._errors(RetrievalError, "The policy index could not be read"):
+            return int(self._collection.count())
+
+    def indexed_sha256(self, name: str) -> str | None:
+        """sha256 of the document indexed as ``name``, or None. Cheap: lets a caller skip parsing."""
+        with self._errors(RetrievalError, "The policy index could not be read"):
+            got = self._collection.get(where={"source": name}, include=["metadatas"], limit=1)
+        metas = got["metadatas"] or []
+        return str(metas[0]["doc_sha256"]) if got["ids"] and metas else None
+
+    def list_documents(self) -> list[DocumentInfo]:
+        """One :class:`DocumentInfo` per indexed document, sorted by name; ``[]`` when empty."""
+        with self._errors(RetrievalError, "The list of indexed documents could not be read"):
+            metas = self._collection.get(include=["metadatas"])["metadatas"] or []
+        docs: dict[str, dict[str, Any]] = {}
+        for m in metas:
+            entry = docs.setdefault(str(m.get("source", "")), {"meta": m, "chunks": 0})
+            entry["chunks"] += 1
+            if str(m.get("added_at", "")) > str(entry["meta"].get("added_at", "")):
+                entry["meta"] = m
+        return [
+            DocumentInfo(
+                name=name,
+                sha256=str(e["meta"].get("doc_sha256", "")),
+                pages=int(e["meta"].get("pages", 1)),
+                chunks=e["chunks"],
+                size_bytes=int(e["meta"].get("size_bytes", 0)),
+                added_at=str(e["meta"].get("added_at", "")),
+            )
+            for name, e in sorted(docs.items(), key=lambda kv: (kv[0].lower(), kv[0]))
+        ]
+
+    def chunks_of(self, name: str) -> list[Chunk]:
+        """The chunks of document ``name`` in position order; ``[]`` if it is not indexed."""
+        with self._errors(RetrievalError, f"The chunks of {name} could not be read"):
+            got = self._collection.get(where={"source": name}, include=["documents", "metadatas"])
+        chunks = [
+            _chunk(id_, text, meta)
+            for id_, text, meta in zip(
+                got["ids"], got["documents"] or [], got["metadatas"] or [], strict=False
+            )
+        ]
+        return sorted(chunks, key=lambda c: c.position)
+
+    def query(self, questions: Sequence[str], top_k: int) -> list[list[ScoredChunk]]:
+        """The ``top_k`` most similar chunks for each question, best first.
+
+        One embedding call for all questions and one Chroma query (split only beyond
+        :data:`QUERY_BATCH` questions). Scores are cosine
+        similarities clipped to [0, 1]. Returns one list per question (``[]`` each when the
+        index is empty; ``[]`` overall when ``questions`` is empty). Raises
+        :class:`RetrievalError` when ``top_k < 1`` or the index cannot be queried.
+        """
+        questions = list(questions)
+        if top_k < 1:
+            raise RetrievalError(f"top_k must be at least 1 (got {top_k}); check RAG_TOP_K.")
+        if not questions:
+            return []
+        n = self.count()
+        if n == 0:
+            return [[] for _ in questions]
+        try:
+            vectors = self.embedder.embed(questions)
+        except RagError as exc:
+            raise RetrievalError(f"The questions could not be embedded: {exc}") from exc
+        k = min(top_k, n)
+        # One Chroma query normally; very large batches are split (SQLite variable limit).
+        step = max(1, min(QUERY_BATCH, MAX_QUERY_RESULTS // k))
+        results: list[list[ScoredChunk]] = []
+        for start in range(0, len(questions), step):
+            with self._errors(RetrievalError, "The policy index could not be queried"):
+                got = self._collection.query(
+                    query_embeddings=vectors[start : start + step],  # type: ignore[arg-type]
+                    n_results=k,
+                    include=["documents", "metadatas", "distances"],
+                )
+                for i in range(len(got["ids"])):
+                    hits = zip(
+                        got["ids"][i],
+                        (got["documents"] or [])[i],
+                        (got["metadatas"] or [])[i],
+                        (got["distances"] or [])[i],
+                        strict=True,
+                    )
+                    results.append(
+                        [
+                            ScoredChunk(_chunk(id_, text, meta), min(1.0, max(0.0, 1.0 - float(dist))))
+                            for id_, text, meta, dist in hits
+                        ]
+                    )
+        return results
+
+    # --- errors ----------------------------------------------------------------------------
+    @contextmanager
+    def _errors(self, kind: type[RagError], what: str) -> Iterator[None]:
+        """Map Chroma/transport errors to ``kind`` with a message saying what to do."""
+        if self._client is None:
+            raise kind(f"{what}: the index was closed. Reload the page to reopen it.")
+        try:
+            yield
+        except RagError as exc:
+            if isinstance(exc, kind):
+                raise
+            raise kind(f"{what}: {exc}") from exc
+        except Exception as exc:
+            if self.settings.chroma_host and _looks_like_connection_error(exc):
+                raise kind(
+                    f"{what}: cannot reach the Chroma server at {self.settings.chroma_host}:"
+                    f"{self.settings.chroma_port}. Start it with `chroma run --path <folder> --port "
+                    f"{self.settings.chroma_port}` or unset RAG_CHROMA_HOST to use the built-in store."
+                ) from exc
+            raise kind(
+                f"{what} ({_short(exc)}). Try again; if it keeps failing, check {self.location} "
+                "(disk space, permissions) or ingest the documents into a new RAG_COLLECTION."
+            ) from exc
+
+
+def _chunk(id_: str, text: str | None, meta: Any) -> Chunk:
+    meta = meta or {}
+    return Chunk(
+        id=str(id_),
+        text=text or "",
+        source=str(meta.get("source", "")),
+        page=int(meta.get("page", 1)),
+        position=int(meta.get("position", 0)),
+        doc_sha256=str(meta.get("doc_sha256", "")),
+    )
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _looks_like_connection_error(exc: BaseException) -> bool:
+    names = {t.__name__ for t in type(exc).__mro__}
+    text = str(exc).lower()
+    return bool(names & {"ConnectError", "ConnectionError", "ConnectTimeout", "RemoteProtocolError"}) or (
+        "could not connect" in text or "connection refused" in text
+    )

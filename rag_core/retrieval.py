@@ -1,0 +1,45 @@
+"""Contexts for many questions at once, and how contexts are shown to an answerer.
+
+:func:`retrieve` is one batched embed + one Chroma query for all questions (see
+:meth:`PolicyIndex.query`); :func:`format_context` renders retrieved chunks as the numbered
+context block used in prompts and in the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rag_core.errors import RetrievalError
+from rag_core.index import PolicyIndex
+from rag_core.models import ScoredChunk
+
+
+def retrieve(index: PolicyIndex, questions: Sequence[str], top_k: int) -> list[list[ScoredChunk]]:
+    """The ``top_k`` best chunks for each question, in question order, best chunk first.
+
+    Returns one list per question (``[]`` for each when the index is empty, ``[]`` overall
+    when ``questions`` is empty). Blank questions get ``[]`` without being embedded. Raises
+    :class:`RetrievalError` if the index cannot be queried or ``top_k < 1``.
+    """
+    questions = list(questions)
+    if top_k < 1:
+        raise RetrievalError(f"top_k must be at least 1 (got {top_k}); check RAG_TOP_K.")
+    asked = [i for i, q in enumerate(questions) if q and q.strip()]
+    results: list[list[ScoredChunk]] = [[] for _ in questions]
+    if asked:
+        found = index.query([questions[i] for i in asked], top_k)
+        for i, chunks in zip(asked, found, strict=True):
+            results[i] = chunks
+    return results
+
+
+def format_context(chunks: Sequence[ScoredChunk]) -> str:
+    """Numbered context block: ``"[1] <source> p.<page>\\n<text>"`` entries separated by a blank line.
+
+    ``""`` when there are no chunks. Numbering follows the given order (best first from
+    :func:`retrieve`), so answers can cite ``[n]``.
+    """
+    return "\n\n".join(
+        f"[{n}] {sc.chunk.source} p.{sc.chunk.page}\n{sc.chunk.text.strip()}"
+        for n, sc in enumerate(chunks, start=1)
+    )
