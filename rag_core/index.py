@@ -303,12 +303,13 @@ class PolicyIndex:
                         (got["distances"] or [])[i],
                         strict=True,
                     )
-                    results.append(
-                        [
-                            ScoredChunk(_chunk(id_, text, meta), min(1.0, max(0.0, 1.0 - float(dist))))
-                            for id_, text, meta, dist in hits
-                        ]
-                    )
+                    scored = [
+                        ScoredChunk(_chunk(id_, text, meta), min(1.0, max(0.0, 1.0 - float(dist))))
+                        for id_, text, meta, dist in hits
+                    ]
+                    # Same order on every backend: ties (identical text) by source, then position.
+                    scored.sort(key=lambda s: (-round(s.score, 6), s.chunk.source, s.chunk.position))
+                    results.append(scored)
         return results
 
     # --- errors ----------------------------------------------------------------------------
