@@ -1,0 +1,541 @@
+"""A loopback stand-in of the Anthropic Messages API, for tests and benchmarks.
+
+A real HTTP server (aiohttp) on ``127.0.0.1`` with an ephemeral port, running its own event loop in a
+background thread, so the real ``anthropic`` SDK talks to it through ``base_url``::
+
+    with FakeAnthropic(latency=1.0, faults=FaultPlan(schedule={0: "429"})) as srv:
+        settings = settings.replace(base_url=srv.base_url, api_key=Secret("sk-test-not-a-real-key"))
+        ...
+        assert srv.peak_concurrency <= 8
+        print(srv.requests)          # one RequestLog per request, in arrival order
+
+What it does
+- ``POST /v1/messages`` answers with valid Messages API JSON (``id``, ``type``, ``role``,
+  ``content [{type: text, text}]``, ``model``, ``stop_reason``, ``usage``). The text comes from a
+  *responder*: ``responder(request_json) -> str | list[block] | dict`` (a dict is merged over the
+  default message, so a responder can return ``tool_use`` blocks). The default responder echoes the
+  first sentence of the first ``<chunk source=".." page="..">`` in the prompt with a citation, or
+  :data:`NOT_COVERED` when the prompt holds no chunk.
+- Latency: a fixed number of seconds or ``latency(n) -> seconds`` for the n-th request (0-based).
+- Faults (:class:`FaultPlan`): by schedule (request number → fault) or by seeded random rates:
+  ``"401"``, ``"403"``, ``"404"``, ``"400"``, ``"429"`` (with ``retry-after``), ``"529"``,
+  ``"500"``, ``"hang"`` (no answer until the client gives up, capped by ``hang_s``).
+- A load-driven limit: with ``max_concurrent=K`` a request arriving while K are in flight gets 429.
+- ``anthropic-ratelimit-requests-remaining`` header when ``requests_remaining`` is set
+  (an int, or ``requests_remaining(n) -> int|None``).
+- Errors use Anthropic's error JSON shape ``{"type": "error", "error": {"type", "message"}}``.
+- ``GET /_fake/stats`` returns the counters as JSON (for a server run in another process).
+
+Bounds: at most ``max_requests`` requests are served (later ones get 503), a hang lasts at most
+``hang_s`` seconds (and ends when the client disconnects), the request log keeps at most
+``max_requests`` entries.
+
+Run standalone (the CLI tests use this)::
+
+    python -m tests.fakes.anthropic_server --port 0 --latency 1
+    # prints "READY http://127.0.0.1:PORT" on one line, then serves until killed
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import inspect
+import json
+import random
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+NOT_COVERED = "The policy documents provided do not cover this question."
+"""Same sentence as ``rag_core.generation.NOT_COVERED`` (kept literal: the fake imports no rag_core)."""
+
+FAULTS = ("ok", "400", "401", "403", "404", "429", "500", "529", "hang")
+"""Every fault name a :class:`FaultPlan` understands (``"ok"`` = answer normally)."""
+
+_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "api_error",
+    529: "overloaded_error",
+}
+_ERROR_MESSAGES = {
+    400: "The request is malformed.",
+    401: "invalid x-api-key",
+    403: "Your API key does not have permission to use the specified resource.",
+    404: "model: not found",
+    429: "Number of requests has exceeded your rate limit.",
+    500: "Internal server error.",
+    503: "The stand-in served its maximum number of requests.",
+    529: "Overloaded",
+}
+_CHUNK_RE = re.compile(r'<chunk\b[^>]*?source="([^"]*)"[^>]*?page="([^"]*)"[^>]*>(.*?)</chunk>', re.S)
+
+
+@dataclass
+class FaultPlan:
+    """Which requests fail, and how.
+
+    ``by_question`` maps a question text to a fault for every request asking it (retries too);
+    ``schedule`` maps a 0-based request number to a fault name; both win over the rates. The rates
+    are probabilities drawn from ``random.Random(seed)`` in arrival order (so a plan is
+    reproducible for a given arrival order). ``retry_after`` is the ``retry-after`` header sent
+    with 429 (and 529 when ``retry_after_on_529``); ``None`` sends no header.
+    """
+
+    schedule: Mapping[int, str] = field(default_factory=dict)
+    by_question: Mapping[str, str] = field(default_factory=dict)
+    """Fault for every request whose ``<question>`` text equals the key (wins over the rest)."""
+    rate_401: float = 0.0
+    rate_429: float = 0.0
+    rate_529: float = 0.0
+    rate_500: float = 0.0
+    rate_hang: float = 0.0
+    seed: int = 0
+    retry_after: float | None = 1.0
+    retry_after_on_529: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [f for f in (*self.schedule.values(), *self.by_question.values()) if f not in FAULTS]
+        if bad:
+            raise ValueError(f"unknown fault(s) {bad}; expected one of {FAULTS}")
+        self._rng = random.Random(self.seed)
+
+    def fault_for(self, n: int, question: str | None = None) -> str:
+        """The fault for the n-th request (0-based). Call once per request, in arrival order."""
+        draw = self._rng.random()  # drawn even for scheduled requests, so rates stay reproducible
+        if question is not None and question in self.by_question:
+            return self.by_question[question]
+        if n in self.schedule:
+            return self.schedule[n]
+        edge = 0.0
+        for name, rate in (
+            ("401", self.rate_401),
+            ("429", self.rate_429),
+            ("529", self.rate_529),
+            ("500", self.rate_500),
+            ("hang", self.rate_hang),
+        ):
+            edge += rate
+            if draw < edge:
+                return name
+        return "ok"
+
+
+@dataclass
+class RequestLog:
+    """One request as the stand-in saw it."""
+
+    n: int
+    """0-based arrival number."""
+    fault: str
+    """The fault applied (``"ok"`` when answered normally)."""
+    status: int
+    """HTTP status sent (0 when the client went away first, e.g. after a hang)."""
+    start: float
+    """Epoch seconds when the request arrived."""
+    end: float | None = None
+    """Epoch seconds when the response was sent (None while in flight)."""
+    model: str | None = None
+    """The ``model`` field of the request body."""
+    question: str | None = None
+    """Text of the ``<question>`` element of the last user message, if any."""
+    retry_count: str | None = None
+    """The SDK's ``x-stainless-retry-count`` header (should stay "0": the engine owns retries)."""
+    has_key: bool = False
+    """Whether a key was sent (``x-api-key`` or ``Authorization: Bearer``); never the value."""
+
+
+def default_responder(body: dict[str, Any]) -> str:
+    """Answer from the prompt: first sentence of the first chunk + citation, else NOT_COVERED."""
+    text = _last_user_text(body)
+    m = _CHUNK_RE.search(text)
+    if not m:
+        return NOT_COVERED
+    source, page, chunk = html.unescape(m.group(1)), html.unescape(m.group(2)), html.unescape(m.group(3))
+    chunk = " ".join(chunk.split())
+    first = re.split(r"(?<=[.!?])\s", chunk, maxsplit=1)[0][:400].strip()
+    if not first:
+        return NOT_COVERED
+    return f"{first} ({source}, p. {page})"
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for msg in reversed(body.get("messages") or []):
+        if not isinstance(msg, dict) or msg.get("role") != "user":
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            return "\n".join(
+                b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text"
+            )
+    return ""
+
+
+def _question_of(body: dict[str, Any]) -> str | None:
+    m = re.search(r"<question>\s*(.*?)\s*</question>", _last_user_text(body), re.S)
+    return html.unescape(m.group(1)) if m else None
+
+
+class FakeAnthropic:
+    """The stand-in server; use as a context manager (starts on enter, stops on exit).
+
+    Attributes valid while running: ``base_url`` (``http://127.0.0.1:PORT``), ``port``,
+    ``peak_concurrency``, ``in_flight``, ``requests`` (a copy of the log), ``count``.
+    Thread-safe: counters are read under a lock.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: float | Callable[[int], float] = 0.0,
+        faults: FaultPlan | None = None,
+        responder: Callable[[dict[str, Any]], Any] | None = None,
+        requests_remaining: int | Callable[[int], int | None] | None = None,
+        api_key: str | None = None,
+        error_latency: float = 0.0,
+        hang_s: float = 30.0,
+        max_requests: int = 100_000,
+        max_concurrent: int | None = None,
+        port: int = 0,
+    ) -> None:
+        """``api_key``: when set, other keys get 401. ``error_latency``: delay before error replies.
+        ``max_concurrent``: a load-driven rate limit — a request arriving while this many are
+        already in flight gets 429 (with the plan's ``retry_after``), like a real concurrency cap."""
+        self.latency = latency
+        self.faults = faults or FaultPlan()
+        self.responder = responder or default_responder
+        self.requests_remaining = requests_remaining
+        self.api_key = api_key
+        self.error_latency = error_latency
+        self.hang_s = min(float(hang_s), 300.0)
+        self.max_requests = max_requests
+        self.max_concurrent = max_concurrent
+        self._port = port
+        self._lock = threading.Lock()
+        self._log: list[RequestLog] = []
+        self._n = 0
+        self._in_flight = 0
+        self._peak = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._stop: asyncio.Event | None = None
+        self.port = 0
+
+    # --- public -----------------------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def peak_concurrency(self) -> int:
+        with self._lock:
+            return self._peak
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def count(self) -> int:
+        """Requests received so far."""
+        with self._lock:
+            return self._n
+
+    @property
+    def requests(self) -> list[RequestLog]:
+        with self._lock:
+            return [RequestLog(**asdict(r)) for r in self._log]
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as plain data (what ``GET /_fake/stats`` returns)."""
+        with self._lock:
+            by_fault: dict[str, int] = {}
+            for r in self._log:
+                by_fault[r.fault] = by_fault.get(r.fault, 0) + 1
+            return {
+                "count": self._n,
+                "in_flight": self._in_flight,
+                "peak_concurrency": self._peak,
+                "by_fault": by_fault,
+            }
+
+    def reset_stats(self) -> None:
+        """Forget the log and the peak (the fault plan's random stream continues)."""
+        with self._lock:
+            self._log.clear()
+            self._peak = self._in_flight
+
+    def start(self) -> FakeAnthropic:
+        """Start serving; returns once the port is bound (raises RuntimeError after 10 s)."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve(ready))
+            except BaseException as exc:  # reported to start()
+                errors.append(exc)
+                ready.set()
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-anthropic", daemon=True)
+        self._thread.start()
+        if not ready.wait(10.0) or errors:
+            raise RuntimeError(f"fake Anthropic server did not start: {errors[:1]}")
+        return self
+
+    def close(self) -> None:
+        """Stop serving (hanging requests are dropped); waits at most ~5 s."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:
+                pass
+        if self._thread is not None:
+            self._thread.join(5.0)
+            self._thread = None
+
+    def __enter__(self) -> FakeAnthropic:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- server -----------------------------------------------------------------------------
+    async def _serve(self, ready: threading.Event) -> None:
+        self._stop = asyncio.Event()
+        app = web.Application(client_max_size=32 * 1024 * 1024)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_get("/_fake/stats", self._stats)
+        runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self._port, backlog=1024)
+        await site.start()
+        sockets = runner.addresses
+        self.port = int(sockets[0][1])
+        self._runner = runner
+        ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await runner.cleanup()
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        t0 = time.time()
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        question = _question_of(body)
+        with self._lock:
+            n = self._n
+            self._n += 1
+            over = n >= self.max_requests
+            fault = "ok" if over else self.faults.fault_for(n, question)
+            if fault == "ok" and self.max_concurrent is not None and self._in_flight >= self.max_concurrent:
+                fault = "429"
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
+            entry = RequestLog(
+                n=n,
+                fault=fault,
+                status=0,
+                start=t0,
+                model=body.get("model") if isinstance(body.get("model"), str) else None,
+                question=question,
+                retry_count=request.headers.get("x-stainless-retry-count"),
+                has_key=bool(_key_of(request)),
+            )
+            if len(self._log) < self.max_requests:
+                self._log.append(entry)
+        try:
+            headers = self._common_headers(n)
+            if over:
+                resp = self._error(503, headers)
+            elif self.api_key is not None and _key_of(request) != self.api_key:
+                resp = await self._after(self.error_latency, self._error(401, headers))
+            elif fault == "hang":
+                await asyncio.sleep(self.hang_s)
+                resp = self._error(529, headers)
+            elif fault != "ok":
+                status = int(fault)
+                if (status == 429 or (status == 529 and self.faults.retry_after_on_529)) and (
+                    self.faults.retry_after is not None
+                ):
+                    headers["retry-after"] = _fmt_seconds(self.faults.retry_after)
+                resp = await self._after(self.error_latency, self._error(status, headers))
+            else:
+                await self._sleep_latency(n)
+                resp = web.json_response(await self._message(n, body), headers=headers)
+            entry.status = resp.status
+            return resp
+        finally:
+            entry.end = time.time()
+            with self._lock:
+                self._in_flight -= 1
+
+    async def _sleep_latency(self, n: int) -> None:
+        delay = self.latency(n) if callable(self.latency) else self.latency
+        if delay > 0:
+            await asyncio.sleep(min(float(delay), 300.0))
+
+    @staticmethod
+    async def _after(delay: float, resp: web.Response) -> web.Response:
+        if delay > 0:
+            await asyncio.sleep(min(delay, 300.0))
+        return resp
+
+    def _common_headers(self, n: int) -> dict[str, str]:
+        headers = {"request-id": f"req_fake_{n:06d}"}
+        rr = self.requests_remaining
+        value = rr(n) if callable(rr) else rr
+        if value is not None:
+            headers["anthropic-ratelimit-requests-remaining"] = str(int(value))
+        return headers
+
+    @staticmethod
+    def _error(status: int, headers: dict[str, str]) -> web.Response:
+        payload = {
+            "type": "error",
+            "error": {
+                "type": _ERROR_TYPES.get(status, "api_error"),
+                "message": _ERROR_MESSAGES.get(status, "Error"),
+            },
+            "request_id": headers.get("request-id"),
+        }
+        return web.json_response(payload, status=status, headers=headers)
+
+    async def _message(self, n: int, body: dict[str, Any]) -> dict[str, Any]:
+        out = self.responder(body)
+        if inspect.isawaitable(out):
+            out = await out
+        model = body.get("model") or "claude-fake"
+        msg: dict[str, Any] = {
+            "id": f"msg_fake_{n:06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+        if isinstance(out, str):
+            msg["content"] = [{"type": "text", "text": out}]
+        elif isinstance(out, list):
+            msg["content"] = out
+            if any(isinstance(b, dict) and b.get("type") == "tool_use" for b in out):
+                msg["stop_reason"] = "tool_use"
+        elif isinstance(out, dict):
+            msg.update(out)
+        else:
+            raise TypeError(f"responder returned {type(out).__name__}; expected str, list or dict")
+        if not (isinstance(out, dict) and "usage" in out):
+            msg["usage"] = {
+                "input_tokens": max(1, len(json.dumps(body.get("messages", ""))) // 4),
+                "output_tokens": max(1, len(json.dumps(msg["content"])) // 4),
+            }
+        return msg
+
+
+def _key_of(request: web.Request) -> str | None:
+    """The API key the client sent: ``x-api-key`` or ``Authorization: Bearer <key>`` (SDK 2.x)."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key
+    auth = request.headers.get("authorization", "")
+    return auth[7:].strip() or None if auth.lower().startswith("bearer ") else None
+
+
+def _fmt_seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _parse_schedule(text: str) -> dict[int, str]:
+    """``"0:429,1:429,5:hang"`` → ``{0: "429", 1: "429", 5: "hang"}``."""
+    out: dict[int, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        k, _, v = part.partition(":")
+        out[int(k)] = v.strip()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: serve until SIGTERM/SIGINT. Prints ``READY <base_url>`` when listening."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--latency", type=float, default=0.0, help="seconds per successful answer")
+    p.add_argument("--error-latency", type=float, default=0.0)
+    p.add_argument("--rate-401", type=float, default=0.0)
+    p.add_argument("--rate-429", type=float, default=0.0)
+    p.add_argument("--rate-529", type=float, default=0.0)
+    p.add_argument("--rate-500", type=float, default=0.0)
+    p.add_argument("--rate-hang", type=float, default=0.0)
+    p.add_argument("--schedule", default="", help='e.g. "0:429,1:429,7:hang"')
+    p.add_argument("--retry-after", type=float, default=1.0)
+    p.add_argument("--hang-s", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--requests-remaining", type=int, default=None)
+    p.add_argument("--api-key", default=None, help="accept only this key (others get 401)")
+    p.add_argument("--max-requests", type=int, default=100_000)
+    p.add_argument("--max-concurrent", type=int, default=None, help="429 when more are in flight")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
+    args = p.parse_args(argv)
+    plan = FaultPlan(
+        schedule=_parse_schedule(args.schedule),
+        rate_401=args.rate_401,
+        rate_429=args.rate_429,
+        rate_529=args.rate_529,
+        rate_500=args.rate_500,
+        rate_hang=args.rate_hang,
+        seed=args.seed,
+        retry_after=args.retry_after,
+    )
+    srv = FakeAnthropic(
+        latency=args.latency,
+        faults=plan,
+        requests_remaining=args.requests_remaining,
+        api_key=args.api_key,
+        error_latency=args.error_latency,
+        hang_s=args.hang_s,
+        max_requests=args.max_requests,
+        max_concurrent=args.max_concurrent,
+        port=args.port,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with srv:
+        print(f"READY {srv.base_url}", flush=True)
+        stop.wait(args.max_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
