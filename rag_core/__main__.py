@@ -1,0 +1,322 @@
+"""Headless CLI: ``python -m rag_core ingest|docs|run|runs|export|resume|questions …``.
+
+The interface CI gating and benchmarks use. Exit codes: 0 ok, 1 a ``--fail-under`` gate failed
+or the run failed, 2 bad input (message on stderr, naming the file/row/setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rag_core.errors import InputError, RagError
+from rag_core.export import results_csv, run_summary_json
+from rag_core.settings import Settings
+
+EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        overrides: dict[str, Any] = {}
+        if args.data_dir:
+            overrides["data_dir"] = Path(args.data_dir)
+        settings = Settings.load(**overrides)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return int(args.func(args, settings) or 0)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT if isinstance(exc, InputError) or exc.kind == "IngestError" else EXIT_GATE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rag_core", description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", help="isolate everything under this folder (default: $RAG_DATA_DIR)")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    s = sub.add_parser("ingest", help="index policy documents (PDF, TXT, MD)")
+    s.add_argument("paths", nargs="+", type=Path)
+    s.add_argument("--if-empty", action="store_true", help="do nothing when the index already has documents")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("docs", help="list indexed documents")
+    s.set_defaults(func=cmd_docs)
+
+    s = sub.add_parser("run", help="run an evaluation")
+    s.add_argument("--questions", required=True, type=Path, help="JSON list of {question, ground_truth} or CSV")
+    s.add_argument("--backend", choices=["offline", "claude"], help="default: claude if ANTHROPIC_API_KEY is set")
+    s.add_argument("--mode", choices=["sequential", "async", "compare"], default="async")
+    s.add_argument("--concurrency", type=int)
+    s.add_argument("--top-k", type=int)
+    s.add_argument("--suite", choices=["offline", "judge", "none"],
+                   help="metrics: default judge if a key is set, else offline")
+    s.add_argument("--metrics", help="comma-separated subset of the suite's metrics")
+    s.add_argument("--fresh", action="store_true", help="bypass the judge cache")
+    s.add_argument("--judge-repeats", type=int, default=1)
+    s.add_argument("--json", type=Path, dest="json_out", help="write the run summary here")
+    s.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
+                   help="exit 1 when the metric's mean is below VALUE (repeatable)")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("resume", help="finish an interrupted or cancelled run (re-runs only what is missing)")
+    s.add_argument("run_id", type=int)
+    s.add_argument("--json", type=Path, dest="json_out")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("runs", help="list runs")
+    s.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("export", help="export a run as CSV or JSON")
+    s.add_argument("run_id", type=int)
+    s.add_argument("--format", choices=["csv", "json"], default="json")
+    s.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    s.set_defaults(func=cmd_export)
+
+    q = sub.add_parser("questions", help="manage saved question sets")
+    qs = q.add_subparsers(required=True, metavar="ACTION")
+    s = qs.add_parser("import", help="save a question file as a named set")
+    s.add_argument("path", type=Path)
+    s.add_argument("--name", required=True)
+    s.add_argument("--if-missing", action="store_true", help="do nothing if a set with that name exists")
+    s.set_defaults(func=cmd_questions_import)
+    s = qs.add_parser("list", help="list saved sets")
+    s.set_defaults(func=cmd_questions_list)
+    return p
+
+
+# ------------------------------------------------------------------------------------------------
+def _store(settings: Settings):
+    from rag_core.history import HistoryStore
+
+    return HistoryStore(settings.db_path)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rag_core.ingest import ingest_paths
+
+    store = _store(settings)
+    if args.if_empty:
+        from rag_core.index import PolicyIndex
+
+        with PolicyIndex(settings) as index:
+            empty = index.count() == 0
+        if not empty:
+            print("index already has documents; nothing to do")
+            return EXIT_OK
+    failed = 0
+    with tqdm(total=len(args.paths), unit="file", disable=None) as bar:
+        for outcome in ingest_paths(args.paths, settings=settings, store=store):
+            bar.update(1)
+            if outcome.error:
+                failed += 1
+                tqdm.write(f"error: {outcome.error}", file=sys.stderr)
+            else:
+                tqdm.write(f"{outcome.status:9} {outcome.name} ({outcome.chunks} chunks, {outcome.seconds:.1f} s)")
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.index import PolicyIndex
+
+    with PolicyIndex(settings) as index:
+        docs = index.list_documents()
+    if not docs:
+        print("no documents indexed")
+    for d in docs:
+        print(f"{d.name}\t{d.pages} pages\t{d.chunks} chunks\t{d.size_bytes} bytes\t{d.added_at}")
+    return EXIT_OK
+
+
+def _parse_gates(specs: list[str]) -> dict[str, float]:
+    gates: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            gates[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--fail-under {spec!r}: expected METRIC=VALUE, e.g. faithfulness=0.8") from None
+    return gates
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.pipeline import RunRequest, default_suite, recover_interrupted, start_run
+    from rag_core.questions import load_questions
+
+    gates = _parse_gates(args.fail_under)
+    items = load_questions(args.questions)
+    store = _store(settings)
+    recover_interrupted(store)
+    req = RunRequest(
+        items=tuple(items),
+        backend=args.backend or settings.default_backend,
+        mode=args.mode,
+        concurrency=args.concurrency or settings.concurrency,
+        top_k=args.top_k or settings.top_k,
+        suite=args.suite or default_suite(settings),
+        metrics=tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None,
+        question_set=args.questions.name,
+        fresh=args.fresh,
+        judge_repeats=args.judge_repeats,
+    )
+    handle = start_run(req, settings=settings, store=store)
+    return _follow(handle, store, settings, args, gates)
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.pipeline import recover_interrupted, resume_run
+
+    store = _store(settings)
+    recover_interrupted(store)
+    handle = resume_run(args.run_id, settings=settings, store=store)
+    return _follow(handle, store, settings, args, {})
+
+
+def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespace,
+            gates: dict[str, float]) -> int:
+    from tqdm import tqdm
+
+    bar = None
+    phase = ""
+    try:
+        while not handle.done():
+            p = handle.progress()
+            if not args.quiet and p.total and (bar is None or p.phase != phase):
+                if bar is not None:
+                    bar.close()
+                phase = p.phase
+                bar = tqdm(total=p.total, desc=phase, unit="job", disable=None, file=sys.stderr)
+            if bar is not None and not args.quiet:
+                bar.n = p.done
+                bar.set_postfix(in_flight=p.in_flight, retries=p.retries, errors=p.errors, refresh=False)
+                bar.refresh()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("\ncancelling: finished answers and scores are kept …", file=sys.stderr)
+        handle.cancel()
+        handle.wait(timeout=30)
+    finally:
+        if bar is not None:
+            bar.close()
+    handle.wait()
+    summary = run_summary_json(store, handle.run_id)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(summary, indent=2, allow_nan=False))
+    _print_summary(summary)
+    if summary["status"] == "failed":
+        print(f"run failed: {summary.get('failure', 'see the log')}", file=sys.stderr)
+        return EXIT_GATE
+    rc = EXIT_OK
+    for name, floor in gates.items():
+        m = summary["metrics"].get(name)
+        if m is None or m["mean"] is None:
+            print(f"gate {name}>={floor}: FAILED (metric not scored in this run)", file=sys.stderr)
+            rc = EXIT_GATE
+        elif m["mean"] < floor:
+            print(f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f})", file=sys.stderr)
+            rc = EXIT_GATE
+        else:
+            print(f"gate {name}>={floor}: ok (mean {m['mean']:.3f})")
+    return rc
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    t = s["timings"]
+    print(f"run {s['run_id']}: {s['status']} · backend {s['backend']} · mode {s['mode']} · "
+          f"{s['n_questions']} questions · {s['errors']} errors")
+    print(f"  time: retrieval {_fmt(t.get('retrieval_s'), '.2f')} s · generation "
+          f"{_fmt(t.get('generation_s'), '.2f')} s · evaluation {_fmt(t.get('evaluation_s'), '.2f')} s · "
+          f"total {_fmt(t.get('total_s'), '.2f')} s")
+    g = s.get("generation") or {}
+    if g.get("speedup_measured") is not None:
+        print(f"  speedup: sequential {g['sequential_s']:.2f} s → async {g['async_s']:.2f} s = "
+              f"{g['speedup_measured']:.2f}× measured (ideal {g['ideal_speedup']:.0f}×, "
+              f"estimated {_fmt(g.get('speedup_estimated'), '.2f')}×)")
+    elif g.get("speedup_estimated") is not None:
+        print(f"  speedup: estimated {g['speedup_estimated']:.2f}× (ideal {g['ideal_speedup']:.0f}×)")
+    for name, m in (s.get("metrics") or {}).items():
+        total = m["scored"] + m["failed"]
+        sd = f" ± {m['stdev']:.3f}" if m.get("stdev") is not None else ""
+        print(f"  {name:22} {_fmt(m['mean'])}{sd}  ({m['scored']} of {total} scored)")
+    u = s.get("usage") or {}
+    if u.get("input_tokens"):
+        print(f"  tokens: {u['input_tokens']} in / {u['output_tokens']} out · est. cost ${u['cost_usd']:.4f}")
+    j = s.get("judge") or {}
+    if j.get("calls") or j.get("cache_hits"):
+        print(f"  judge: {j.get('model')} · {j.get('calls')} calls · {j.get('cache_hits')} cache hits")
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.pipeline import recover_interrupted
+
+    store = _store(settings)
+    recover_interrupted(store)  # runs whose process died show as "interrupted"
+    runs = store.list_runs()
+    if not runs:
+        print("no runs yet")
+    for r in runs:
+        metrics = (r.summary or {}).get("metrics", {})
+        ms = " ".join(f"{k}={_fmt(v.get('mean'), '.2f')}" for k, v in metrics.items())
+        print(f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{r.n_questions} q\t{ms}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    summary = run_summary_json(store, args.run_id)
+    if args.format == "json":
+        text = json.dumps(summary, indent=2, allow_nan=False)
+    else:
+        text = results_csv(summary)
+    if args.out:
+        args.out.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_questions_import(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.questions import load_questions
+
+    store = _store(settings)
+    if args.if_missing and any(s.name == args.name for s in store.list_question_sets()):
+        print(f"question set {args.name!r} already exists; nothing to do")
+        return EXIT_OK
+    items = load_questions(args.path)
+    store.save_question_set(args.name, items)
+    print(f"saved {len(items)} questions as {args.name!r}")
+    return EXIT_OK
+
+
+def cmd_questions_list(args: argparse.Namespace, settings: Settings) -> int:
+    for s in _store(settings).list_question_sets():
+        print(f"{s.name}\t{s.n_items} questions\t{s.updated_at}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
