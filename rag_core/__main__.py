@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="run an evaluation")
     s.add_argument("--questions", required=True, type=Path, help="JSON list of {question, ground_truth} or CSV")
     s.add_argument("--backend", choices=["offline", "claude"], help="default: claude if ANTHROPIC_API_KEY is set")
-    s.add_argument("--mode", choices=["sequential", "async", "compare"], default="async")
+    s.add_argument("--mode", choices=["sequential", "async", "compare", "batch"], default="async",
+                   help="batch: Anthropic Message Batches (half price, Claude backend, resumable)")
     s.add_argument("--concurrency", type=int)
     s.add_argument("--top-k", type=int)
     s.add_argument("--suite", choices=["offline", "judge", "none"],
@@ -225,6 +226,10 @@ def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespac
     _print_summary(summary)
     if summary["status"] == "failed":
         print(f"run failed: {summary.get('failure', 'see the log')}", file=sys.stderr)
+        return EXIT_GATE
+    if summary["status"] == "interrupted":  # batch mode stopped waiting; `resume` collects the rest
+        note = ((summary.get("generation") or {}).get("batch") or {}).get("message") or "see the log"
+        print(f"run interrupted: {note}", file=sys.stderr)
         return EXIT_GATE
     rc = EXIT_OK
     for name, floor in gates.items():

@@ -1,0 +1,59 @@
+"""HR Policy RAG Evaluation — the router (``streamlit run app.py``).
+
+Routes to the pages and draws the sidebar (mode, key status, data location, first-run hints, a
+run in progress). Everything else lives in ``pages/`` (UI) and ``rag_core/`` (logic).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import streamlit as st
+
+from pages import _shared as ui
+
+st.set_page_config(page_title="HR Policy RAG Evaluation", page_icon=":material/policy:", layout="wide")
+
+documents_page = st.Page(ui.DOCUMENTS_PAGE, title="Documents", icon=":material/description:", default=True)
+qsets_page = st.Page(ui.QSETS_PAGE, title="Question sets", icon=":material/quiz:")
+run_page = st.Page(ui.RUN_PAGE, title="Run", icon=":material/play_circle:")
+history_page = st.Page(ui.HISTORY_PAGE, title="History", icon=":material/monitoring:")
+nav = st.navigation([documents_page, qsets_page, run_page, history_page])
+intended = st.session_state.pop("app.intended_page", None)
+if intended:  # a deep link that arrived before the router ran (see ui.ensure_routed)
+    st.switch_page(intended)
+
+ws = ui.workspace()
+settings = ws.settings
+with st.sidebar:
+    st.markdown("### HR Policy RAG Evaluation")
+    if settings.has_key:
+        st.markdown(f"**Mode:** Claude · {ui.md(settings.answer_model)}")
+        st.caption("API key: configured")
+    else:
+        st.markdown("**Mode:** Offline")
+        st.caption("API key: not set — answers and metrics run locally. Set ANTHROPIC_API_KEY to use Claude.")
+    st.caption(f"Data: {ui.md(settings.data_dir)}")
+
+    for run_id in ws.active_run_ids():
+        p = ws.progress(run_id)
+        detail = f" · {p.phase} {p.done}/{p.total}" if p is not None and p.total else ""
+        st.page_link(run_page, label=f"Run #{run_id} in progress{detail}", icon=":material/progress_activity:")
+
+    if not ui.documents():
+        st.info("First step: upload your policy documents (or index the sample handbook) on the "
+                "Documents page.", icon=":material/lightbulb:")
+        st.page_link(documents_page, label="Go to Documents", icon=":material/arrow_forward:")
+    elif not ui.question_sets():
+        st.info("Next: create a question set on the Question sets page.", icon=":material/lightbulb:")
+        st.page_link(qsets_page, label="Go to Question sets", icon=":material/arrow_forward:")
+    elif not ui.runs():
+        st.info("Ready: start your first evaluation on the Run page.", icon=":material/lightbulb:")
+        st.page_link(run_page, label="Go to Run", icon=":material/arrow_forward:")
+
+nav.run()

@@ -1,0 +1,270 @@
+"""Question sets: several named sets of (question, ground truth), edited in a data editor.
+
+Unsaved edits are kept per set in ``st.session_state["qsets.drafts"]`` (plain rows), so switching
+set or page loses nothing; the editor shows whether the set differs from the stored one.
+
+Editor state, explained once: ``st.data_editor`` applies its edit state (``edited_rows``,
+``added_rows``, ``deleted_rows``) on top of the data it is given — the *base*. The base of each set
+is kept in ``qsets.bases`` and only changes when the edit state is empty or reset (set switched,
+saved, discarded, imported, or the editor was not drawn in the last run), so edits are never
+applied twice.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from pages import _shared as ui
+from rag_core.errors import InputError, RagError
+from rag_core.workspace import items_to_rows, rows_to_items
+
+ui.ensure_routed(__file__)
+ss = st.session_state
+ws = ui.workspace()
+COLUMNS = ["question", "ground_truth"]
+
+drafts: dict[str, list[dict[str, str]]] = ss.setdefault("qsets.drafts", {})
+bases: dict[str, list[dict[str, str]]] = ss.setdefault("qsets.bases", {})
+
+
+def error_md(message: str) -> str:
+    """A (possibly multi-line) validation message as Markdown: escaped text, problems as a list."""
+    lines = message.splitlines()
+    out = [ui.md(lines[0])] if lines else []
+    for line in lines[1:]:
+        text = re.sub(r"^\s*-\s*", "", line)
+        out.append(f"- {ui.md(text)}" if text else "")
+    return "\n".join(out)
+
+
+def _stored_names() -> list[str]:
+    return [s.name for s in ui.question_sets()]
+
+
+def _flash(kind: str, text: str) -> None:
+    ss["qsets.flash"] = (kind, text)
+
+
+def _move(old: str, new: str) -> None:
+    for d in (drafts, bases):
+        if old in d:
+            d[new] = d.pop(old)
+
+
+# --- callbacks (run before the script, so they may set widget values) ----------------------------
+def _create() -> None:
+    name = (ss.get("qsets.new_name") or "").strip()
+    if not name:
+        _flash("error", "Type a name for the new question set.")
+    elif name in _stored_names() or name in drafts:
+        _flash("error", f"A question set named '{ui.md(name)}' already exists; pick another name.")
+    else:
+        drafts[name] = []
+        ss["qsets.selected"] = name
+        ss["qsets.new_name"] = ""
+        _flash("info", f"New set '{ui.md(name)}': add questions in the table, then Save.")
+
+
+def _rename() -> None:
+    old = ss.get("qsets.selected")
+    new = (ss.get("qsets.rename_to") or "").strip()
+    if not old:
+        return
+    try:
+        if old in _stored_names():
+            ws.rename_question_set(old, new)
+        elif not new:
+            raise InputError("Type a new name for the question set.")
+        elif new in drafts or new in _stored_names():
+            raise InputError(f"A question set named '{new}' already exists; pick another name.")
+    except RagError as exc:
+        _flash("error", error_md(str(exc)))
+        return
+    if new != old:
+        _move(old, new)
+        ss["qsets.selected"] = new
+        ss["qsets.editing"] = new
+    ss["qsets.rename_to"] = ""
+    _flash("success", f"Renamed '{ui.md(old)}' to '{ui.md(new)}'.")
+
+
+def _delete() -> None:
+    name = ss.pop("qsets.confirm_delete", None)
+    if not name:
+        return
+    try:
+        if name in _stored_names():
+            ws.delete_question_set(name)
+    except RagError as exc:
+        _flash("error", error_md(str(exc)))
+        return
+    drafts.pop(name, None)
+    bases.pop(name, None)
+    ss.pop("qsets.selected", None)
+    ss["qsets.rebase"] = True
+    _flash("success", f"Deleted question set '{ui.md(name)}'. Runs that used it are kept.")
+
+
+def _import() -> None:
+    f = ss.get("qsets.import")
+    if f is None:
+        _flash("error", "Choose a CSV or JSON file to import first.")
+        return
+    try:
+        items = ws.import_questions(f.name, f.getvalue())
+    except RagError as exc:
+        _flash("error", error_md(str(exc)))
+        return
+    name = (ss.get("qsets.import_name") or "").strip() or Path(f.name).stem
+    if name in _stored_names() or name in drafts:
+        drafts[name] = items_to_rows(items)
+        ss["qsets.selected"] = name
+        ss["qsets.rebase"] = True
+        _flash("warning", f"Imported {len(items)} questions into a draft of '{ui.md(name)}'. Review them "
+                          "and Save to replace the stored set, or Discard.")
+        return
+    try:
+        ws.save_question_set(name, items)
+    except RagError as exc:
+        _flash("error", error_md(str(exc)))
+        return
+    ss["qsets.selected"] = name
+    ss["qsets.rebase"] = True
+    _flash("success", f"Imported {len(items)} questions as the new set '{ui.md(name)}'.")
+
+
+def _discard() -> None:
+    name = ss.get("qsets.selected")
+    drafts.pop(name, None)
+    ss["qsets.rebase"] = True
+    _flash("info", f"Discarded the unsaved changes of '{ui.md(name)}'.")
+
+
+def _rows(df: pd.DataFrame) -> list[dict[str, str]]:
+    """Editor output → plain rows (None/NaN → '')."""
+    return items_to_rows(rows_to_items(df.reindex(columns=COLUMNS).to_dict("records")))
+
+
+def _has_edits(state: Any) -> bool:
+    return isinstance(state, dict) and any(state.get(k) for k in ("edited_rows", "added_rows", "deleted_rows"))
+
+
+# --------------------------------------------------------------------------------------------
+st.title("Question sets")
+st.caption("Questions an employee might ask, with the answer the policy gives (the ground truth). "
+           "Runs use the saved version of a set.")
+ui.flash("qsets.flash")
+
+stored = {s.name: s for s in ui.question_sets()}
+options = sorted(set(stored) | set(drafts), key=str.casefold)
+
+if not options:
+    st.info("No question sets yet — create one below, or import a CSV/JSON file with the columns "
+            "question and ground_truth.")
+    selected = None
+else:
+    ui.ensure_choice("qsets.selected", options)
+    previous = ss.get("qsets.editing")
+    # Plain labels on purpose: the browser sends the chosen label back, so labels that change
+    # from run to run (e.g. an "unsaved" marker) could stop matching. Unsaved state is shown below.
+    selected = st.selectbox("Question set", options, key="qsets.selected", persist_state="session")
+    if previous and previous != selected and previous in drafts:
+        st.warning(f"'{ui.md(previous)}' has unsaved changes. They are kept as a draft — switch back to "
+                   "save or discard them.")
+    others = [n for n in drafts if n != selected and n != previous]
+    if others:  # other sets with unsaved edits (the warning above covers the one just left)
+        st.caption("Unsaved drafts kept for: " + ", ".join(f"'{ui.md(n)}'" for n in others))
+
+if selected is not None:
+    stored_rows = items_to_rows(ui.question_set(selected)) if selected in stored else []
+    rebase = ss.pop("qsets.rebase", False)
+    switched = ss.get("qsets.editing") != selected
+    if rebase or switched or not _has_edits(ss.get("qsets.editor")) or selected not in bases:
+        if (rebase or switched) and "qsets.editor" in ss:
+            del ss["qsets.editor"]  # its edits belong to another base
+        bases[selected] = drafts.get(selected, stored_rows)
+    ss["qsets.editing"] = selected
+
+    status_slot = st.empty()
+    edited = st.data_editor(
+        pd.DataFrame(bases[selected], columns=COLUMNS),
+        key="qsets.editor",
+        num_rows="dynamic",
+        width="stretch",
+        column_config={
+            "question": st.column_config.TextColumn("Question", width="large",
+                                                    help="What an employee asks. Must be unique."),
+            "ground_truth": st.column_config.TextColumn("Ground truth", width="large",
+                                                        help="The answer the policy gives (may be empty)."),
+        },
+    )
+    rows = _rows(edited)
+    if selected not in stored or rows != stored_rows:
+        drafts[selected] = rows
+    else:
+        drafts.pop(selected, None)
+
+    if selected in drafts:
+        status_slot.warning(
+            "● Unsaved changes — " + ("this set is new and not saved yet." if selected not in stored
+                                      else "Save to keep them, or Discard."),
+            icon=":material/edit_note:",
+        )
+    else:
+        info = stored[selected]
+        status_slot.caption(f"✓ Saved · {info.n_items} questions · last saved "
+                            f"{info.updated_at[:16].replace('T', ' ')} UTC")
+
+    row = st.container(horizontal=True)
+    save = row.button("Save", key="qsets.save", type="primary", disabled=selected not in drafts)
+    row.button("Discard changes", key="qsets.discard", on_click=_discard, disabled=selected not in drafts)
+    items_now = rows_to_items(rows)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", selected).strip("_") or "questions"
+    row.download_button("Export CSV", ws.export_questions(items_now, "csv"), file_name=f"{slug}.csv",
+                       mime="text/csv", key="qsets.export_csv", on_click="ignore")
+    row.download_button("Export JSON", ws.export_questions(items_now, "json"), file_name=f"{slug}.json",
+                       mime="application/json", key="qsets.export_json", on_click="ignore")
+    if save:
+        try:
+            saved = ws.save_question_set(selected, rows)
+        except RagError as exc:
+            st.error(error_md(str(exc)), icon=":material/error:")
+            st.caption("Nothing was saved; your edits are still in the table.")
+        else:
+            drafts.pop(selected, None)
+            ss["qsets.rebase"] = True
+            _flash("success", f"Saved '{ui.md(saved.name)}' — {saved.n_items} questions.")
+            st.rerun()
+
+# --------------------------------------------------------------------------------------------
+st.divider()
+new_col, import_col = st.columns(2)
+with new_col:
+    st.subheader("New set")
+    st.text_input("Name", key="qsets.new_name", placeholder="e.g. Leave policy — tricky cases")
+    st.button("Create", key="qsets.create", on_click=_create)
+    if selected is not None:
+        st.subheader("Rename or delete")
+        st.text_input("New name", key="qsets.rename_to", placeholder=selected)
+        row2 = st.container(horizontal=True)
+        row2.button("Rename", key="qsets.rename", on_click=_rename)
+        if row2.button("Delete…", key="qsets.delete"):
+            ss["qsets.confirm_delete"] = selected
+        if ss.get("qsets.confirm_delete") == selected:
+            st.warning(f"Delete the question set '{ui.md(selected)}'? Runs that used it are kept.")
+            confirm = st.container(horizontal=True)
+            confirm.button("Yes, delete", key="qsets.delete_confirm", type="primary", on_click=_delete)
+            if confirm.button("Keep it", key="qsets.delete_cancel"):
+                ss.pop("qsets.confirm_delete", None)
+                st.rerun()
+with import_col:
+    st.subheader("Import")
+    st.file_uploader("CSV or JSON file", type=["csv", "json"], key="qsets.import",
+                     help="Columns (CSV) or keys (JSON): question, ground_truth.")
+    st.text_input("Save as", key="qsets.import_name", placeholder="defaults to the file name")
+    st.button("Import", key="qsets.import_go", on_click=_import)

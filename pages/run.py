@@ -1,0 +1,299 @@
+"""Run: choose a question set and options, launch, watch live progress, read the summary.
+
+The run executes on the engine's loop thread; this page keeps only its id
+(``st.session_state["run.active_id"]``) and finds the handle again by id, so a run keeps going and
+its progress is still here after visiting another page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from pages import _shared as ui
+from rag_core.errors import RagError
+from rag_core.pipeline import MODES, default_suite
+from rag_core.workspace import (
+    SAMPLE_SET_NAME,
+    duration,
+    metric_label,
+    metric_line,
+    speedup_line,
+    suite_metrics,
+)
+
+ui.ensure_routed(__file__)
+ss = st.session_state
+ws = ui.workspace()
+settings = ws.settings
+
+PHASES = {
+    "starting": "Starting",
+    "retrieval": "Retrieving context",
+    "generation-sequential": "Generating answers — sequential pass (timing baseline)",
+    "generation": "Generating answers",
+    "batch-submit": "Sending the Message Batch to Anthropic",
+    "batch-wait": "Waiting for Anthropic to process the batch",
+    "batch-collect": "Collecting the batch's answers",
+    "evaluation": "Scoring answers",
+    "done": "Finishing",
+}
+MODE_LABELS = {
+    "sequential": "Sequential — one request at a time",
+    "async": "Async — concurrent requests",
+    "compare": "Compare — sequential then async, measures the speedup",
+    "batch": "Batch — Anthropic Message Batches: half price, minutes to hours",
+}
+SUITE_LABELS = {
+    "offline": "Offline metrics (local, no API calls)",
+    "judge": f"Claude as judge · {settings.judge_model}",
+    "none": "No metrics (answers only)",
+}
+RESUMABLE = ("cancelled", "interrupted")
+
+
+def show_summary(run_id: int) -> None:
+    """The stored outcome of a finished run: status, metrics, speedup, timings, cost."""
+    try:
+        run = ws.run(run_id)
+    except RagError as exc:
+        st.error(ui.md(str(exc)))
+        ss.pop("run.active_id", None)
+        return
+    s = run.summary or {}
+    t = run.timings or {}
+    n = run.n_questions
+    if run.status == "completed":
+        st.success(f"Run #{run.id} completed: {n} questions in {duration(t.get('total_s'))}"
+                   + (f" · {s.get('errors')} answers failed" if s.get("errors") else "") + ".")
+    elif run.status == "cancelled":
+        st.warning(f"Run #{run.id} was cancelled. Finished answers and scores are kept; resume it to "
+                   "complete the rest.")
+    elif run.status == "interrupted":
+        st.warning(f"Run #{run.id} was interrupted (the app stopped). Finished work is kept; resume it "
+                   "to complete the rest.")
+    elif run.status == "failed":
+        st.error(f"Run #{run.id} failed: {ui.md(s.get('failure') or 'see the server log.')}")
+    else:
+        st.info(f"Run #{run.id} is running in another process (e.g. the command line). Its results "
+                "appear in History when it finishes.")
+        return
+
+    metrics: dict[str, Any] = s.get("metrics") or {}
+    if metrics:
+        cols = st.columns(min(len(metrics), 4))
+        for i, (name, stats) in enumerate(metrics.items()):
+            mean = stats.get("mean")
+            with cols[i % len(cols)]:
+                st.metric(metric_label(name), "—" if mean is None else f"{mean:.2f}", border=True,
+                          help=f"{name}: mean over the questions it could score")
+                st.caption(metric_line(stats))
+    elif run.suite != "none" and run.status == "completed":
+        st.caption("No metric scores were recorded.")
+
+    g = s.get("generation") or {}
+    facts = []
+    line = speedup_line(g)
+    if line:
+        facts.append(f"**Speedup:** {line}")
+    if g.get("sequential_s") is not None and g.get("async_s") is not None:
+        facts.append(f"sequential {duration(g['sequential_s'])} → async {duration(g['async_s'])} "
+                     f"at concurrency {g.get('concurrency')}")
+    facts.append(f"**Time:** retrieval {duration(t.get('retrieval_s'))} · generation "
+                 f"{duration(t.get('generation_s'))} · evaluation {duration(t.get('evaluation_s'))} · "
+                 f"total {duration(t.get('total_s'))}")
+    u = s.get("usage") or {}
+    if u.get("input_tokens") or u.get("output_tokens"):
+        facts.append(f"**Cost:** ≈ ${u.get('cost_usd', 0):.4f} ({u.get('input_tokens', 0):,} input / "
+                     f"{u.get('output_tokens', 0):,} output tokens"
+                     + (", Message Batches price" if u.get("batch_discount") else "") + ")")
+    else:
+        facts.append("**Cost:** none (offline)")
+    j = s.get("judge") or {}
+    if j.get("calls") or j.get("cache_hits"):
+        facts.append(f"**Judge:** {ui.md(j.get('model'))} · {j.get('calls')} calls · "
+                     f"{j.get('cache_hits')} cache hits")
+    st.markdown("  \n".join(facts))
+    if run.backend == "offline" and (g.get("speedup_measured") or 2.0) < 1.5:
+        st.caption("Offline answers are computed on this machine's CPU, so concurrency barely speeds "
+                   "them up; with Claude the requests wait on the network and overlap.")
+
+    row = st.container(horizontal=True)
+    if row.button("Open in History", key="run.open_history", icon=":material/monitoring:"):
+        ss["history.candidate"] = run.id
+        ss["history.run"] = run.id
+        ss["history.timeline_run"] = run.id
+        ss["history.last_tab"] = "Run details"
+        st.switch_page(ui.HISTORY_PAGE)
+    if run.status in RESUMABLE and row.button("Resume", key="run.resume", icon=":material/replay:"):
+        resume(run.id)
+
+
+def resume(run_id: int) -> None:
+    try:
+        rid = ws.resume_run(run_id)
+    except RagError as exc:
+        st.error(ui.md(str(exc)))
+        return
+    ss["run.active_id"] = rid
+    ss.pop("run.refreshed", None)
+    st.rerun()
+
+
+@st.fragment(run_every=1.0)
+def live_progress(run_id: int) -> None:
+    """Polls the run's handle once a second; when it ends, shows the summary and refreshes the app."""
+    p = ws.progress(run_id)
+    if p is None or p.finished:
+        show_summary(run_id)
+        if ss.get("run.refreshed") != run_id:
+            ss["run.refreshed"] = run_id
+            st.rerun(scope="app")
+        return
+    phase = PHASES.get(p.phase, p.phase)
+    text = f"{phase}: {p.done} of {p.total}" if p.total else f"{phase}…"
+    st.progress(min(1.0, p.fraction), text=text)
+    c = st.columns(6)
+    c[0].metric("Done", f"{p.done}/{p.total}" if p.total else "—")
+    c[1].metric("In flight", p.in_flight,
+                help=f"concurrency limit {p.concurrency_limit}" if p.concurrency_limit else None)
+    c[2].metric("Retries", p.retries)
+    c[3].metric("Errors", p.errors)
+    c[4].metric("Elapsed", duration(p.elapsed_s))
+    c[5].metric("ETA", duration(p.eta_s) if p.eta_s is not None else "—")
+    if st.button("Cancel", key="run.cancel", icon=":material/stop_circle:",
+                 help="Stop the run. Finished answers and scores are kept; you can resume later."):
+        ws.cancel_run(run_id)
+        st.toast(f"Cancelling run #{run_id}… finished work is kept.")
+
+
+# --------------------------------------------------------------------------------------------
+st.title("Run an evaluation")
+active = ws.active_run_ids()
+if ss.get("run.active_id") is None and active:
+    ss["run.active_id"] = active[0]  # a run of this process started elsewhere (another tab)
+run_id: int | None = ss.get("run.active_id")
+running = run_id is not None and run_id in active
+
+sets = ui.question_sets()
+docs = ui.documents()
+if not docs:
+    st.warning("No documents are indexed yet — upload policy documents first.", icon=":material/description:")
+    st.page_link(ui.DOCUMENTS_PAGE, label="Go to Documents", icon=":material/arrow_forward:")
+if not sets:
+    st.warning("No question sets yet — create one first.", icon=":material/quiz:")
+    st.page_link(ui.QSETS_PAGE, label="Go to Question sets", icon=":material/arrow_forward:")
+
+with st.container(border=True):
+    left, right = st.columns(2)
+    with left:
+        names = [s.name for s in sets]
+        counts = {s.name: s.n_items for s in sets}
+        ui.ensure_choice("run.set", names, default=SAMPLE_SET_NAME)
+        chosen_set = st.selectbox("Question set", names, key="run.set", persist_state="session",
+                                  disabled=not names)
+        if chosen_set:
+            st.caption(f"{counts.get(chosen_set, 0)} questions")
+        if chosen_set and chosen_set in ss.get("qsets.drafts", {}):
+            st.caption("This set has unsaved edits on the Question sets page; the run uses the saved version.")
+
+        backends = ["offline", "claude"]
+        ui.ensure_choice("run.backend", backends, default=settings.default_backend)
+        if not settings.has_key:
+            ss["run.backend"] = "offline"
+        backend = st.radio(
+            "Answers by", backends, key="run.backend", persist_state="session", disabled=not settings.has_key,
+            format_func=lambda b: "Offline (extractive, no API key)" if b == "offline"
+            else f"Claude · {settings.answer_model}",
+        )
+        if not settings.has_key:
+            st.caption("Claude needs an Anthropic API key: set ANTHROPIC_API_KEY (or add it to "
+                       ".streamlit/secrets.toml) and restart the app.")
+        modes = [m for m in MODES if m != "batch" or backend == "claude"]
+        ui.ensure_choice("run.mode", modes, default="async")
+        mode = st.radio("Execution", modes, key="run.mode", persist_state="session",
+                        format_func=lambda m: MODE_LABELS.get(m, m))
+        if mode == "batch":
+            st.caption("The batch keeps going at Anthropic if you close the app; resume the run to "
+                       "collect its answers.")
+    with right:
+        ss.setdefault("run.concurrency", min(settings.concurrency, 32))
+        concurrency = st.slider("Concurrency", 1, 32, key="run.concurrency", persist_state="session",
+                                disabled=mode in ("sequential", "batch"),
+                                help="Requests in flight at once (async and compare modes).")
+        ss.setdefault("run.top_k", min(settings.top_k, 10))
+        top_k = st.slider("Chunks per question (top-k)", 1, 10, key="run.top_k", persist_state="session")
+        suites = ["offline", "judge", "none"] if settings.has_key else ["offline", "none"]
+        ui.ensure_choice("run.suite", suites, default=default_suite(settings))
+        suite = st.selectbox("Metric suite", suites, key="run.suite", persist_state="session",
+                             format_func=lambda x: SUITE_LABELS.get(x, x))
+        if not settings.has_key:
+            st.caption("Claude-as-judge metrics need an API key.")
+        all_metrics = list(suite_metrics(suite))
+        metrics: list[str] = []
+        judge_repeats, fresh = 1, False
+        if all_metrics:
+            mkey = f"run.metrics.{suite}"
+            ss.setdefault(mkey, all_metrics)
+            ss[mkey] = [m for m in ss[mkey] if m in all_metrics]
+            metrics = st.multiselect("Metrics", all_metrics, key=mkey, persist_state="session",
+                                     format_func=metric_label)
+        if suite == "judge":
+            ss.setdefault("run.judge_repeats", 1)
+            judge_repeats = int(st.number_input("Judge repeats", 1, 5, step=1, key="run.judge_repeats", persist_state="session",
+                                                help="Judge each answer several times; shows mean ± stdev."))
+            fresh = st.checkbox("Fresh judgements (ignore the judge cache)", key="run.fresh", persist_state="session")
+
+    n_questions = counts.get(chosen_set, 0) if chosen_set else 0
+    if backend == "claude" or suite == "judge":
+        est = ws.estimate(n_questions=n_questions, backend=backend, mode=mode, suite=suite,
+                          metrics=metrics or None, top_k=top_k, judge_repeats=judge_repeats)
+        st.info(
+            f"Estimated Claude usage: **{est.calls:,} calls** ({est.answer_calls:,} answers + "
+            f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input / ~{est.output_tokens:,} output "
+            f"tokens · **≈ ${est.cost_usd:.2f}**. An upper estimate: cached judgements cost nothing.",
+            icon=":material/payments:",
+        )
+    else:
+        st.caption(f"Offline run of {n_questions} questions: no API calls, no cost.")
+
+    problem = None
+    if running:
+        problem = f"Run #{run_id} is in progress; wait for it or cancel it."
+    elif not docs:
+        problem = "Index documents first."
+    elif not chosen_set:
+        problem = "Choose a question set."
+    elif all_metrics and not metrics:
+        problem = "Pick at least one metric (or choose 'No metrics')."
+    start = st.button("Start run", key="run.start", type="primary", disabled=problem is not None,
+                      icon=":material/play_arrow:")
+    if problem and not running:
+        st.caption(problem)
+    if start and problem is None and chosen_set:
+        try:
+            new_id = ws.start_run(chosen_set, backend=backend, mode=mode, concurrency=concurrency, top_k=top_k,
+                                  suite=suite, metrics=metrics or None, judge_repeats=judge_repeats, fresh=fresh)
+        except RagError as exc:
+            st.error(ui.md(str(exc)))
+        else:
+            ss["run.active_id"] = new_id
+            ss.pop("run.refreshed", None)
+            st.rerun()
+
+if run_id is not None:
+    st.subheader(f"Run #{run_id}")
+    if running:
+        live_progress(run_id)
+    else:
+        show_summary(run_id)
+
+resumable = [r for r in ui.runs()[:50] if r.status in RESUMABLE and r.id != run_id][:3]
+if resumable:
+    with st.expander(f"Unfinished runs ({len(resumable)})"):
+        for r in resumable:
+            c1, c2 = st.columns([4, 1])
+            c1.markdown(ui.md(f"{ui.run_label(r)} · {r.status}"))
+            if c2.button("Resume", key=f"run.resume.{r.id}"):
+                resume(r.id)

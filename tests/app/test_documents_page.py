@@ -1,0 +1,72 @@
+"""Documents page: upload several files (one bad), list, preview chunks, search, re-index, delete."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from streamlit.testing.v1 import AppTest
+
+from tests.app.conftest import texts
+from tests.conftest import SAMPLE_PDF
+
+PAGE = "pages/documents.py"
+
+
+def _documents_table(at: AppTest) -> pd.DataFrame:
+    return next(df.value for df in at.dataframe if "Document" in df.value.columns)
+
+
+def test_upload_indexes_good_files_and_names_the_bad_one(app, empty_dir: Path) -> None:
+    at = app(empty_dir)
+    uploader = at.file_uploader(key="docs.upload")
+    assert uploader.accept_multiple_files
+    assert set(uploader.allowed_type) >= {".pdf", ".txt", ".md"}
+    uploader.upload(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes(), "application/pdf")
+    uploader.upload("broken.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf")
+    uploader.upload("notes.md", b"# Remote work\n\nStaff may work from home two days a week.\n", "text/markdown")
+    at.run()
+    at.button(key="docs.index").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "broken" in errors[0]
+    successes = " ".join(texts(at, "success"))
+    assert "northwind" in successes and "notes" in successes
+
+    table = _documents_table(at)
+    assert sorted(table["Document"]) == ["northwind_staff_handbook.pdf", "notes.md"]
+    pdf_row = table[table["Document"] == "northwind_staff_handbook.pdf"].iloc[0]
+    assert pdf_row["Pages"] == 13 and pdf_row["Chunks"] > 10
+
+
+def test_chunk_preview_shows_pages(app, indexed_dir: Path) -> None:
+    at = app(indexed_dir)
+    chunks = next(df.value for df in at.dataframe if "Text" in df.value.columns)
+    assert len(chunks) > 10
+    assert chunks["Page"].min() == 1 and chunks["Page"].max() > 5
+    assert chunks["Text"].str.len().min() > 0
+
+
+def test_search_the_index_shows_chunks_and_scores(app, indexed_dir: Path) -> None:
+    at = app(indexed_dir)
+    at.text_input(key="docs.search_query").input("How many holiday days can I carry over?").run()
+    assert not at.exception
+    headers = [m for m in texts(at, "markdown") if "score" in m]
+    assert len(headers) == at.slider(key="docs.search_k").value == 4
+    assert all("northwind" in h and "page" in h for h in headers)
+    assert any("carr" in m.lower() for m in texts(at, "markdown"))  # the carry-over chunk is shown
+
+
+def test_reindex_and_delete_with_confirmation(app, indexed_dir: Path) -> None:
+    at = app(indexed_dir)
+    at.button(key="docs.reindex").click().run()
+    assert any("Re-indexed" in t for t in texts(at, "success"))
+
+    at.button(key="docs.delete").click().run()
+    assert any("Delete" in t for t in texts(at, "warning"))
+    assert len(_documents_table(at)) == 1  # nothing deleted before confirming
+    at.button(key="docs.delete_confirm").click().run()
+    assert not at.exception
+    assert any("Deleted" in t for t in texts(at, "success"))
+    assert any("No documents indexed yet" in t for t in texts(at, "info"))
