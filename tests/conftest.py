@@ -35,3 +35,10 @@ def settings(data_dir: Path):
     from rag_core.settings import Settings
 
     return Settings.load(env={"RAG_DATA_DIR": str(data_dir)}, secrets_path=data_dir / "none.toml")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run real-browser tests last: Playwright's sync API keeps an asyncio loop marked as running
+    in the main thread while its session fixture lives, which breaks tests that start their own
+    loop (the engine's "notebook" test, ``anyio.run`` twins)."""
+    items.sort(key=lambda item: "tests/e2e/" in item.nodeid.replace("\\", "/"))

@@ -277,7 +277,8 @@ def test_cancel_keeps_finished_results_and_unstarted_never_start(engine: Engine,
         assert len(unstarted) >= 15 and all(r.started_at is None for r in unstarted)
         assert all(r.error == "Cancelled before it started." for r in unstarted)
         started = sum(1 for r in results if r.attempts > 0)
-        assert srv.count == seen_at_cancel == started  # nothing reached the server after cancel
+        # nothing reached the server after cancel; a request cancelled on its way out may never arrive
+        assert srv.count == seen_at_cancel <= started
         assert h.results() == results  # finished results are kept
 
 
