@@ -29,9 +29,9 @@ from rag_core.settings import Settings
 log = logging.getLogger(__name__)
 
 Backend = Literal["offline", "claude"]
-Mode = Literal["sequential", "async", "compare"]
+Mode = Literal["sequential", "async", "compare", "batch"]
 BACKENDS: tuple[str, ...] = ("offline", "claude")
-MODES: tuple[str, ...] = ("sequential", "async", "compare")
+MODES: tuple[str, ...] = ("sequential", "async", "compare", "batch")
 SUITES: tuple[str, ...] = ("offline", "judge", "none")
 
 
@@ -44,7 +44,8 @@ class RunRequest:
     backend: str = "offline"
     """``"offline"`` (extractive, no key) or ``"claude"``."""
     mode: str = "async"
-    """``"sequential"`` (concurrency 1), ``"async"`` (concurrency N) or ``"compare"`` (both)."""
+    """``"sequential"`` (concurrency 1), ``"async"`` (concurrency N), ``"compare"`` (both) or
+    ``"batch"`` (Anthropic Message Batches, half price, Claude only: see :mod:`rag_core.batches`)."""
     concurrency: int = 8
     """Requests in flight at once in async mode."""
     top_k: int = 4
@@ -70,6 +71,9 @@ class RunRequest:
             raise InputError(f"Unknown mode {self.mode!r}: choose one of {', '.join(MODES)}.")
         if self.suite not in SUITES:
             raise InputError(f"Unknown metric suite {self.suite!r}: choose one of {', '.join(SUITES)}.")
+        if self.mode == "batch" and self.backend != "claude":
+            raise InputError("Batch mode sends the questions to Anthropic's Message Batches API: choose "
+                             "the Claude backend, or another mode for the offline backend.")
         if not 1 <= self.concurrency <= 256:
             raise InputError("Concurrency must be between 1 and 256.")
         if not 1 <= self.top_k <= 50:
@@ -104,9 +108,10 @@ class RunProgress:
 
     run_id: int
     phase: str
-    """``"retrieval"``, ``"generation-sequential"``, ``"generation"``, ``"evaluation"``, ``"done"``."""
+    """``"retrieval"``, ``"generation-sequential"``, ``"generation"``, ``"evaluation"``, ``"done"``;
+    batch mode: ``"batch-submit"``, ``"batch-wait"``, ``"batch-collect"`` instead of generation."""
     status: str
-    """``"running"``, ``"completed"``, ``"cancelled"`` or ``"failed"``."""
+    """``"running"``, ``"completed"``, ``"cancelled"``, ``"failed"`` or (batch mode) ``"interrupted"``."""
     done: int = 0
     total: int = 0
     in_flight: int = 0
@@ -341,6 +346,8 @@ def _coordinate(handle: RunHandle, req: RunRequest, settings: Settings, store: H
             timings["generation_s"] = time.perf_counter() - t
             if gen == "cancelled":
                 status = "cancelled"
+            elif gen == "interrupted":  # batch mode: stopped waiting, the batch goes on at Anthropic
+                status = "interrupted"
 
         # ---- phase 2: evaluation ----------------------------------------------------------
         judge: dict[str, Any] = {"suite": req.suite, "model": None, "calls": 0, "cache_hits": 0,
@@ -387,6 +394,8 @@ def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
               engine: Engine, answerer: Any, todo: list[int], contexts: list[list[ScoredChunk]],
               answers: dict[int, Answer], gen_info: dict[str, Any]) -> str:
     """Run generation in the requested mode; store each answer as it arrives."""
+    if req.mode == "batch":
+        return _generate_batch(handle, req, settings, store, answerer, todo, contexts, answers, gen_info)
     run_id = handle.run_id
 
     def jobs() -> list[Callable[[], Any]]:
@@ -450,6 +459,27 @@ def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
     elif req.mode == "sequential":
         gen_info["speedup_estimated"] = 1.0
     return "cancelled" if handle.cancelled else "ok"
+
+
+def _generate_batch(handle: RunHandle, req: RunRequest, settings: Settings, store: HistoryStore,
+                    answerer: Any, todo: list[int], contexts: list[list[ScoredChunk]],
+                    answers: dict[int, Answer], gen_info: dict[str, Any]) -> str:
+    """Batch mode (issue 6): one Message Batch, polled from this coordinator thread with the sync
+    client (see :mod:`rag_core.batches` for why). Returns ``"ok"``, ``"cancelled"`` or
+    ``"interrupted"`` (deadline passed / API unreachable: the batch goes on, resume collects it)."""
+    from rag_core.batches import BatchProgress, run_batch_generation
+
+    tracker = BatchProgress(len(todo))
+    handle._set(phase="batch-submit", handle=tracker)
+    out = run_batch_generation(
+        run_id=handle.run_id, store=store, settings=settings, answerer=answerer,
+        questions=[it.question for it in req.items], todo=todo, contexts=contexts, answers=answers,
+        stop=handle._cancel, tracker=tracker, on_phase=lambda p: handle._set(phase=p),
+    )
+    gen_info.update(out.generation_info())
+    if out.message:
+        handle._set(message=out.message)
+    return out.status
 
 
 def _timings(results: Sequence[ItemResult], todo: list[int], phase: str, labels: list[str]
@@ -529,12 +559,19 @@ def build_summary(store: HistoryStore, run_id: int, settings: Settings, generati
     tokens_out = sum(r.output_tokens for r in results)
     cost = sum(settings.cost_usd(r.model, r.input_tokens, r.output_tokens)
                for r in results if r.model and r.model.startswith("claude"))
+    usage: dict[str, Any] = {"input_tokens": tokens_in, "output_tokens": tokens_out}
+    if store.get_run(run_id).mode == "batch":  # Message Batches cost half (rag_core.batches)
+        from rag_core.batches import BATCH_DISCOUNT
+
+        cost *= BATCH_DISCOUNT
+        usage["batch_discount"] = BATCH_DISCOUNT
+    usage["cost_usd"] = round(cost, 6)
     return {
         "n_questions": len(results),
         "errors": sum(1 for r in results if r.error is not None),
         "generation": generation,
         "metrics": summarize([r.scores for r in results]),
-        "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out, "cost_usd": round(cost, 6)},
+        "usage": usage,
         "judge": judge,
     }
 

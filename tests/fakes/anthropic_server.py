@@ -25,6 +25,18 @@ What it does
   (an int, or ``requests_remaining(n) -> int|None``).
 - Errors use Anthropic's error JSON shape ``{"type": "error", "error": {"type", "message"}}``.
 - ``GET /_fake/stats`` returns the counters as JSON (for a server run in another process).
+- Message Batches (:class:`_Batch`): ``POST /v1/messages/batches`` accepts ``{"requests": [{custom_id,
+  params}]}`` and returns a ``MessageBatch`` (``msgbatch_…``, ``in_progress``); ``GET
+  /v1/messages/batches/{id}`` reports ``ended`` ``batch_latency`` seconds after creation (with
+  ``request_counts`` and an absolute ``results_url``); ``GET …/{id}/results`` streams JSONL lines
+  ``{custom_id, result}`` in a shuffled order, answering ``succeeded`` requests with the same
+  responder as ``/v1/messages`` (``batch_error_rate``/``batch_expired_rate`` inject ``errored`` /
+  ``expired`` results); ``POST …/{id}/cancel`` cancels: requests not finished by then (request *i*
+  of *n* finishes at ``created + batch_latency·(i+1)/n``) come back ``canceled``, and the batch is
+  ``canceling`` for ``batch_cancel_latency`` s, then ``ended``. Batches live in the server
+  object's memory (the standalone process keeps them for its lifetime, so a restarted client can
+  resume). ``batch_faults={"retrieve": {1: "529"}}`` fails the n-th (0-based) call of an operation
+  (``create``, ``retrieve``, ``results``, ``cancel``). Counters: ``batch_calls`` (per operation).
 
 Bounds: at most ``max_requests`` requests are served (later ones get 503), a hang lasts at most
 ``hang_s`` seconds (and ends when the client disconnects), the request log keeps at most
@@ -32,8 +44,9 @@ Bounds: at most ``max_requests`` requests are served (later ones get 503), a han
 
 Run standalone (the CLI tests use this)::
 
-    python -m tests.fakes.anthropic_server --port 0 --latency 1
+    python -m tests.fakes.anthropic_server --port 0 --latency 1 [--ragas] [--batch-latency 5]
     # prints "READY http://127.0.0.1:PORT" on one line, then serves until killed
+    # --ragas answers RAGAS judge (tool) calls too (tests.fakes.ragas_responder.RagasResponder)
 """
 
 from __future__ import annotations
@@ -49,8 +62,10 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -81,6 +96,9 @@ _ERROR_MESSAGES = {
     503: "The stand-in served its maximum number of requests.",
     529: "Overloaded",
 }
+_CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+BATCH_OPS = ("create", "retrieve", "results", "cancel")
+"""Message Batches operations (keys of ``batch_calls`` and ``batch_faults``)."""
 _CHUNK_RE = re.compile(r'<chunk\b[^>]*?source="([^"]*)"[^>]*?page="([^"]*)"[^>]*>(.*?)</chunk>', re.S)
 
 
@@ -158,6 +176,69 @@ class RequestLog:
     """Whether a key was sent (``x-api-key`` or ``Authorization: Bearer``); never the value."""
 
 
+@dataclass
+class _Batch:
+    """One Message Batch held by the stand-in."""
+
+    id: str
+    created: float
+    """Epoch seconds."""
+    latency: float
+    """Seconds from creation until processing ends (unless cancelled)."""
+    requests: list[tuple[str, dict[str, Any]]]
+    """``(custom_id, params)`` in submission order."""
+    planned: list[str]
+    """Outcome per request if not cancelled: ``"succeeded"``, ``"errored"`` or ``"expired"``."""
+    cancel_at: float | None = None
+    cancel_latency: float = 0.0
+    results: list[dict[str, Any]] | None = None
+    """JSONL lines, built on the first results read (then served identically)."""
+
+    def finish_time(self, i: int) -> float:
+        return self.created + self.latency * (i + 1) / len(self.requests)
+
+    def ended_at(self) -> float:
+        end = self.created + self.latency
+        if self.cancel_at is not None:
+            end = min(end, self.cancel_at + self.cancel_latency)
+        return end
+
+    def outcome(self, i: int) -> str:
+        if self.cancel_at is not None and self.finish_time(i) > self.cancel_at:
+            return "canceled"
+        return self.planned[i]
+
+    def status(self, now: float) -> str:
+        if now >= self.ended_at():
+            return "ended"
+        return "canceling" if self.cancel_at is not None else "in_progress"
+
+    def to_json(self, now: float, base_url: str) -> dict[str, Any]:
+        st = self.status(now)
+        counts = {"processing": 0, "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if st == "ended":
+            for i in range(len(self.requests)):
+                counts[self.outcome(i)] += 1
+        else:
+            counts["processing"] = len(self.requests)
+        return {
+            "id": self.id,
+            "type": "message_batch",
+            "processing_status": st,
+            "request_counts": counts,
+            "created_at": _iso(self.created),
+            "expires_at": _iso(self.created + 24 * 3600),
+            "ended_at": _iso(self.ended_at()) if st == "ended" else None,
+            "cancel_initiated_at": _iso(self.cancel_at) if self.cancel_at is not None else None,
+            "archived_at": None,
+            "results_url": f"{base_url}/v1/messages/batches/{self.id}/results" if st == "ended" else None,
+        }
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
 def default_responder(body: dict[str, Any]) -> str:
     """Answer from the prompt: first sentence of the first chunk + citation, else NOT_COVERED."""
     text = _last_user_text(body)
@@ -212,10 +293,19 @@ class FakeAnthropic:
         max_requests: int = 100_000,
         max_concurrent: int | None = None,
         port: int = 0,
+        batch_latency: float = 1.0,
+        batch_cancel_latency: float = 0.2,
+        batch_error_rate: float = 0.0,
+        batch_expired_rate: float = 0.0,
+        batch_faults: Mapping[str, Mapping[int, str]] | None = None,
+        batch_seed: int = 0,
+        max_batches: int = 1000,
     ) -> None:
         """``api_key``: when set, other keys get 401. ``error_latency``: delay before error replies.
         ``max_concurrent``: a load-driven rate limit — a request arriving while this many are
-        already in flight gets 429 (with the plan's ``retry_after``), like a real concurrency cap."""
+        already in flight gets 429 (with the plan's ``retry_after``), like a real concurrency cap.
+        ``batch_*``: Message Batches behaviour (see the module docstring); at most ``max_batches``
+        batches are kept (later creates get 429)."""
         self.latency = latency
         self.faults = faults or FaultPlan()
         self.responder = responder or default_responder
@@ -236,6 +326,19 @@ class FakeAnthropic:
         self._runner: web.AppRunner | None = None
         self._stop: asyncio.Event | None = None
         self.port = 0
+        self.batch_latency = float(batch_latency)
+        self.batch_cancel_latency = float(batch_cancel_latency)
+        self.batch_error_rate = float(batch_error_rate)
+        self.batch_expired_rate = float(batch_expired_rate)
+        self.batch_faults = {op: dict(v) for op, v in (batch_faults or {}).items()}
+        bad = [op for op in self.batch_faults if op not in BATCH_OPS]
+        if bad:
+            raise ValueError(f"unknown batch operation(s) {bad}; expected one of {BATCH_OPS}")
+        self.max_batches = int(max_batches)
+        self._batch_rng = random.Random(batch_seed)
+        self._batches: dict[str, _Batch] = {}
+        self._batch_calls: dict[str, int] = dict.fromkeys(BATCH_OPS, 0)
+        self._batch_msg_n = 0
 
     # --- public -----------------------------------------------------------------------------
     @property
@@ -263,6 +366,22 @@ class FakeAnthropic:
         with self._lock:
             return [RequestLog(**asdict(r)) for r in self._log]
 
+    @property
+    def batch_calls(self) -> dict[str, int]:
+        """Message Batches calls received so far, per operation (``create``, ``retrieve``, …)."""
+        with self._lock:
+            return dict(self._batch_calls)
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """A stored batch as the API would return it (KeyError when unknown)."""
+        with self._lock:
+            return self._batches[batch_id].to_json(time.time(), self.base_url)
+
+    def batch_requests(self, batch_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """The ``(custom_id, params)`` a batch was created with (KeyError when unknown)."""
+        with self._lock:
+            return list(self._batches[batch_id].requests)
+
     def stats(self) -> dict[str, Any]:
         """Counters as plain data (what ``GET /_fake/stats`` returns)."""
         with self._lock:
@@ -274,6 +393,8 @@ class FakeAnthropic:
                 "in_flight": self._in_flight,
                 "peak_concurrency": self._peak,
                 "by_fault": by_fault,
+                "batch_calls": dict(self._batch_calls),
+                "batches": len(self._batches),
             }
 
     def reset_stats(self) -> None:
@@ -327,6 +448,10 @@ class FakeAnthropic:
         self._stop = asyncio.Event()
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/batches", self._batch_create)
+        app.router.add_get("/v1/messages/batches/{batch_id}", self._batch_retrieve)
+        app.router.add_get("/v1/messages/batches/{batch_id}/results", self._batch_results)
+        app.router.add_post("/v1/messages/batches/{batch_id}/cancel", self._batch_cancel)
         app.router.add_get("/_fake/stats", self._stats)
         runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await runner.setup()
@@ -399,6 +524,152 @@ class FakeAnthropic:
             entry.end = time.time()
             with self._lock:
                 self._in_flight -= 1
+
+    # --- Message Batches ------------------------------------------------------------------------
+    def _batch_gate(self, request: web.Request, op: str) -> web.Response | None:
+        """Count the call; the error response for a key mismatch or a planned fault, else None."""
+        with self._lock:
+            k = self._batch_calls[op]
+            self._batch_calls[op] = k + 1
+        headers = {"request-id": f"req_fake_batch_{op}_{k:06d}"}
+        if self.api_key is not None and _key_of(request) != self.api_key:
+            return self._error(401, headers)
+        fault = self.batch_faults.get(op, {}).get(k)
+        if fault is not None and fault != "ok":
+            if fault == "429" and self.faults.retry_after is not None:
+                headers["retry-after"] = _fmt_seconds(self.faults.retry_after)
+            return self._error(int(fault), headers)
+        return None
+
+    @staticmethod
+    def _invalid(message: str) -> web.Response:
+        payload = {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        return web.json_response(payload, status=400)
+
+    @staticmethod
+    def _batch_missing(batch_id: str) -> web.Response:
+        payload = {"type": "error", "error": {"type": "not_found_error",
+                                              "message": f"message batch {batch_id} not found"}}
+        return web.json_response(payload, status=404)
+
+    async def _batch_create(self, request: web.Request) -> web.Response:
+        denied = self._batch_gate(request, "create")
+        if denied is not None:
+            return denied
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return self._invalid("The request body is not valid JSON.")
+        reqs = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(reqs, list) or not reqs:
+            return self._invalid("requests: must be a non-empty list.")
+        if len(reqs) > 100_000:
+            return self._invalid("requests: at most 100000 requests per batch.")
+        parsed: list[tuple[str, dict[str, Any]]] = []
+        seen: set[str] = set()
+        for n, item in enumerate(reqs):
+            cid = item.get("custom_id") if isinstance(item, dict) else None
+            params = item.get("params") if isinstance(item, dict) else None
+            if not isinstance(cid, str) or not _CUSTOM_ID_RE.match(cid):
+                return self._invalid(f"requests.{n}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$.")
+            if cid in seen:
+                return self._invalid(f"requests.{n}.custom_id: duplicate custom_id {cid!r}.")
+            if not isinstance(params, dict) or not params.get("model") or not isinstance(
+                params.get("messages"), list
+            ) or not isinstance(params.get("max_tokens"), int):
+                return self._invalid(f"requests.{n}.params: model, max_tokens and messages are required.")
+            seen.add(cid)
+            parsed.append((cid, params))
+        with self._lock:
+            if len(self._batches) >= self.max_batches:
+                return self._error(429, {"request-id": "req_fake_batch_full"})
+            planned = []
+            for _ in parsed:
+                draw = self._batch_rng.random()
+                if draw < self.batch_error_rate:
+                    planned.append("errored")
+                elif draw < self.batch_error_rate + self.batch_expired_rate:
+                    planned.append("expired")
+                else:
+                    planned.append("succeeded")
+            batch = _Batch(
+                id=f"msgbatch_fake_{uuid.uuid4().hex[:20]}",
+                created=time.time(),
+                latency=self.batch_latency,
+                requests=parsed,
+                planned=planned,
+                cancel_latency=self.batch_cancel_latency,
+            )
+            self._batches[batch.id] = batch
+            payload = batch.to_json(time.time(), self.base_url)
+        return web.json_response(payload)
+
+    async def _batch_retrieve(self, request: web.Request) -> web.Response:
+        denied = self._batch_gate(request, "retrieve")
+        if denied is not None:
+            return denied
+        batch_id = request.match_info["batch_id"]
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return self._batch_missing(batch_id)
+            return web.json_response(batch.to_json(time.time(), self.base_url))
+
+    async def _batch_cancel(self, request: web.Request) -> web.Response:
+        denied = self._batch_gate(request, "cancel")
+        if denied is not None:
+            return denied
+        batch_id = request.match_info["batch_id"]
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return self._batch_missing(batch_id)
+            now = time.time()
+            if batch.cancel_at is None and batch.status(now) != "ended":
+                batch.cancel_at = now
+            return web.json_response(batch.to_json(now, self.base_url))
+
+    async def _batch_results(self, request: web.Request) -> web.StreamResponse:
+        denied = self._batch_gate(request, "results")
+        if denied is not None:
+            return denied
+        batch_id = request.match_info["batch_id"]
+        with self._lock:
+            batch = self._batches.get(batch_id)
+            if batch is None:
+                return self._batch_missing(batch_id)
+            if batch.status(time.time()) != "ended":
+                return self._invalid(f"Message batch {batch_id} has not ended yet; its results are not ready.")
+            lines = batch.results
+        if lines is None:
+            lines = []
+            for i, (cid, params) in enumerate(batch.requests):
+                kind = batch.outcome(i)
+                if kind == "succeeded":
+                    with self._lock:
+                        n = self._batch_msg_n
+                        self._batch_msg_n += 1
+                    result: dict[str, Any] = {"type": "succeeded", "message": await self._message(n, params)}
+                    result["message"]["id"] = f"msg_fake_batch_{n:06d}"
+                elif kind == "errored":
+                    result = {"type": "errored", "error": {
+                        "type": "error", "request_id": None,
+                        "error": {"type": "api_error", "message": "Internal server error."},
+                    }}
+                else:
+                    result = {"type": kind}
+                lines.append({"custom_id": cid, "result": result})
+            random.Random(batch_id).shuffle(lines)  # the API promises no order (seeded: reproducible)
+            with self._lock:
+                if batch.results is None:
+                    batch.results = lines
+                lines = batch.results
+        resp = web.StreamResponse(status=200, headers={"content-type": "application/x-jsonl"})
+        await resp.prepare(request)
+        for k in range(0, len(lines), 200):
+            await resp.write("".join(json.dumps(x) + "\n" for x in lines[k:k + 200]).encode())
+        await resp.write_eof()
+        return resp
 
     async def _sleep_latency(self, n: int) -> None:
         delay = self.latency(n) if callable(self.latency) else self.latency
@@ -506,7 +777,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=100_000)
     p.add_argument("--max-concurrent", type=int, default=None, help="429 when more are in flight")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
+    p.add_argument("--ragas", action="store_true",
+                   help="answer RAGAS judge (tool) calls too (tests.fakes.ragas_responder.RagasResponder)")
+    p.add_argument("--batch-latency", type=float, default=1.0, help="seconds until a message batch ends")
+    p.add_argument("--batch-cancel-latency", type=float, default=0.2)
+    p.add_argument("--batch-error-rate", type=float, default=0.0, help="share of 'errored' batch results")
+    p.add_argument("--batch-expired-rate", type=float, default=0.0, help="share of 'expired' batch results")
     args = p.parse_args(argv)
+    responder = None
+    if args.ragas:
+        from tests.fakes.ragas_responder import RagasResponder
+
+        responder = RagasResponder()
     plan = FaultPlan(
         schedule=_parse_schedule(args.schedule),
         rate_401=args.rate_401,
@@ -527,6 +809,12 @@ def main(argv: list[str] | None = None) -> int:
         max_requests=args.max_requests,
         max_concurrent=args.max_concurrent,
         port=args.port,
+        responder=responder,
+        batch_latency=args.batch_latency,
+        batch_cancel_latency=args.batch_cancel_latency,
+        batch_error_rate=args.batch_error_rate,
+        batch_expired_rate=args.batch_expired_rate,
+        batch_seed=args.seed,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
