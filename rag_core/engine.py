@@ -18,9 +18,12 @@ Two ways in, both usable from any thread that is *not* the loop thread:
 
 The batch runner
 - At most ``policy.concurrency`` jobs run at once (an :class:`anyio.CapacityLimiter`). With
-  ``policy.adaptive`` the limit follows AIMD: a :class:`~rag_core.errors.RateLimitError` halves it
-  (never below 1, at most once per :data:`AIMD_DECREASE_WINDOW_S`, and not for a request sent
-  before the last cut — it reflects the old limit), and every ``limit`` successes
+  ``policy.adaptive`` the limit follows AIMD: *repeated* :class:`~rag_core.errors.RateLimitError`
+  s halve it — at least :data:`AIMD_MIN_429` and :data:`AIMD_429_RATE` of the last
+  :data:`AIMD_OUTCOME_WINDOW` outcomes (a stray 429 is just retried; cutting on each one kept a
+  5%-random-429 load at a quarter of its throughput) — never below 1, at most once per
+  :data:`AIMD_DECREASE_WINDOW_S`, and not for a request sent before the last cut (it reflects
+  the old limit); every ``limit`` successes
   raise it by one, back up to the cap. A server hint ``requests_remaining`` (an attribute of the
   job's value or error, or :func:`report_requests_remaining` called inside the job) caps it too.
 - Each attempt runs under ``policy.timeout_s`` (→ :class:`~rag_core.errors.RequestTimeoutError`).
@@ -42,6 +45,7 @@ The batch runner
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import contextvars
 import copy
@@ -96,6 +100,12 @@ DEFAULT_RETRY_AFTER_CAP_S = 20.0
 """Longest server-requested ``retry-after`` we honour."""
 AIMD_DECREASE_WINDOW_S = 1.0
 """The concurrency limit is halved at most once per this many seconds."""
+AIMD_OUTCOME_WINDOW = 100
+"""How many recent outcomes (success or 429) decide whether 429s are "repeated"."""
+AIMD_429_RATE = 0.10
+"""Share of 429s among recent outcomes that counts as being rate limited."""
+AIMD_MIN_429 = 3
+"""Fewest 429s among recent outcomes before the limit is lowered."""
 LOOP_THREAD_NAME = "rag-engine-loop"
 """Name of the engine's event-loop thread (handy in logs and debuggers)."""
 
@@ -293,6 +303,7 @@ class BatchHandle(Generic[T]):
         self._deadline: float | None = None
         self._successes = 0
         self._last_decrease = -math.inf
+        self._recent: collections.deque[bool] = collections.deque(maxlen=AIMD_OUTCOME_WINDOW)
         self._ceiling = policy.concurrency
 
     # --- public, any thread ------------------------------------------------------------------
@@ -574,16 +585,22 @@ class BatchHandle(Generic[T]):
         or after this request was sent (it reflects the old limit; like TCP, one cut per flight)."""
         if not self._policy.adaptive:
             return
+        self._recent.append(True)
+        n429 = sum(self._recent)
+        if n429 < max(AIMD_MIN_429, AIMD_429_RATE * len(self._recent)):
+            return  # a stray 429: the retry handles it
         now = time.perf_counter()
         if now - self._last_decrease < AIMD_DECREASE_WINDOW_S or sent_at < self._last_decrease:
             return
         self._last_decrease = now
         self._successes = 0
+        self._recent.clear()  # the next cut needs fresh evidence at the new limit
         self._set_limit(self._limit // 2)
 
     def _aimd_success(self) -> None:
         if not self._policy.adaptive:
             return
+        self._recent.append(False)
         self._successes += 1
         if self._limit < self._ceiling and self._successes >= self._limit:
             self._successes = 0
