@@ -575,7 +575,8 @@ class HistoryStore:
     ) -> None:
         """Change a run. Arguments left ``None`` are unchanged; dicts given *replace* the stored ones.
 
-        ``finished=True`` stamps ``finished_at`` with the current time. Raises
+        ``finished=True`` stamps ``finished_at`` with the current time. Setting ``status="running"``
+        (resume) makes this process the run's owner, so others do not mark it interrupted. Raises
         :class:`StorageError` for an unknown status, a missing run, or a dict holding a secret.
         """
         sets: list[str] = []
@@ -587,6 +588,9 @@ class HistoryStore:
                 )
             sets.append("status = ?")
             params.append(status)
+            if status == "running":  # a resumed run now belongs to the process resuming it
+                sets.append("owner = ?")
+                params.append(self._owner)
         for column, value in (("timings", timings), ("summary", summary), ("config", config)):
             if value is not None:
                 sets.append(f"{column} = ?")
