@@ -97,6 +97,9 @@ def show_summary(run_id: int) -> None:
     line = speedup_line(g)
     if line:
         facts.append(f"**Speedup:** {line}")
+        if run.backend == "offline" and run.mode != "sequential":
+            facts.append("(offline answers are computed on this machine's CPU, so concurrency cannot "
+                         "speed them up; the speedup is about Claude's network-bound requests)")
     if g.get("sequential_s") is not None and g.get("async_s") is not None:
         facts.append(f"sequential {duration(g['sequential_s'])} → async {duration(g['async_s'])} "
                      f"at concurrency {g.get('concurrency')}")
@@ -173,8 +176,10 @@ st.title("Run an evaluation")
 active = ws.active_run_ids()
 if ss.get("run.active_id") is None and active:
     ss["run.active_id"] = active[0]  # a run of this process started elsewhere (another tab)
+    ss["run.adopted_id"] = active[0]  # shown here, but it must not stop this session starting its own
 run_id: int | None = ss.get("run.active_id")
 running = run_id is not None and run_id in active
+adopted = running and run_id == ss.get("run.adopted_id")  # e.g. another analyst's run on this server
 
 sets = ui.question_sets()
 docs = ui.documents()
@@ -259,7 +264,7 @@ with st.container(border=True):
         st.caption(f"Offline run of {n_questions} questions: no API calls, no cost.")
 
     problem = None
-    if running:
+    if running and not adopted:
         problem = f"Run #{run_id} is in progress; wait for it or cancel it."
     elif not docs:
         problem = "Index documents first."
@@ -284,6 +289,8 @@ with st.container(border=True):
 
 if run_id is not None:
     st.subheader(f"Run #{run_id}")
+    if adopted:
+        st.caption("Started in another browser session. You can start your own run above; both run at once.")
     if running:
         live_progress(run_id)
     else:
