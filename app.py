@@ -30,6 +30,17 @@ if intended:  # a deep link that arrived before the router ran (see ui.ensure_ro
 
 ws = ui.workspace()
 settings = ws.settings
+
+
+@st.fragment(run_every=2.0)
+def active_runs_panel() -> None:
+    """Runs of this server in progress; refreshes itself, so a finished run drops off."""
+    for run_id in ws.active_run_ids():
+        p = ws.progress(run_id)
+        detail = f" · {p.done}/{p.total}" if p is not None and p.total else ""
+        st.page_link(run_page, label=f"Run #{run_id} running{detail}", icon=":material/progress_activity:")
+
+
 with st.sidebar:
     st.markdown("### HR Policy RAG Evaluation")
     if settings.has_key:
@@ -40,10 +51,7 @@ with st.sidebar:
         st.caption("API key: not set — answers and metrics run locally. Set ANTHROPIC_API_KEY to use Claude.")
     st.caption(f"Data: {ui.md(settings.data_dir)}")
 
-    for run_id in ws.active_run_ids():
-        p = ws.progress(run_id)
-        detail = f" · {p.phase} {p.done}/{p.total}" if p is not None and p.total else ""
-        st.page_link(run_page, label=f"Run #{run_id} in progress{detail}", icon=":material/progress_activity:")
+    active_runs_panel()
 
     if not ui.documents():
         st.info("First step: upload your policy documents (or index the sample handbook) on the "

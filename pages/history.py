@@ -267,14 +267,17 @@ with details_tab:
                        f"{r.input_tokens:,} input / {r.output_tokens:,} output tokens · model {ui.md(r.model or '—')}")
         if r.scores:
             st.markdown("**Metrics**")
+            table = pd.DataFrame({
+                "Metric": list(r.scores),
+                "Value": pd.Series([sc.value for sc in r.scores.values()], dtype=float),
+                "± stdev": pd.Series([sc.stdev for sc in r.scores.values()], dtype=float),
+                "Reason or error": [sc.reason or sc.error or "" for sc in r.scores.values()],
+                "Cached": [sc.cached for sc in r.scores.values()],
+            })
+            if table["± stdev"].isna().all():  # judged once: no spread to show
+                table = table.drop(columns="± stdev")
             st.dataframe(
-                pd.DataFrame({
-                    "Metric": list(r.scores),
-                    "Value": pd.Series([sc.value for sc in r.scores.values()], dtype=float),
-                    "± stdev": pd.Series([sc.stdev for sc in r.scores.values()], dtype=float),
-                    "Reason or error": [sc.reason or sc.error or "" for sc in r.scores.values()],
-                    "Cached": [sc.cached for sc in r.scores.values()],
-                }),
+                table,
                 hide_index=True, width="stretch", key="history.scores",
                 column_config={
                     "Value": st.column_config.NumberColumn(format="%.3f"),

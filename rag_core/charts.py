@@ -206,7 +206,8 @@ def _safe(text: Any, limit: int = 200, width: int = 60) -> str:
     if len(s) > limit:
         s = s[: limit - 1].rstrip() + "…"
     lines = textwrap.wrap(s, width=width) or [""]
-    return "<br>".join(html.escape(line, quote=True) for line in lines)
+    # quote=False: Plotly's pseudo-HTML does not decode &quot;, and quotes cannot open a tag.
+    return "<br>".join(html.escape(line, quote=False) for line in lines)
 
 
 def _fmt(value: Any, digits: int = 2, unit: str = "") -> str:

@@ -356,12 +356,6 @@ def _hover_heatmap_first_row(page: Any) -> str:
     return hover.text_content() or ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rag_core/charts.py _safe() uses html.escape(quote=True); Plotly's pseudo-HTML does not "
-    "decode &quot;, so a question with a double quote shows '&quot;' in hover and tick text. "
-    "Fix: html.escape(line, quote=False). Remove this marker then (strict: an XPASS fails).",
-)
 def test_chart_hover_shows_double_quotes_not_entities(page, guarded, hostile):
     page.goto(hostile["server"].url)
     wait_for_app(page)
