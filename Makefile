@@ -47,10 +47,12 @@ format: $(VENV)/.dev-installed
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: $(VENV)/.runtime-installed
+bench: $(VENV)/.dev-installed
 	$(PY) bench/ingest.py
 	$(PY) bench/speedup.py
 	$(PY) bench/evaluate.py
+	$(PY) bench/load.py
+	$(PY) bench/ui.py
 
 sample-pdf: $(VENV)/.runtime-installed
 	$(PY) scripts/build_sample_pdf.py
