@@ -16,12 +16,11 @@ from datetime import datetime
 from pathlib import Path
 
 import chromadb
-import numpy as np
 import pytest
 
 import rag_core.index as index_module
 from rag_core.documents import parse_document
-from rag_core.embeddings import MiniLMEmbeddingFunction, get_embedder
+from rag_core.embeddings import MiniLMEmbeddingFunction
 from rag_core.errors import IngestError, RetrievalError
 from rag_core.index import PolicyIndex
 from rag_core.models import ParsedDocument
@@ -35,6 +34,7 @@ from tests.fixtures.chroma_server import (  # noqa: F401  (the fixture `chroma_s
     unique_collection,
 )
 from tests.fixtures.pdfs import text_pdf
+from tests.unit.test_index import CountingEmbedder
 
 pytestmark = pytest.mark.slow
 
@@ -58,20 +58,6 @@ QUESTIONS = [
     "Where do I find a first aider?",
     "Can I keep unused holiday?",
 ]
-
-
-class CountingEmbedder:
-    """The real embedder, counting calls (to prove "unchanged" and queries do no extra work)."""
-
-    def __init__(self) -> None:
-        self.inner = get_embedder()
-        self.calls: list[int] = []
-        self.dimension = self.inner.dimension
-        self.name = self.inner.name
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        self.calls.append(len(texts))
-        return self.inner.embed(texts)
 
 
 @pytest.fixture(params=["embedded", "server"])
