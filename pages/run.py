@@ -97,9 +97,6 @@ def show_summary(run_id: int) -> None:
     line = speedup_line(g)
     if line:
         facts.append(f"**Speedup:** {line}")
-        if run.backend == "offline" and run.mode != "sequential":
-            facts.append("(offline answers are computed on this machine's CPU, so concurrency cannot "
-                         "speed them up; the speedup is about Claude's network-bound requests)")
     if g.get("sequential_s") is not None and g.get("async_s") is not None:
         facts.append(f"sequential {duration(g['sequential_s'])} → async {duration(g['async_s'])} "
                      f"at concurrency {g.get('concurrency')}")
