@@ -104,10 +104,12 @@ def show_summary(run_id: int) -> None:
                  f"{duration(t.get('generation_s'))} · evaluation {duration(t.get('evaluation_s'))} · "
                  f"total {duration(t.get('total_s'))}")
     u = s.get("usage") or {}
-    if u.get("input_tokens") or u.get("output_tokens"):
-        facts.append(f"**Cost:** ≈ ${u.get('cost_usd', 0):.4f} ({u.get('input_tokens', 0):,} input / "
-                     f"{u.get('output_tokens', 0):,} output tokens"
-                     + (", Message Batches price" if u.get("batch_discount") else "") + ")")
+    if u.get("input_tokens") or u.get("output_tokens") or u.get("judge_input_tokens"):
+        parts = [f"answers {u.get('input_tokens', 0):,} in / {u.get('output_tokens', 0):,} out"
+                 + (" at Message Batches price" if u.get("batch_discount") else "")]
+        if u.get("judge_input_tokens"):
+            parts.append(f"judge {u['judge_input_tokens']:,} in / {u.get('judge_output_tokens', 0):,} out")
+        facts.append(f"**Cost:** ≈ ${u.get('cost_usd', 0):.4f} (tokens: {'; '.join(parts)})")
     else:
         facts.append("**Cost:** none (offline)")
     j = s.get("judge") or {}

@@ -269,7 +269,10 @@ def _print_summary(s: dict[str, Any]) -> None:
         print(f"  {name:22} {_fmt(m['mean'])}{sd}  ({m['scored']} of {total} scored)")
     u = s.get("usage") or {}
     if u.get("input_tokens"):
-        print(f"  tokens: {u['input_tokens']} in / {u['output_tokens']} out · est. cost ${u['cost_usd']:.4f}")
+        judge = (f" · judge {u['judge_input_tokens']} in / {u.get('judge_output_tokens', 0)} out"
+                 if u.get("judge_input_tokens") else "")
+        print(f"  tokens: answers {u['input_tokens']} in / {u['output_tokens']} out{judge} · "
+              f"est. cost ${u['cost_usd']:.4f}")
     j = s.get("judge") or {}
     if j.get("calls") or j.get("cache_hits"):
         print(f"  judge: {j.get('model')} · {j.get('calls')} calls · {j.get('cache_hits')} cache hits")

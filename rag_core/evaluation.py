@@ -156,6 +156,10 @@ class ScoringOutcome:
     """One per job that started, ``phase="evaluation"``, ``index`` = sample position."""
     elapsed_s: float = 0.0
     """Wall time from submission to the end of the batch, seconds."""
+    input_tokens: int = 0
+    """Judge prompt tokens billed (0 for the offline suite and for cache hits)."""
+    output_tokens: int = 0
+    """Judge completion tokens billed."""
     cancelled: bool = False
     """True when :meth:`ScoringBatch.cancel` was called before the batch finished."""
 
@@ -503,6 +507,8 @@ class _Trace:
     """Per-job record, reached through a context variable from the SDK/LLM wrappers."""
 
     calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
     outputs: list[Any] = field(default_factory=list)
 
 
@@ -604,7 +610,12 @@ class JudgeSuite(Suite):
             trace = _TRACE.get()
             if trace is not None:
                 trace.calls += 1
-            return await original(*args, **kwargs)
+            response = await original(*args, **kwargs)
+            usage = getattr(response, "usage", None)
+            if trace is not None and usage is not None:  # priced in the run summary
+                trace.input_tokens += int(getattr(usage, "input_tokens", 0) or 0)
+                trace.output_tokens += int(getattr(usage, "output_tokens", 0) or 0)
+            return response
 
         messages.create = counted_create  # instructor patches this bound method below
         try:
@@ -804,6 +815,8 @@ class _Unit:
     repeat: int
     key: str | None
     calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
 
 
 @dataclass
@@ -910,6 +923,8 @@ class ScoringBatch:
             self._outcome = ScoringOutcome(
                 scores=scores,
                 calls=sum(u.calls for u in self._units),
+                input_tokens=sum(u.input_tokens for u in self._units),
+                output_tokens=sum(u.output_tokens for u in self._units),
                 cache_hits=self._cache_hits,
                 timings=timings,
                 elapsed_s=p.elapsed_s if p.total else time.perf_counter() - self._t0,
@@ -1082,6 +1097,8 @@ def _make_job(suite: Suite, sample: Sample, unit: _Unit, store: Any | None) -> C
         finally:
             _TRACE.reset(token)
             unit.calls += trace.calls
+            unit.input_tokens += trace.input_tokens
+            unit.output_tokens += trace.output_tokens
         if unit.key is not None and store is not None:
             await anyio.to_thread.run_sync(_cache_put, store, unit.key, result)
         return result

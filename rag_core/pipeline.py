@@ -545,6 +545,7 @@ def _evaluate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
         t.index = order[t.index] if t.index < len(order) else t.index
     store.save_requests(run_id, list(outcome.timings))
     info["calls"], info["cache_hits"] = outcome.calls, outcome.cache_hits
+    info["input_tokens"], info["output_tokens"] = outcome.input_tokens, outcome.output_tokens
     return info
 
 
@@ -567,7 +568,12 @@ def build_summary(store: HistoryStore, run_id: int, settings: Settings, generati
 
         cost *= BATCH_DISCOUNT
         usage["batch_discount"] = BATCH_DISCOUNT
-    usage["cost_usd"] = round(cost, 6)
+    # The judge's own calls are billed too (tokens counted by the judge client's wrapper).
+    j_in, j_out = int(judge.get("input_tokens") or 0), int(judge.get("output_tokens") or 0)
+    judge_cost = settings.cost_usd(judge["model"], j_in, j_out) if judge.get("model") else 0.0
+    usage.update(judge_input_tokens=j_in, judge_output_tokens=j_out,
+                 answer_cost_usd=round(cost, 6), judge_cost_usd=round(judge_cost, 6),
+                 cost_usd=round(cost + judge_cost, 6))
     return {
         "n_questions": len(results),
         "errors": sum(1 for r in results if r.error is not None),

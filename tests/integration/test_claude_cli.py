@@ -90,6 +90,9 @@ def test_judge_run_then_secrets_never_written(indexed: Path, tmp_path: Path) -> 
     for m in summary["metrics"].values():
         assert m["scored"] + m["failed"] == 10 and m["scored"] >= 8
     assert summary["judge"]["calls"] > 0
+    usage = summary["usage"]  # the judge's own tokens are priced too
+    assert usage["judge_input_tokens"] > 0 and usage["judge_cost_usd"] > 0
+    assert usage["cost_usd"] == pytest.approx(usage["answer_cost_usd"] + usage["judge_cost_usd"], abs=1e-5)
     assert any(d["reason"] for r in summary["results"] for d in r["score_details"].values())
     # the judge cache makes the identical re-run free: only the 10 answers are requested again
     assert json.loads((tmp_path / "again.json").read_text())["judge"]["calls"] == 0
