@@ -50,7 +50,7 @@ SUITE_LABELS = {
     "judge": f"Claude as judge · {settings.judge_model}",
     "none": "No metrics (answers only)",
 }
-RESUMABLE = ("cancelled", "interrupted")
+RESUMABLE = ("cancelled", "interrupted", "failed")
 
 
 def show_summary(run_id: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -146,35 +147,57 @@ def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _parse_gates(specs: list[str]) -> dict[str, float]:
+def _parse_gates(specs: list[str], metrics: tuple[str, ...]) -> dict[str, float]:
+    """``METRIC=VALUE`` gates, checked before the run starts (a typo must not cost a whole run)."""
     gates: dict[str, float] = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
+        name = name.strip()
         try:
-            if not sep or not name.strip():
+            if not sep or not name:
                 raise ValueError
-            gates[name.strip()] = float(value)
+            floor = float(value)
+            if not math.isfinite(floor):
+                raise ValueError
         except ValueError:
-            raise InputError(f"--fail-under {spec!r}: expected METRIC=VALUE, e.g. faithfulness=0.8") from None
+            raise InputError(f"--fail-under {spec!r}: expected METRIC=VALUE with a number, "
+                             "e.g. faithfulness=0.8") from None
+        if name not in metrics:
+            raise InputError(f"--fail-under {spec!r}: this run scores {', '.join(metrics) or 'no metrics'}; "
+                             f"{name!r} is not one of them.")
+        gates[name] = floor
     return gates
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.evaluation import JUDGE_METRICS, OFFLINE_METRICS
+    from rag_core.index import PolicyIndex
     from rag_core.pipeline import RunRequest, default_suite, recover_interrupted, start_run
     from rag_core.questions import load_questions
 
-    gates = _parse_gates(args.fail_under)
+    suite = args.suite or default_suite(settings)
+    allowed = {"offline": OFFLINE_METRICS, "judge": JUDGE_METRICS}.get(suite, ())
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
+    unknown = [m for m in metrics or () if m not in allowed]
+    if unknown:
+        raise InputError(f"--metrics: {', '.join(unknown)} not in the {suite} suite; choose from "
+                         f"{', '.join(allowed) or 'nothing (--suite none)'}.")
+    gates = _parse_gates(args.fail_under, metrics or allowed)
     items = load_questions(args.questions)
+    with PolicyIndex(settings) as index:
+        if index.count() == 0:
+            raise InputError(f"No documents are indexed in {settings.data_dir}: run "
+                             "`python -m rag_core ingest FILE…` first (or check --data-dir).")
     store = _store(settings)
     recover_interrupted(store)
     req = RunRequest(
         items=tuple(items),
         backend=args.backend or settings.default_backend,
         mode=args.mode,
-        concurrency=args.concurrency or settings.concurrency,
-        top_k=args.top_k or settings.top_k,
-        suite=args.suite or default_suite(settings),
-        metrics=tuple(m.strip() for m in args.metrics.split(",")) if args.metrics else None,
+        concurrency=settings.concurrency if args.concurrency is None else args.concurrency,
+        top_k=settings.top_k if args.top_k is None else args.top_k,
+        suite=suite,
+        metrics=metrics,
         question_set=args.questions.name,
         fresh=args.fresh,
         judge_repeats=args.judge_repeats,
@@ -198,6 +221,7 @@ def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespac
 
     bar = None
     phase = ""
+    interrupted = False
     try:
         while not handle.done():
             p = handle.progress()
@@ -213,6 +237,7 @@ def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespac
             time.sleep(0.2)
     except KeyboardInterrupt:
         print("\ncancelling: finished answers and scores are kept …", file=sys.stderr)
+        interrupted = True
         handle.cancel()
         handle.wait(timeout=30)
     finally:
@@ -224,6 +249,11 @@ def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespac
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(summary, indent=2, allow_nan=False))
     _print_summary(summary)
+    if interrupted:  # Ctrl-C: the run is stored as cancelled; `resume` finishes it
+        return 130
+    if summary["status"] == "cancelled":
+        print("run cancelled: finished work is kept; `resume RUN_ID` finishes it", file=sys.stderr)
+        return EXIT_GATE
     if summary["status"] == "failed":
         print(f"run failed: {summary.get('failure', 'see the log')}", file=sys.stderr)
         return EXIT_GATE
@@ -239,6 +269,10 @@ def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespac
             rc = EXIT_GATE
         elif m["mean"] < floor:
             print(f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f})", file=sys.stderr)
+            rc = EXIT_GATE
+        elif m["failed"]:  # a mean over the few that could be scored is no pass
+            print(f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f}, but {m['failed']} of "
+                  f"{m['scored'] + m['failed']} could not be scored)", file=sys.stderr)
             rc = EXIT_GATE
         else:
             print(f"gate {name}>={floor}: ok (mean {m['mean']:.3f})")
@@ -265,7 +299,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         print(f"  speedup: estimated {g['speedup_estimated']:.2f}× (ideal {g['ideal_speedup']:.0f}×)")
     for name, m in (s.get("metrics") or {}).items():
         total = m["scored"] + m["failed"]
-        sd = f" ± {m['stdev']:.3f}" if m.get("stdev") is not None else ""
+        sd = f" ± {m['stdev']:.3f} across questions" if m.get("stdev") is not None else ""
+        if m.get("judge_stdev") is not None:
+            sd += f", judge ± {m['judge_stdev']:.3f} between repeats"
         print(f"  {name:22} {_fmt(m['mean'])}{sd}  ({m['scored']} of {total} scored)")
     u = s.get("usage") or {}
     if u.get("input_tokens"):
@@ -301,7 +337,11 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     else:
         text = results_csv(summary)
     if args.out:
-        args.out.write_text(text, encoding="utf-8")
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"Cannot write {args.out}: {exc.strerror}.") from None
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -1131,8 +1131,10 @@ def _cache_put(store: Any, key: str, result: _Judgement) -> None:
 # Summaries
 # --------------------------------------------------------------------------------------------
 def summarize(scores: Sequence[dict[str, MetricScore]]) -> dict[str, dict[str, Any]]:
-    """Per metric: ``{mean, stdev, scored, failed}`` over samples. Failures are excluded from the
-    mean and counted; ``mean``/``stdev`` are None when fewer than 1/2 values were scored; never NaN."""
+    """Per metric: ``{mean, stdev, scored, failed, judge_stdev}`` over samples. Failures are excluded
+    from the mean and counted; ``mean``/``stdev`` are None when fewer than 1/2 values were scored;
+    never NaN. ``stdev`` is the spread *across questions*; ``judge_stdev`` is the judge's own
+    variance (mean over questions of the stdev between repeats), None without ``--judge-repeats``."""
     per: dict[str, list[MetricScore]] = {}
     for row in scores:
         for name, s in row.items():
@@ -1146,6 +1148,8 @@ def summarize(scores: Sequence[dict[str, MetricScore]]) -> dict[str, dict[str, A
             "scored": len(vals),
             "failed": len(items) - len(vals),
         }
+        repeat_sds = [float(s.stdev) for s in items if s.value is not None and s.stdev is not None]
+        out[name]["judge_stdev"] = sum(repeat_sds) / len(repeat_sds) if repeat_sds else None
     return out
 
 

@@ -74,8 +74,19 @@ def ingest_paths(paths: Iterable[Path], *, settings: Settings, store: HistorySto
 
 def _ingest_each(paths: Iterable[Path], settings: Settings, store: HistoryStore, index: PolicyIndex
                  ) -> Iterator[IngestOutcome]:
+    seen: dict[str, Path] = {}
     for path in paths:
         path = Path(path)
+        try:
+            key = safe_filename(path.name)
+        except IngestError as exc:
+            yield IngestOutcome(path.name[:120], "error", error=str(exc))
+            continue
+        if key in seen:  # the index is keyed by file name: the second would silently replace the first
+            yield IngestOutcome(key, "error", error=f"{path}: another file in this batch is also called "
+                                f"{key!r} ({seen[key]}); rename one of them and add it again.")
+            continue
+        seen[key] = path
         try:
             data = path.read_bytes()
         except OSError as exc:

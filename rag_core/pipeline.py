@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from rag_core.engine import BatchHandle, BatchPolicy, Engine, ItemResult, Progress, get_engine
-from rag_core.errors import InputError, RagError
+from rag_core.errors import GenerationError, InputError, RagError
 from rag_core.history import HistoryStore, RunRecord
 from rag_core.models import Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
 from rag_core.settings import Settings
@@ -318,8 +318,8 @@ def _coordinate(handle: RunHandle, req: RunRequest, settings: Settings, store: H
     status = "completed"
     try:
         prior = store.get_results(run_id) if resuming else []
-        todo_answers = [i for i in range(len(req.items))
-                        if not resuming or (prior[i].answer is None and prior[i].error is None)]
+        # Resuming redoes every question without an answer: unfinished ones and failed ones.
+        todo_answers = [i for i in range(len(req.items)) if not resuming or prior[i].answer is None]
         # ---- phase 1a: retrieval (one batched embed + query) -----------------------------
         handle._set(phase="retrieval")
         t = time.perf_counter()
@@ -348,6 +348,11 @@ def _coordinate(handle: RunHandle, req: RunRequest, settings: Settings, store: H
                 status = "cancelled"
             elif gen == "interrupted":  # batch mode: stopped waiting, the batch goes on at Anthropic
                 status = "interrupted"
+            elif not answers:
+                # Nothing was answered (e.g. the key was rejected): a "completed" run with every
+                # score missing would let CI pass; fail with the first error instead.
+                first = next((r.error for r in store.get_results(run_id) if r.error), "no answers")
+                raise GenerationError(f"No question could be answered: {first}")
 
         # ---- phase 2: evaluation ----------------------------------------------------------
         judge: dict[str, Any] = {"suite": req.suite, "model": None, "calls": 0, "cache_hits": 0,
@@ -452,11 +457,11 @@ def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
         results, wall = run_batch("generation", conc, store_answer)
         gen_info["async_s"] = wall
         gen_info["ideal_speedup"] = float(min(n, conc))
-        busy = sum(r.latency_s for r in results if r.latency_s)
+        busy = sum(r.latency_s for r in results if r.latency_s and r.status == "ok")
         # Σ latency ÷ wall measures overlap of I/O-bound requests. Offline answers are CPU work
         # sharing the same cores, so their "latency" grows with concurrency and the ratio would
         # claim a speedup that does not exist: report none.
-        if req.backend != "offline":
+        if req.backend != "offline" and busy > 0:
             gen_info["speedup_estimated"] = busy / wall if wall > 0 else None
         if gen_info["sequential_s"]:
             gen_info["speedup_measured"] = gen_info["sequential_s"] / wall if wall > 0 else None
@@ -511,7 +516,7 @@ def _evaluate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
     already: set[int] = set()
     if resuming:
         for r in store.get_results(run_id):
-            if r.scores and all(m in r.scores for m in suite.metrics):
+            if r.scores and all(m in r.scores and r.scores[m].ok for m in suite.metrics):
                 already.add(r.index)
     order = [i for i in sorted(answers) if i not in already]
     # Questions without an answer cannot be scored: say so per metric instead of storing zeros.
@@ -598,10 +603,14 @@ def recover_interrupted(store: HistoryStore) -> list[int]:
 
 def resume_run(run_id: int, *, settings: Settings, store: HistoryStore,
                engine: Engine | None = None) -> RunHandle:
-    """Re-run only what an interrupted/cancelled run is missing (answers, then scores)."""
+    """Finish an interrupted, cancelled or failed run: redo only the answers it lacks (unfinished or
+    failed) and the scores it lacks (missing or failed); finished work is kept as it is."""
     run: RunRecord = store.get_run(run_id)
     if run.status == "running":
         raise InputError(f"Run {run_id} is still running; wait for it or cancel it first.")
+    if run.status not in ("interrupted", "cancelled", "failed"):
+        raise InputError(f"Run {run_id} is {run.status}: only interrupted, cancelled or failed runs "
+                         "can be resumed. Start a new run to evaluate again.")
     results = store.get_results(run_id)
     cfg = run.config
     req = RunRequest(

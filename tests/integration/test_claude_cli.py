@@ -69,6 +69,9 @@ def test_invalid_key_stops_at_once_with_a_clear_message(indexed: Path) -> None:
                     "--concurrency", "2", "--json", str(indexed / "bad.json"), "--quiet", check=False)
         n_requests = srv.count
     summary = json.loads((indexed / "bad.json").read_text())
+    assert proc.returncode == 1 and summary["status"] == "failed"  # CI must not go green
+    assert "No question could be answered" in proc.stderr and "key" in proc.stderr.lower()
+    assert summary["generation"]["speedup_estimated"] is None  # not computed from failed requests
     assert n_requests <= 3  # fatal: no retries, unstarted questions never start
     assert summary["errors"] == 10
     assert all("key" in (r["error"] or "").lower() for r in summary["results"])

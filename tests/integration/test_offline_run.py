@@ -115,3 +115,57 @@ def test_bad_inputs_name_the_problem_and_change_nothing(offline_run: tuple[Path,
     assert proc.returncode == 2 and "ANTHROPIC_API_KEY" in proc.stderr
     assert _cli(data_dir, "docs").stdout == before
     assert _cli(data_dir, "runs").stdout == runs_before
+
+
+def test_cli_checks_arguments_before_spending_anything(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    data_dir, _ = offline_run
+    runs_before = _cli(data_dir, "runs").stdout
+    q = str(SAMPLE_QUESTIONS)
+    for args, needle in [
+        (["--fail-under", "semantic_similarty=0.5"], "not one of them"),  # typo: refused up front
+        (["--fail-under", "rouge_l=nan"], "with a number"),
+        (["--metrics", "faithfulness"], "not in the offline suite"),
+        (["--concurrency", "0"], "Concurrency must be between"),
+        (["--top-k", "0"], "Top-k must be between"),
+    ]:
+        proc = _cli(data_dir, "run", "--questions", q, "--backend", "offline", *args, check=False)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert needle in proc.stderr, (args, proc.stderr)
+    empty = tmp_path / "empty-data"
+    proc = _cli(empty, "run", "--questions", q, "--backend", "offline", check=False)
+    assert proc.returncode == 2 and "No documents are indexed" in proc.stderr
+    assert _cli(data_dir, "runs").stdout == runs_before  # nothing was started
+
+
+def test_gate_fails_when_some_scores_are_missing(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    data_dir, _ = offline_run
+    items = json.loads(SAMPLE_QUESTIONS.read_text())[:3]
+    items[0]["ground_truth"] = ""  # semantic similarity cannot be scored for this one
+    qfile = tmp_path / "partial.json"
+    qfile.write_text(json.dumps(items))
+    proc = _cli(data_dir, "run", "--questions", str(qfile), "--backend", "offline", "--quiet",
+                "--fail-under", "semantic_similarity=0.0", check=False)
+    assert proc.returncode == 1
+    assert "1 of 3 could not be scored" in proc.stderr
+
+
+def test_resume_refuses_a_completed_run_and_export_creates_folders(offline_run: tuple[Path, dict],
+                                                                   tmp_path: Path) -> None:
+    data_dir, summary = offline_run
+    proc = _cli(data_dir, "resume", str(summary["run_id"]), check=False)
+    assert proc.returncode == 2 and "only interrupted, cancelled or failed" in proc.stderr
+    out = tmp_path / "new" / "folder" / "run.json"
+    _cli(data_dir, "export", str(summary["run_id"]), "--out", str(out))
+    assert json.loads(out.read_text())["run_id"] == summary["run_id"]
+
+
+def test_two_files_with_one_name_in_one_ingest(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+    data_dir, _ = offline_run
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "leave.md").write_text("Annual leave is 27 days a year for everyone.")
+    (tmp_path / "b" / "leave.md").write_text("A completely different leave policy text.")
+    proc = _cli(data_dir, "ingest", str(tmp_path / "a" / "leave.md"), str(tmp_path / "b" / "leave.md"),
+                check=False)
+    assert proc.returncode == 2 and "also called 'leave.md'" in proc.stderr
+    assert "added" in proc.stdout

@@ -222,7 +222,8 @@ def test_server_errors_become_failed_scores_with_reasons(settings, engine, store
         for s in row.values():
             assert s.value is None and "500" in (s.error or ""), s
     summary = summarize(out.scores)
-    assert all(summary[m] == {"mean": None, "stdev": None, "scored": 0, "failed": 2} for m in JUDGE_METRICS)
+    expected = {"mean": None, "stdev": None, "scored": 0, "failed": 2, "judge_stdev": None}
+    assert all(summary[m] == expected for m in JUDGE_METRICS)
     assert batch.progress().errors == 8 and batch.progress().retries == 8  # engine retried once each
     assert len(seen) == 8
     # failures are never cached
@@ -350,9 +351,14 @@ def test_summarize_excludes_failures_and_never_returns_nan():
         {"m": MetricScore("m", 1.0), "n": MetricScore("n", float("nan"))},
     ]
     out = summarize(rows)
-    assert out["m"] == {"mean": 0.75, "stdev": pytest.approx(math.sqrt(0.125)), "scored": 2, "failed": 0}
-    assert out["n"] == {"mean": None, "stdev": None, "scored": 0, "failed": 2}
+    assert out["m"] == {"mean": 0.75, "stdev": pytest.approx(math.sqrt(0.125)), "scored": 2, "failed": 0,
+                        "judge_stdev": None}
+    assert out["n"] == {"mean": None, "stdev": None, "scored": 0, "failed": 2, "judge_stdev": None}
     assert summarize([]) == {}
+    # judge variance (between repeats) is reported apart from the spread across questions
+    repeated = summarize([{"m": MetricScore("m", 0.5, stdev=0.1)}, {"m": MetricScore("m", 0.9, stdev=0.3)}])
+    assert repeated["m"]["judge_stdev"] == pytest.approx(0.2)
+    assert repeated["m"]["stdev"] == pytest.approx(math.sqrt(0.08))
 
 
 def test_suite_mismatch_warns_about_incomparable_runs():
