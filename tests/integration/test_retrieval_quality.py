@@ -27,8 +27,10 @@ def test_answer_chunk_is_in_the_top_4_for_at_least_9_of_10(settings) -> None:
     covered = [(q, key, got) for q, key, got in zip(questions, SAMPLE_KEYS, hits, strict=True) if key]
     found = [q for q, key, got in covered if any(key in _flat(c.chunk.text) for c in got)]
     missed = sorted({q for q, _, _ in covered} - set(found))
-    # 9 covered questions + the uncovered one (nothing to find, counts as a pass) = 10
-    assert len(found) + 1 >= 9, f"answer chunk not in the top 4 for: {missed}"
+    # The issue asks for ≥ 9 of 10; we hold every one of the 9 covered questions to it (the 10th
+    # is the uncovered one, with no answer chunk to find).
+    assert len(covered) == 9
+    assert len(found) == 9, f"answer chunk not in the top 4 for: {missed}"
     for got in hits:
         assert [c.score for c in got] == sorted((c.score for c in got), reverse=True)
         assert all(0.0 <= c.score <= 1.0 and c.chunk.source == SAMPLE_PDF.name for c in got)
