@@ -54,8 +54,10 @@ with st.sidebar:
     active_runs_panel()
 
     if not ui.documents():
-        st.info("First step: upload your policy documents (or index the sample handbook) on the "
-                "Documents page.", icon=":material/lightbulb:")
+        st.info(
+            "First step: upload your policy documents (or index the sample handbook) on the Documents page.",
+            icon=":material/lightbulb:",
+        )
         st.page_link(documents_page, label="Go to Documents", icon=":material/arrow_forward:")
     elif not ui.question_sets():
         st.info("Next: create a question set on the Question sets page.", icon=":material/lightbulb:")

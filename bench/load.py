@@ -120,33 +120,77 @@ def seed_history(store: HistoryStore, n_runs: int, rng: random.Random) -> float:
     for r in range(n_runs):
         backend = "claude" if r % 2 else "offline"
         mode = ("sequential", "async", "compare")[r % 3]
-        run_id = store.create_run(question_set="questions.json", backend=backend, mode=mode, suite="offline",
-                                  config={"backend": backend, "mode": mode, "concurrency": 8, "top_k": 4,
-                                          "suite": "offline"}, items=base)
+        run_id = store.create_run(
+            question_set="questions.json",
+            backend=backend,
+            mode=mode,
+            suite="offline",
+            config={"backend": backend, "mode": mode, "concurrency": 8, "top_k": 4, "suite": "offline"},
+            items=base,
+        )
         now = time.time()
         timings = []
         for i, it in enumerate(base):
-            store.save_answer(run_id, i, answer=f"Answer {i} of run {r}: {it.ground_truth}",
-                              contexts=[{"id": f"h:{i}", "text": it.ground_truth, "source": "handbook.pdf",
-                                         "page": i + 1, "position": i, "score": 0.8}],
-                              latency_s=0.5, attempts=1, input_tokens=900, output_tokens=80,
-                              model="claude-sonnet-4-5" if backend == "claude" else "offline-extractive")
+            store.save_answer(
+                run_id,
+                i,
+                answer=f"Answer {i} of run {r}: {it.ground_truth}",
+                contexts=[
+                    {
+                        "id": f"h:{i}",
+                        "text": it.ground_truth,
+                        "source": "handbook.pdf",
+                        "page": i + 1,
+                        "position": i,
+                        "score": 0.8,
+                    }
+                ],
+                latency_s=0.5,
+                attempts=1,
+                input_tokens=900,
+                output_tokens=80,
+                model="claude-sonnet-4-5" if backend == "claude" else "offline-extractive",
+            )
             store.save_scores(run_id, i, [MetricScore(metric=m, value=rng.random()) for m in metrics])
-            timings.append(RequestTiming(index=i, phase="generation", label=it.question[:80], start=now + i * 0.05,
-                                         end=now + i * 0.05 + 0.5, attempts=1, status="ok", throttled_s=0.0,
-                                         input_tokens=900, output_tokens=80))
+            timings.append(
+                RequestTiming(
+                    index=i,
+                    phase="generation",
+                    label=it.question[:80],
+                    start=now + i * 0.05,
+                    end=now + i * 0.05 + 0.5,
+                    attempts=1,
+                    status="ok",
+                    throttled_s=0.0,
+                    input_tokens=900,
+                    output_tokens=80,
+                )
+            )
         store.save_requests(run_id, timings)
-        means = {m: {"mean": rng.random(), "stdev": 0.1, "scored": PRIOR_QUESTIONS, "failed": 0} for m in metrics}
-        store.update_run(run_id, status="completed", finished=True,
-                         timings={"retrieval_s": 0.4, "generation_s": 5.0, "evaluation_s": 2.0, "total_s": 7.4},
-                         summary={"n_questions": PRIOR_QUESTIONS, "errors": 0,
-                                  "generation": {"sequential_s": 10.0 if mode == "compare" else None,
-                                                 "async_s": 1.1, "speedup_measured": 9.0 if mode == "compare" else None,
-                                                 "speedup_estimated": 8.5, "ideal_speedup": 10.0, "concurrency": 8},
-                                  "metrics": means,
-                                  "usage": {"input_tokens": 9000, "output_tokens": 800, "cost_usd": 0.039},
-                                  "judge": {"suite": "offline", "model": None, "calls": 0, "cache_hits": 0,
-                                            "versions": {}}})
+        means = {
+            m: {"mean": rng.random(), "stdev": 0.1, "scored": PRIOR_QUESTIONS, "failed": 0} for m in metrics
+        }
+        store.update_run(
+            run_id,
+            status="completed",
+            finished=True,
+            timings={"retrieval_s": 0.4, "generation_s": 5.0, "evaluation_s": 2.0, "total_s": 7.4},
+            summary={
+                "n_questions": PRIOR_QUESTIONS,
+                "errors": 0,
+                "generation": {
+                    "sequential_s": 10.0 if mode == "compare" else None,
+                    "async_s": 1.1,
+                    "speedup_measured": 9.0 if mode == "compare" else None,
+                    "speedup_estimated": 8.5,
+                    "ideal_speedup": 10.0,
+                    "concurrency": 8,
+                },
+                "metrics": means,
+                "usage": {"input_tokens": 9000, "output_tokens": 800, "cost_usd": 0.039},
+                "judge": {"suite": "offline", "model": None, "calls": 0, "cache_hits": 0, "versions": {}},
+            },
+        )
     return time.perf_counter() - t
 
 
@@ -160,8 +204,14 @@ def _runs_table(runs: list[Any]) -> Any:
         return charts.runs_frame(runs)
 
 
-def render_history(store: HistoryStore, run_id: int | None, timeline_run: int, *, figures: bool,
-                   parts: dict[str, float] | None = None) -> float:
+def render_history(
+    store: HistoryStore,
+    run_id: int | None,
+    timeline_run: int,
+    *,
+    figures: bool,
+    parts: dict[str, float] | None = None,
+) -> float:
     """One render of the History page's data (and figures); seconds taken (``parts``: by step)."""
     parts = {} if parts is None else parts
     t0 = t = time.perf_counter()
@@ -229,23 +279,45 @@ def stats(xs: list[float]) -> dict[str, Any]:
     if not xs:
         return {"n": 0}
     s = sorted(xs)
-    return {"n": len(s), "median_s": statistics.median(s), "p95_s": s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)],
-            "max_s": s[-1], "over_goal": sum(1 for x in s if x > RENDER_GOAL_S)}
+    return {
+        "n": len(s),
+        "median_s": statistics.median(s),
+        "p95_s": s[min(len(s) - 1, math.ceil(0.95 * len(s)) - 1)],
+        "max_s": s[-1],
+        "over_goal": sum(1 for x in s if x > RENDER_GOAL_S),
+    }
 
 
-def load_run(settings: Settings, store: HistoryStore, items: list[QAItem], *, concurrency: int, latency: float,
-             suite: str, probe: Probe | None, adaptive: bool) -> dict[str, Any]:
+def load_run(
+    settings: Settings,
+    store: HistoryStore,
+    items: list[QAItem],
+    *,
+    concurrency: int,
+    latency: float,
+    suite: str,
+    probe: Probe | None,
+    adaptive: bool,
+) -> dict[str, Any]:
     """One run through the pipeline; its numbers."""
     original = pipeline._policy
     if not adaptive:
+
         def fixed(s: Settings, c: int) -> BatchPolicy:
             return dataclasses.replace(original(s, c), adaptive=False)
 
         pipeline._policy = fixed  # type: ignore[assignment]
     limits: list[int] = []
     try:
-        req = pipeline.RunRequest(items=tuple(items), backend="claude", mode="async", concurrency=concurrency,
-                                  top_k=settings.top_k, suite=suite, question_set="load")
+        req = pipeline.RunRequest(
+            items=tuple(items),
+            backend="claude",
+            mode="async",
+            concurrency=concurrency,
+            top_k=settings.top_k,
+            suite=suite,
+            question_set="load",
+        )
         rss_before = vm_rss_mb()
         t0 = time.perf_counter()
         handle = pipeline.start_run(req, settings=settings, store=store)
@@ -290,8 +362,11 @@ def load_run(settings: Settings, store: HistoryStore, items: list[QAItem], *, co
         "lost": sum(1 for r in results if r.answer is None and r.error is None),
         "error_kinds": kinds,
         "attempts_total": sum(r.attempts for r in results),
-        "concurrency_limit": ({"min": min(limits), "median": statistics.median(limits), "max": max(limits),
-                               "last": limits[-1]} if limits else None),
+        "concurrency_limit": (
+            {"min": min(limits), "median": statistics.median(limits), "max": max(limits), "last": limits[-1]}
+            if limits
+            else None
+        ),
         "vm_rss_before_mb": rss_before,
         "vm_rss_after_mb": vm_rss_mb(),
     }
@@ -317,19 +392,40 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     report: dict[str, Any] = {
         "quick": args.quick,
-        "env": {"python": platform.python_version(), "cpus": os.cpu_count(), "loadavg_before": os.getloadavg()},
-        "setup": {"n": n, "concurrency": args.concurrency, "adaptive": True, "latency_s": args.latency,
-                  "rate_429": args.rate_429, "retry_after_s": args.retry_after, "seed": args.seed,
-                  "suite": args.suite, "backend": "claude", "mode": "async",
-                  "history_prior_runs": args.history_runs, "render_goal_s": RENDER_GOAL_S},
+        "env": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": os.getloadavg(),
+        },
+        "setup": {
+            "n": n,
+            "concurrency": args.concurrency,
+            "adaptive": True,
+            "latency_s": args.latency,
+            "rate_429": args.rate_429,
+            "retry_after_s": args.retry_after,
+            "seed": args.seed,
+            "suite": args.suite,
+            "backend": "claude",
+            "mode": "async",
+            "history_prior_runs": args.history_runs,
+            "render_goal_s": RENDER_GOAL_S,
+        },
     }
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, standin_process(
-        latency=args.latency, rate_429=args.rate_429, retry_after=args.retry_after, seed=args.seed,
-        max_seconds=3 * MAX_RUN_S,
-    ) as standin:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-load-") as tmp,
+        standin_process(
+            latency=args.latency,
+            rate_429=args.rate_429,
+            retry_after=args.retry_after,
+            seed=args.seed,
+            max_seconds=3 * MAX_RUN_S,
+        ) as standin,
+    ):
         settings = Settings.load(env={"RAG_DATA_DIR": tmp}, secrets_path=Path(tmp) / "none.toml")
-        settings = settings.replace(api_key=Secret(FAKE_KEY), base_url=standin.base_url,
-                                    concurrency=args.concurrency)
+        settings = settings.replace(
+            api_key=Secret(FAKE_KEY), base_url=standin.base_url, concurrency=args.concurrency
+        )
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = HistoryStore(settings.db_path)
         try:
@@ -337,9 +433,11 @@ def main(argv: list[str] | None = None) -> int:
 
             t = time.perf_counter()
             outcomes = list(ingest_paths([SAMPLE_PDF], settings=settings, store=store))
-            report["ingest"] = {"seconds": time.perf_counter() - t,
-                                "chunks": sum(o.chunks for o in outcomes),
-                                "errors": [o.error for o in outcomes if o.error]}
+            report["ingest"] = {
+                "seconds": time.perf_counter() - t,
+                "chunks": sum(o.chunks for o in outcomes),
+                "errors": [o.error for o in outcomes if o.error],
+            }
             report["history_seed_s"] = seed_history(store, args.history_runs, rng)
             timeline_run = store.list_runs(1)[0].id
             idle = [render_history(store, timeline_run, timeline_run, figures=f) for f in (False, True) * 3]
@@ -349,18 +447,38 @@ def main(argv: list[str] | None = None) -> int:
             probe = Probe(store, timeline_run)
             probe.start()
             try:
-                report["run"] = load_run(settings, store, items, concurrency=args.concurrency,
-                                         latency=args.latency, suite=args.suite, probe=probe, adaptive=True)
+                report["run"] = load_run(
+                    settings,
+                    store,
+                    items,
+                    concurrency=args.concurrency,
+                    latency=args.latency,
+                    suite=args.suite,
+                    probe=probe,
+                    adaptive=True,
+                )
             finally:
                 probe.stop.set()
                 probe.join(30)
             report["run"]["server"] = standin.stats()
-            report["render_during_run"] = {"data": stats(probe.data_s), "page": stats(probe.page_s),
-                                           "slowest_page_renders": probe.slowest, "errors": probe.errors[:5]}
+            report["render_during_run"] = {
+                "data": stats(probe.data_s),
+                "page": stats(probe.page_s),
+                "slowest_page_renders": probe.slowest,
+                "errors": probe.errors[:5],
+            }
             if args.also_fixed:
                 before = standin.stats()
-                report["fixed_run"] = load_run(settings, store, items, concurrency=args.concurrency,
-                                               latency=args.latency, suite=args.suite, probe=None, adaptive=False)
+                report["fixed_run"] = load_run(
+                    settings,
+                    store,
+                    items,
+                    concurrency=args.concurrency,
+                    latency=args.latency,
+                    suite=args.suite,
+                    probe=None,
+                    adaptive=False,
+                )
                 after = standin.stats()
                 report["fixed_run"]["server_requests"] = after["count"] - before["count"]
         finally:
@@ -372,7 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     report["pass"] = {
         "none_lost": r["lost"] == 0 and r["answered"] + r["failed"] == n,
         "history_render_le_1s": bool(during["data"].get("n")) and during["data"]["max_s"] <= RENDER_GOAL_S,
-        "history_page_with_figures_le_1s": bool(during["page"].get("n")) and during["page"]["max_s"] <= RENDER_GOAL_S,
+        "history_page_with_figures_le_1s": bool(during["page"].get("n"))
+        and during["page"]["max_s"] <= RENDER_GOAL_S,
     }
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2, default=float))
@@ -388,14 +507,21 @@ def print_table(rep: dict[str, Any]) -> None:
         ("questions (N) / concurrency start (C)", f"{s['n']} / {s['concurrency']} (adaptive AIMD)"),
         ("stand-in", f"L={s['latency_s']} s, {s['rate_429']:.0%} 429 (retry-after {s['retry_after_s']} s)"),
         ("run status", str(r["status"])),
-        ("generation wall / ideal ⌈N/C⌉·L", f"{r['generation_s']:.1f} s / {r['ideal_generation_s']:.1f} s "
-                                             f"= {r['ratio_generation_to_ideal']:.2f}×"),
+        (
+            "generation wall / ideal ⌈N/C⌉·L",
+            f"{r['generation_s']:.1f} s / {r['ideal_generation_s']:.1f} s "
+            f"= {r['ratio_generation_to_ideal']:.2f}×",
+        ),
         ("retrieval / total wall", f"{r['retrieval_s']:.1f} s / {r['wall_s']:.1f} s"),
         ("answered / failed / lost", f"{r['answered']} / {r['failed']} / {r['lost']}"),
         ("server requests (by fault)", f"{r['server']['count']} {r['server']['by_fault']}"),
         ("server peak in flight", str(r["server"]["peak_concurrency"])),
-        ("AIMD limit min/median/max/last", "—" if not r["concurrency_limit"] else
-         "{min}/{median}/{max}/{last}".format(**r["concurrency_limit"])),
+        (
+            "AIMD limit min/median/max/last",
+            "—"
+            if not r["concurrency_limit"]
+            else "{min}/{median}/{max}/{last}".format(**r["concurrency_limit"]),
+        ),
         ("peak RSS (ru_maxrss)", f"{rep['peak_rss_mb']:.0f} MB"),
         ("VmRSS before → after run", f"{r['vm_rss_before_mb']:.0f} → {r['vm_rss_after_mb']:.0f} MB"),
     ]
@@ -403,15 +529,23 @@ def print_table(rep: dict[str, Any]) -> None:
         idle = rep["render_idle"][key]
         dur = rep["render_during_run"][key]
         if dur.get("n"):
-            rows.append((f"{label}: idle median → during run median/p95/max",
-                         f"{idle['median_s'] * 1000:.0f} ms → {dur['median_s'] * 1000:.0f}/"
-                         f"{dur['p95_s'] * 1000:.0f}/{dur['max_s'] * 1000:.0f} ms ({dur['n']} renders, "
-                         f"{dur['over_goal']} over 1 s)"))
+            rows.append(
+                (
+                    f"{label}: idle median → during run median/p95/max",
+                    f"{idle['median_s'] * 1000:.0f} ms → {dur['median_s'] * 1000:.0f}/"
+                    f"{dur['p95_s'] * 1000:.0f}/{dur['max_s'] * 1000:.0f} ms ({dur['n']} renders, "
+                    f"{dur['over_goal']} over 1 s)",
+                )
+            )
     if "fixed_run" in rep:
         f = rep["fixed_run"]
-        rows.append(("AIMD off: generation wall / ratio",
-                     f"{f['generation_s']:.1f} s = {f['ratio_generation_to_ideal']:.2f}× ideal; "
-                     f"answered/failed/lost {f['answered']}/{f['failed']}/{f['lost']}"))
+        rows.append(
+            (
+                "AIMD off: generation wall / ratio",
+                f"{f['generation_s']:.1f} s = {f['ratio_generation_to_ideal']:.2f}× ideal; "
+                f"answered/failed/lost {f['answered']}/{f['failed']}/{f['lost']}",
+            )
+        )
     rows.append(("pass", ", ".join(f"{k}={v}" for k, v in rep["pass"].items())))
     width = max(len(a) for a, _ in rows)
     for a, b in rows:

@@ -40,9 +40,25 @@ def label(run_id: int) -> str:
 # Runs table
 # --------------------------------------------------------------------------------------------
 table = ui.runs_table()
-metric_cols = [c for c in table.columns if c not in {
-    "Run", "Date", "Question set", "Backend", "Mode", "Suite", "Status", "Questions", "Errors", "Speedup",
-    "Cost ($)", "Time (s)"}]
+metric_cols = [
+    c
+    for c in table.columns
+    if c
+    not in {
+        "Run",
+        "Date",
+        "Question set",
+        "Backend",
+        "Mode",
+        "Suite",
+        "Status",
+        "Questions",
+        "Errors",
+        "Speedup",
+        "Cost ($)",
+        "Time (s)",
+    }
+]
 config = {
     "Run": st.column_config.NumberColumn("Run", format="#%d", width="small"),
     "Backend": st.column_config.TextColumn(width="small"),
@@ -56,10 +72,18 @@ config = {
     "Time (s)": st.column_config.NumberColumn("Time (s)", format="%.1f"),
     **{c: st.column_config.NumberColumn(metric_label(c), format="%.2f") for c in metric_cols},
 }
-st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)),
-             column_config=config, key="history.table")
-st.caption(f"{len(runs)} run{'s' if len(runs) != 1 else ''}. Metric columns are means over the questions "
-           "each metric could score.")
+st.dataframe(
+    table,
+    hide_index=True,
+    width="stretch",
+    height=min(420, 38 + 35 * len(table)),
+    column_config=config,
+    key="history.table",
+)
+st.caption(
+    f"{len(runs)} run{'s' if len(runs) != 1 else ''}. Metric columns are means over the questions "
+    "each metric could score."
+)
 
 TABS = ["Compare runs", "Charts", "Run details"]
 
@@ -71,7 +95,9 @@ def _remember_tab() -> None:
 # Tabs track which one is open (on_change), so only the open tab's charts are computed and sent.
 last_tab = ss.get("history.last_tab")
 compare_tab, charts_tab, details_tab = st.tabs(
-    TABS, key="history.tab", on_change=_remember_tab,
+    TABS,
+    key="history.tab",
+    on_change=_remember_tab,
     default=last_tab if last_tab in TABS else ("Compare runs" if len(runs) > 1 else "Charts"),
 )
 
@@ -86,10 +112,12 @@ with compare_tab:
             ui.ensure_choice("history.baseline", ids, default=ids[1])
             ui.ensure_choice("history.candidate", ids, default=ids[0])
             c1, c2 = st.columns(2)
-            base_id = c1.selectbox("Baseline", ids, key="history.baseline", format_func=label,
-                                   persist_state="session")
-            cand_id = c2.selectbox("Candidate", ids, key="history.candidate", format_func=label,
-                                   persist_state="session")
+            base_id = c1.selectbox(
+                "Baseline", ids, key="history.baseline", format_func=label, persist_state="session"
+            )
+            cand_id = c2.selectbox(
+                "Candidate", ids, key="history.candidate", format_func=label, persist_state="session"
+            )
             try:
                 cmp = ui.compare(base_id, cand_id)
             except RagError as exc:
@@ -98,22 +126,31 @@ with compare_tab:
             if cmp is not None:
                 for w in cmp.warnings:
                     st.warning(ui.md(w), icon=":material/warning:")
-                ui.plot(charts.metric_compare_figure(cmp.baseline_row, cmp.candidate_row), key="history.fig_compare")
+                ui.plot(
+                    charts.metric_compare_figure(cmp.baseline_row, cmp.candidate_row),
+                    key="history.fig_compare",
+                )
                 deltas = cmp.deltas
                 metrics = [c.split(":", 1)[1] for c in deltas.columns if c.startswith("delta:")]
                 if deltas.empty or not metrics:
                     st.caption("No per-question scores to compare.")
                 else:
                     if cmp.regressions:
-                        st.warning(f"{cmp.regressions} question{'s' if cmp.regressions != 1 else ''} regressed by "
-                                   f"more than {charts.REGRESSION_THRESHOLD:.2f} on at least one metric (flagged ▼).")
+                        st.warning(
+                            f"{cmp.regressions} question{'s' if cmp.regressions != 1 else ''} regressed by "
+                            f"more than {charts.REGRESSION_THRESHOLD:.2f} on at least one metric (flagged ▼)."
+                        )
                     else:
-                        st.success(f"No question dropped by more than {charts.REGRESSION_THRESHOLD:.2f} on any metric.")
-                    view = pd.DataFrame({
-                        "Q": [f"Q{int(i) + 1}" for i in deltas["index"]],
-                        "Flag": ["▼ regression" if r else "" for r in deltas["regression"]],
-                        "Question": deltas["question"],
-                    })
+                        st.success(
+                            f"No question dropped by more than {charts.REGRESSION_THRESHOLD:.2f} on any metric."
+                        )
+                    view = pd.DataFrame(
+                        {
+                            "Q": [f"Q{int(i) + 1}" for i in deltas["index"]],
+                            "Flag": ["▼ regression" if r else "" for r in deltas["regression"]],
+                            "Question": deltas["question"],
+                        }
+                    )
                     col_cfg: dict = {"Question": st.column_config.TextColumn("Question", width="large")}
                     for m in metrics:
                         view[f"{m} base"] = deltas[f"base:{m}"]
@@ -122,11 +159,14 @@ with compare_tab:
                         col_cfg[f"{m} base"] = st.column_config.NumberColumn(format="%.2f")
                         col_cfg[f"{m} cand"] = st.column_config.NumberColumn(format="%.2f")
                         col_cfg[f"{m} Δ"] = st.column_config.NumberColumn(format="%+.2f")
-                    only_reg = st.toggle("Show regressions only", key="history.only_regressions", persist_state="session")
+                    only_reg = st.toggle(
+                        "Show regressions only", key="history.only_regressions", persist_state="session"
+                    )
                     if only_reg:
                         view = view[deltas["regression"].to_numpy()]
-                    st.dataframe(view, hide_index=True, width="stretch", column_config=col_cfg,
-                                 key="history.deltas")
+                    st.dataframe(
+                        view, hide_index=True, width="stretch", column_config=col_cfg, key="history.deltas"
+                    )
 
 # --------------------------------------------------------------------------------------------
 # Charts
@@ -143,11 +183,14 @@ with charts_tab:
 
         st.markdown("#### One run in detail")
         ui.ensure_choice("history.timeline_run", ids, default=ss.get("history.candidate", ids[0]))
-        tl_id = st.selectbox("Run", ids, key="history.timeline_run", format_func=label,
-                             persist_state="session")
+        tl_id = st.selectbox(
+            "Run", ids, key="history.timeline_run", format_func=label, persist_state="session"
+        )
         ui.plot(charts.timeline_figure(charts.timeline_frame(ui.requests(tl_id))), key="history.fig_timeline")
-        st.caption("Each bar is one request, from start to end. With async execution the bars overlap — "
-                   "that overlap is the speedup.")
+        st.caption(
+            "Each bar is one request, from start to end. With async execution the bars overlap — "
+            "that overlap is the speedup."
+        )
         ui.plot(charts.heatmap_figure(ui.results_frame(tl_id)), key="history.fig_heatmap")
 
 # --------------------------------------------------------------------------------------------
@@ -156,8 +199,7 @@ with charts_tab:
 with details_tab:
     if details_tab.open:
         ui.ensure_choice("history.run", ids, default=ss.get("history.candidate", ids[0]))
-        run_id = st.selectbox("Run", ids, key="history.run", format_func=label,
-                              persist_state="session")
+        run_id = st.selectbox("Run", ids, key="history.run", format_func=label, persist_state="session")
         run = by_id[run_id]
         s = run.summary or {}
         cfg = run.config or {}
@@ -167,8 +209,10 @@ with details_tab:
             f"{cfg.get('top_k', '—')} · **Suite:** {run.suite} · **Total time:** "
             f"{duration((run.timings or {}).get('total_s'))}"
         )
-        facts = [f"**{ui.md(metric_label(name))}:** {metric_line(stats)}"
-                 for name, stats in (s.get("metrics") or {}).items()]
+        facts = [
+            f"**{ui.md(metric_label(name))}:** {metric_line(stats)}"
+            for name, stats in (s.get("metrics") or {}).items()
+        ]
         line = speedup_line(s.get("generation"))
         if line:
             facts.append(f"**Speedup:** {line}")
@@ -183,15 +227,29 @@ with details_tab:
         slug = f"run-{run_id}"
         row = st.container(horizontal=True)
         try:
-            row.download_button("Export CSV", ui.export_run(run_id, "csv"), file_name=f"{slug}.csv", mime="text/csv",
-                              key="history.export_csv", on_click="ignore", icon=":material/download:")
-            row.download_button("Export JSON", ui.export_run(run_id, "json"), file_name=f"{slug}.json",
-                              mime="application/json", key="history.export_json", on_click="ignore",
-                              icon=":material/download:")
+            row.download_button(
+                "Export CSV",
+                ui.export_run(run_id, "csv"),
+                file_name=f"{slug}.csv",
+                mime="text/csv",
+                key="history.export_csv",
+                on_click="ignore",
+                icon=":material/download:",
+            )
+            row.download_button(
+                "Export JSON",
+                ui.export_run(run_id, "json"),
+                file_name=f"{slug}.json",
+                mime="application/json",
+                key="history.export_json",
+                on_click="ignore",
+                icon=":material/download:",
+            )
         except RagError as exc:
             st.error(ui.md(str(exc)))
-        if run.status in ("cancelled", "interrupted") and row.button("Resume", key="history.resume",
-                                                                    icon=":material/replay:"):
+        if run.status in ("cancelled", "interrupted") and row.button(
+            "Resume", key="history.resume", icon=":material/replay:"
+        ):
             try:
                 ss["run.active_id"] = ws.resume_run(run_id)
                 ss.pop("run.refreshed", None)
@@ -202,7 +260,9 @@ with details_tab:
         if row.button("Delete…", key="history.delete", icon=":material/delete:"):
             ss["history.confirm_delete"] = run_id
         if ss.get("history.confirm_delete") == run_id:
-            st.warning(f"Delete run #{run_id} with all its answers, scores and timings? This cannot be undone.")
+            st.warning(
+                f"Delete run #{run_id} with all its answers, scores and timings? This cannot be undone."
+            )
             confirm = st.container(horizontal=True)
             if confirm.button(f"Yes, delete run #{run_id}", key="history.delete_confirm", type="primary"):
                 try:
@@ -227,23 +287,30 @@ with details_tab:
         if not res:
             st.caption("This run has no results.")
             st.stop()
-        overview = pd.DataFrame({
-            "Q": [f"Q{r.index + 1}" for r in res],
-            "Question": [r.question for r in res],
-            "Answer": [r.answer if r.answer is not None else f"⚠ {r.error or r.status}" for r in res],
-            "Latency (s)": [r.latency_s for r in res],
-            "Tokens": [r.input_tokens + r.output_tokens for r in res],
-        })
+        overview = pd.DataFrame(
+            {
+                "Q": [f"Q{r.index + 1}" for r in res],
+                "Question": [r.question for r in res],
+                "Answer": [r.answer if r.answer is not None else f"⚠ {r.error or r.status}" for r in res],
+                "Latency (s)": [r.latency_s for r in res],
+                "Tokens": [r.input_tokens + r.output_tokens for r in res],
+            }
+        )
         for col in charts.metric_columns(frame):
             overview[charts.metric_name(col)] = frame[col].to_numpy()
         st.dataframe(
-            overview, hide_index=True, width="stretch", key="history.results",
+            overview,
+            hide_index=True,
+            width="stretch",
+            key="history.results",
             column_config={
                 "Question": st.column_config.TextColumn(width="medium"),
                 "Answer": st.column_config.TextColumn(width="large"),
                 "Latency (s)": st.column_config.NumberColumn(format="%.2f"),
-                **{charts.metric_name(c): st.column_config.NumberColumn(format="%.2f")
-                   for c in charts.metric_columns(frame)},
+                **{
+                    charts.metric_name(c): st.column_config.NumberColumn(format="%.2f")
+                    for c in charts.metric_columns(frame)
+                },
             },
         )
 
@@ -251,7 +318,10 @@ with details_tab:
         qids = [r.index for r in res]
         ui.ensure_choice("history.question", qids)
         q_idx = st.selectbox(
-            "Question", qids, key="history.question", persist_state="session",
+            "Question",
+            qids,
+            key="history.question",
+            persist_state="session",
             format_func=lambda i: f"Q{i + 1} · " + re.sub(r"\s+", " ", res[i].question)[:90],
         )
         r = res[q_idx]
@@ -261,24 +331,32 @@ with details_tab:
             if r.answer is not None:
                 st.markdown(f"**Answer**  \n{ui.md(r.answer)}")
             else:
-                st.error(f"No answer ({ui.md(r.error_kind or r.status)}): {ui.md(r.error or 'not answered yet')}")
+                st.error(
+                    f"No answer ({ui.md(r.error_kind or r.status)}): {ui.md(r.error or 'not answered yet')}"
+                )
             lat = "—" if r.latency_s is None or not math.isfinite(r.latency_s) else f"{r.latency_s:.2f} s"
-            st.caption(f"Latency {lat} · {r.attempts} attempt{'s' if r.attempts != 1 else ''} · "
-                       f"{r.input_tokens:,} input / {r.output_tokens:,} output tokens · model {ui.md(r.model or '—')}")
+            st.caption(
+                f"Latency {lat} · {r.attempts} attempt{'s' if r.attempts != 1 else ''} · "
+                f"{r.input_tokens:,} input / {r.output_tokens:,} output tokens · model {ui.md(r.model or '—')}"
+            )
         if r.scores:
             st.markdown("**Metrics**")
-            table = pd.DataFrame({
-                "Metric": list(r.scores),
-                "Value": pd.Series([sc.value for sc in r.scores.values()], dtype=float),
-                "± stdev": pd.Series([sc.stdev for sc in r.scores.values()], dtype=float),
-                "Reason or error": [sc.reason or sc.error or "" for sc in r.scores.values()],
-                "Cached": [sc.cached for sc in r.scores.values()],
-            })
+            table = pd.DataFrame(
+                {
+                    "Metric": list(r.scores),
+                    "Value": pd.Series([sc.value for sc in r.scores.values()], dtype=float),
+                    "± stdev": pd.Series([sc.stdev for sc in r.scores.values()], dtype=float),
+                    "Reason or error": [sc.reason or sc.error or "" for sc in r.scores.values()],
+                    "Cached": [sc.cached for sc in r.scores.values()],
+                }
+            )
             if table["± stdev"].isna().all():  # judged once: no spread to show
                 table = table.drop(columns="± stdev")
             st.dataframe(
                 table,
-                hide_index=True, width="stretch", key="history.scores",
+                hide_index=True,
+                width="stretch",
+                key="history.scores",
                 column_config={
                     "Value": st.column_config.NumberColumn(format="%.3f"),
                     "± stdev": st.column_config.NumberColumn(format="%.3f"),
@@ -289,13 +367,17 @@ with details_tab:
                 detail = sc.reason or sc.error
                 if not detail:
                     continue
-                with st.expander(f"Why {metric_label(name)} = {'failed' if sc.value is None else f'{sc.value:.2f}'}"):
+                with st.expander(
+                    f"Why {metric_label(name)} = {'failed' if sc.value is None else f'{sc.value:.2f}'}"
+                ):
                     try:
                         st.json(json.loads(detail), expanded=2)
                     except ValueError:
                         st.markdown(ui.md(detail))
         st.markdown(f"**Retrieved chunks** ({len(r.contexts)})")
         for n_chunk, ctx in enumerate(r.contexts, 1):
-            with st.expander(f"{n_chunk}. {ui.md(ctx.get('source', '?'))} · page {ctx.get('page', '?')} · "
-                             f"score {float(ctx.get('score', 0.0)):.3f}"):
+            with st.expander(
+                f"{n_chunk}. {ui.md(ctx.get('source', '?'))} · page {ctx.get('page', '?')} · "
+                f"score {float(ctx.get('score', 0.0)):.3f}"
+            ):
                 st.markdown(ui.md(ctx.get("text", "")))

@@ -125,8 +125,11 @@ def _import() -> None:
         drafts[name] = items_to_rows(items)
         ss["qsets.selected"] = name
         ss["qsets.rebase"] = True
-        _flash("warning", f"Imported {len(items)} questions into a draft of '{ui.md(name)}'. Review them "
-                          "and Save to replace the stored set, or Discard.")
+        _flash(
+            "warning",
+            f"Imported {len(items)} questions into a draft of '{ui.md(name)}'. Review them "
+            "and Save to replace the stored set, or Discard.",
+        )
         return
     try:
         ws.save_question_set(name, items)
@@ -151,21 +154,27 @@ def _rows(df: pd.DataFrame) -> list[dict[str, str]]:
 
 
 def _has_edits(state: Any) -> bool:
-    return isinstance(state, dict) and any(state.get(k) for k in ("edited_rows", "added_rows", "deleted_rows"))
+    return isinstance(state, dict) and any(
+        state.get(k) for k in ("edited_rows", "added_rows", "deleted_rows")
+    )
 
 
 # --------------------------------------------------------------------------------------------
 st.title("Question sets")
-st.caption("Questions an employee might ask, with the answer the policy gives (the ground truth). "
-           "Runs use the saved version of a set.")
+st.caption(
+    "Questions an employee might ask, with the answer the policy gives (the ground truth). "
+    "Runs use the saved version of a set."
+)
 ui.flash("qsets.flash")
 
 stored = {s.name: s for s in ui.question_sets()}
 options = sorted(set(stored) | set(drafts), key=str.casefold)
 
 if not options:
-    st.info("No question sets yet — create one below, or import a CSV/JSON file with the columns "
-            "question and ground_truth.")
+    st.info(
+        "No question sets yet — create one below, or import a CSV/JSON file with the columns "
+        "question and ground_truth."
+    )
     selected = None
 else:
     ui.ensure_choice("qsets.selected", options)
@@ -174,8 +183,10 @@ else:
     # from run to run (e.g. an "unsaved" marker) could stop matching. Unsaved state is shown below.
     selected = st.selectbox("Question set", options, key="qsets.selected", persist_state="session")
     if previous and previous != selected and previous in drafts:
-        st.warning(f"'{ui.md(previous)}' has unsaved changes. They are kept as a draft — switch back to "
-                   "save or discard them.")
+        st.warning(
+            f"'{ui.md(previous)}' has unsaved changes. They are kept as a draft — switch back to "
+            "save or discard them."
+        )
     others = [n for n in drafts if n != selected and n != previous]
     if others:  # other sets with unsaved edits (the warning above covers the one just left)
         st.caption("Unsaved drafts kept for: " + ", ".join(f"'{ui.md(n)}'" for n in others))
@@ -197,10 +208,12 @@ if selected is not None:
         num_rows="dynamic",
         width="stretch",
         column_config={
-            "question": st.column_config.TextColumn("Question", width="large",
-                                                    help="What an employee asks. Must be unique."),
-            "ground_truth": st.column_config.TextColumn("Ground truth", width="large",
-                                                        help="The answer the policy gives (may be empty)."),
+            "question": st.column_config.TextColumn(
+                "Question", width="large", help="What an employee asks. Must be unique."
+            ),
+            "ground_truth": st.column_config.TextColumn(
+                "Ground truth", width="large", help="The answer the policy gives (may be empty)."
+            ),
         },
     )
     rows = _rows(edited)
@@ -211,24 +224,41 @@ if selected is not None:
 
     if selected in drafts:
         status_slot.warning(
-            "● Unsaved changes — " + ("this set is new and not saved yet." if selected not in stored
-                                      else "Save to keep them, or Discard."),
+            "● Unsaved changes — "
+            + (
+                "this set is new and not saved yet."
+                if selected not in stored
+                else "Save to keep them, or Discard."
+            ),
             icon=":material/edit_note:",
         )
     else:
         info = stored[selected]
-        status_slot.caption(f"✓ Saved · {info.n_items} questions · last saved "
-                            f"{info.updated_at[:16].replace('T', ' ')} UTC")
+        status_slot.caption(
+            f"✓ Saved · {info.n_items} questions · last saved {info.updated_at[:16].replace('T', ' ')} UTC"
+        )
 
     row = st.container(horizontal=True)
     save = row.button("Save", key="qsets.save", type="primary", disabled=selected not in drafts)
     row.button("Discard changes", key="qsets.discard", on_click=_discard, disabled=selected not in drafts)
     items_now = rows_to_items(rows)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", selected).strip("_") or "questions"
-    row.download_button("Export CSV", ws.export_questions(items_now, "csv"), file_name=f"{slug}.csv",
-                       mime="text/csv", key="qsets.export_csv", on_click="ignore")
-    row.download_button("Export JSON", ws.export_questions(items_now, "json"), file_name=f"{slug}.json",
-                       mime="application/json", key="qsets.export_json", on_click="ignore")
+    row.download_button(
+        "Export CSV",
+        ws.export_questions(items_now, "csv"),
+        file_name=f"{slug}.csv",
+        mime="text/csv",
+        key="qsets.export_csv",
+        on_click="ignore",
+    )
+    row.download_button(
+        "Export JSON",
+        ws.export_questions(items_now, "json"),
+        file_name=f"{slug}.json",
+        mime="application/json",
+        key="qsets.export_json",
+        on_click="ignore",
+    )
     if save:
         try:
             saved = ws.save_question_set(selected, rows)
@@ -264,7 +294,11 @@ with new_col:
                 st.rerun()
 with import_col:
     st.subheader("Import")
-    st.file_uploader("CSV or JSON file", type=["csv", "json"], key="qsets.import",
-                     help="Columns (CSV) or keys (JSON): question, ground_truth.")
+    st.file_uploader(
+        "CSV or JSON file",
+        type=["csv", "json"],
+        key="qsets.import",
+        help="Columns (CSV) or keys (JSON): question, ground_truth.",
+    )
     st.text_input("Save as", key="qsets.import_name", placeholder="defaults to the file name")
     st.button("Import", key="qsets.import_go", on_click=_import)

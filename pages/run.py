@@ -65,19 +65,28 @@ def show_summary(run_id: int) -> None:
     t = run.timings or {}
     n = run.n_questions
     if run.status == "completed":
-        st.success(f"Run #{run.id} completed: {n} questions in {duration(t.get('total_s'))}"
-                   + (f" · {s.get('errors')} answers failed" if s.get("errors") else "") + ".")
+        st.success(
+            f"Run #{run.id} completed: {n} questions in {duration(t.get('total_s'))}"
+            + (f" · {s.get('errors')} answers failed" if s.get("errors") else "")
+            + "."
+        )
     elif run.status == "cancelled":
-        st.warning(f"Run #{run.id} was cancelled. Finished answers and scores are kept; resume it to "
-                   "complete the rest.")
+        st.warning(
+            f"Run #{run.id} was cancelled. Finished answers and scores are kept; resume it to "
+            "complete the rest."
+        )
     elif run.status == "interrupted":
-        st.warning(f"Run #{run.id} was interrupted (the app stopped). Finished work is kept; resume it "
-                   "to complete the rest.")
+        st.warning(
+            f"Run #{run.id} was interrupted (the app stopped). Finished work is kept; resume it "
+            "to complete the rest."
+        )
     elif run.status == "failed":
         st.error(f"Run #{run.id} failed: {ui.md(s.get('failure') or 'see the server log.')}")
     else:
-        st.info(f"Run #{run.id} is running in another process (e.g. the command line). Its results "
-                "appear in History when it finishes.")
+        st.info(
+            f"Run #{run.id} is running in another process (e.g. the command line). Its results "
+            "appear in History when it finishes."
+        )
         return
 
     metrics: dict[str, Any] = s.get("metrics") or {}
@@ -86,8 +95,12 @@ def show_summary(run_id: int) -> None:
         for i, (name, stats) in enumerate(metrics.items()):
             mean = stats.get("mean")
             with cols[i % len(cols)]:
-                st.metric(metric_label(name), "—" if mean is None else f"{mean:.2f}", border=True,
-                          help=f"{name}: mean over the questions it could score")
+                st.metric(
+                    metric_label(name),
+                    "—" if mean is None else f"{mean:.2f}",
+                    border=True,
+                    help=f"{name}: mean over the questions it could score",
+                )
                 st.caption(metric_line(stats))
     elif run.suite != "none" and run.status == "completed":
         st.caption("No metric scores were recorded.")
@@ -98,15 +111,21 @@ def show_summary(run_id: int) -> None:
     if line:
         facts.append(f"**Speedup:** {line}")
     if g.get("sequential_s") is not None and g.get("async_s") is not None:
-        facts.append(f"sequential {duration(g['sequential_s'])} → async {duration(g['async_s'])} "
-                     f"at concurrency {g.get('concurrency')}")
-    facts.append(f"**Time:** retrieval {duration(t.get('retrieval_s'))} · generation "
-                 f"{duration(t.get('generation_s'))} · evaluation {duration(t.get('evaluation_s'))} · "
-                 f"total {duration(t.get('total_s'))}")
+        facts.append(
+            f"sequential {duration(g['sequential_s'])} → async {duration(g['async_s'])} "
+            f"at concurrency {g.get('concurrency')}"
+        )
+    facts.append(
+        f"**Time:** retrieval {duration(t.get('retrieval_s'))} · generation "
+        f"{duration(t.get('generation_s'))} · evaluation {duration(t.get('evaluation_s'))} · "
+        f"total {duration(t.get('total_s'))}"
+    )
     u = s.get("usage") or {}
     if u.get("input_tokens") or u.get("output_tokens") or u.get("judge_input_tokens"):
-        parts = [f"answers {u.get('input_tokens', 0):,} in / {u.get('output_tokens', 0):,} out"
-                 + (" at Message Batches price" if u.get("batch_discount") else "")]
+        parts = [
+            f"answers {u.get('input_tokens', 0):,} in / {u.get('output_tokens', 0):,} out"
+            + (" at Message Batches price" if u.get("batch_discount") else "")
+        ]
         if u.get("judge_input_tokens"):
             parts.append(f"judge {u['judge_input_tokens']:,} in / {u.get('judge_output_tokens', 0):,} out")
         facts.append(f"**Cost:** ≈ ${u.get('cost_usd', 0):.4f} (tokens: {'; '.join(parts)})")
@@ -114,12 +133,15 @@ def show_summary(run_id: int) -> None:
         facts.append("**Cost:** none (offline)")
     j = s.get("judge") or {}
     if j.get("calls") or j.get("cache_hits"):
-        facts.append(f"**Judge:** {ui.md(j.get('model'))} · {j.get('calls')} calls · "
-                     f"{j.get('cache_hits')} cache hits")
+        facts.append(
+            f"**Judge:** {ui.md(j.get('model'))} · {j.get('calls')} calls · {j.get('cache_hits')} cache hits"
+        )
     st.markdown("  \n".join(facts))
     if run.backend == "offline" and (g.get("speedup_measured") or 2.0) < 1.5:
-        st.caption("Offline answers are computed on this machine's CPU, so concurrency barely speeds "
-                   "them up; with Claude the requests wait on the network and overlap.")
+        st.caption(
+            "Offline answers are computed on this machine's CPU, so concurrency barely speeds "
+            "them up; with Claude the requests wait on the network and overlap."
+        )
 
     row = st.container(horizontal=True)
     if row.button("Open in History", key="run.open_history", icon=":material/monitoring:"):
@@ -158,14 +180,21 @@ def live_progress(run_id: int) -> None:
     st.progress(min(1.0, p.fraction), text=text)
     c = st.columns(6)
     c[0].metric("Done", f"{p.done}/{p.total}" if p.total else "—")
-    c[1].metric("In flight", p.in_flight,
-                help=f"concurrency limit {p.concurrency_limit}" if p.concurrency_limit else None)
+    c[1].metric(
+        "In flight",
+        p.in_flight,
+        help=f"concurrency limit {p.concurrency_limit}" if p.concurrency_limit else None,
+    )
     c[2].metric("Retries", p.retries)
     c[3].metric("Errors", p.errors)
     c[4].metric("Elapsed", duration(p.elapsed_s))
     c[5].metric("ETA", duration(p.eta_s) if p.eta_s is not None else "—")
-    if st.button("Cancel", key="run.cancel", icon=":material/stop_circle:",
-                 help="Stop the run. Finished answers and scores are kept; you can resume later."):
+    if st.button(
+        "Cancel",
+        key="run.cancel",
+        icon=":material/stop_circle:",
+        help="Stop the run. Finished answers and scores are kept; you can resume later.",
+    ):
         ws.cancel_run(run_id)
         st.toast(f"Cancelling run #{run_id}… finished work is kept.")
 
@@ -195,43 +224,71 @@ with st.container(border=True):
         names = [s.name for s in sets]
         counts = {s.name: s.n_items for s in sets}
         ui.ensure_choice("run.set", names, default=SAMPLE_SET_NAME)
-        chosen_set = st.selectbox("Question set", names, key="run.set", persist_state="session",
-                                  disabled=not names)
+        chosen_set = st.selectbox(
+            "Question set", names, key="run.set", persist_state="session", disabled=not names
+        )
         if chosen_set:
             st.caption(f"{counts.get(chosen_set, 0)} questions")
         if chosen_set and chosen_set in ss.get("qsets.drafts", {}):
-            st.caption("This set has unsaved edits on the Question sets page; the run uses the saved version.")
+            st.caption(
+                "This set has unsaved edits on the Question sets page; the run uses the saved version."
+            )
 
         backends = ["offline", "claude"]
         ui.ensure_choice("run.backend", backends, default=settings.default_backend)
         if not settings.has_key:
             ss["run.backend"] = "offline"
         backend = st.radio(
-            "Answers by", backends, key="run.backend", persist_state="session", disabled=not settings.has_key,
-            format_func=lambda b: "Offline (extractive, no API key)" if b == "offline"
-            else f"Claude · {settings.answer_model}",
+            "Answers by",
+            backends,
+            key="run.backend",
+            persist_state="session",
+            disabled=not settings.has_key,
+            format_func=lambda b: (
+                "Offline (extractive, no API key)" if b == "offline" else f"Claude · {settings.answer_model}"
+            ),
         )
         if not settings.has_key:
-            st.caption("Claude needs an Anthropic API key: set ANTHROPIC_API_KEY (or add it to "
-                       ".streamlit/secrets.toml) and restart the app.")
+            st.caption(
+                "Claude needs an Anthropic API key: set ANTHROPIC_API_KEY (or add it to "
+                ".streamlit/secrets.toml) and restart the app."
+            )
         modes = [m for m in MODES if m != "batch" or backend == "claude"]
         ui.ensure_choice("run.mode", modes, default="async")
-        mode = st.radio("Execution", modes, key="run.mode", persist_state="session",
-                        format_func=lambda m: MODE_LABELS.get(m, m))
+        mode = st.radio(
+            "Execution",
+            modes,
+            key="run.mode",
+            persist_state="session",
+            format_func=lambda m: MODE_LABELS.get(m, m),
+        )
         if mode == "batch":
-            st.caption("The batch keeps going at Anthropic if you close the app; resume the run to "
-                       "collect its answers.")
+            st.caption(
+                "The batch keeps going at Anthropic if you close the app; resume the run to "
+                "collect its answers."
+            )
     with right:
         ss.setdefault("run.concurrency", min(settings.concurrency, 32))
-        concurrency = st.slider("Concurrency", 1, 32, key="run.concurrency", persist_state="session",
-                                disabled=mode in ("sequential", "batch"),
-                                help="Requests in flight at once (async and compare modes).")
+        concurrency = st.slider(
+            "Concurrency",
+            1,
+            32,
+            key="run.concurrency",
+            persist_state="session",
+            disabled=mode in ("sequential", "batch"),
+            help="Requests in flight at once (async and compare modes).",
+        )
         ss.setdefault("run.top_k", min(settings.top_k, 10))
         top_k = st.slider("Chunks per question (top-k)", 1, 10, key="run.top_k", persist_state="session")
         suites = ["offline", "judge", "none"] if settings.has_key else ["offline", "none"]
         ui.ensure_choice("run.suite", suites, default=default_suite(settings))
-        suite = st.selectbox("Metric suite", suites, key="run.suite", persist_state="session",
-                             format_func=lambda x: SUITE_LABELS.get(x, x))
+        suite = st.selectbox(
+            "Metric suite",
+            suites,
+            key="run.suite",
+            persist_state="session",
+            format_func=lambda x: SUITE_LABELS.get(x, x),
+        )
         if not settings.has_key:
             st.caption("Claude-as-judge metrics need an API key.")
         all_metrics = list(suite_metrics(suite))
@@ -241,18 +298,37 @@ with st.container(border=True):
             mkey = f"run.metrics.{suite}"
             ss.setdefault(mkey, all_metrics)
             ss[mkey] = [m for m in ss[mkey] if m in all_metrics]
-            metrics = st.multiselect("Metrics", all_metrics, key=mkey, persist_state="session",
-                                     format_func=metric_label)
+            metrics = st.multiselect(
+                "Metrics", all_metrics, key=mkey, persist_state="session", format_func=metric_label
+            )
         if suite == "judge":
             ss.setdefault("run.judge_repeats", 1)
-            judge_repeats = int(st.number_input("Judge repeats", 1, 5, step=1, key="run.judge_repeats", persist_state="session",
-                                                help="Judge each answer several times; shows mean ± stdev."))
-            fresh = st.checkbox("Fresh judgements (ignore the judge cache)", key="run.fresh", persist_state="session")
+            judge_repeats = int(
+                st.number_input(
+                    "Judge repeats",
+                    1,
+                    5,
+                    step=1,
+                    key="run.judge_repeats",
+                    persist_state="session",
+                    help="Judge each answer several times; shows mean ± stdev.",
+                )
+            )
+            fresh = st.checkbox(
+                "Fresh judgements (ignore the judge cache)", key="run.fresh", persist_state="session"
+            )
 
     n_questions = counts.get(chosen_set, 0) if chosen_set else 0
     if backend == "claude" or suite == "judge":
-        est = ws.estimate(n_questions=n_questions, backend=backend, mode=mode, suite=suite,
-                          metrics=metrics or None, top_k=top_k, judge_repeats=judge_repeats)
+        est = ws.estimate(
+            n_questions=n_questions,
+            backend=backend,
+            mode=mode,
+            suite=suite,
+            metrics=metrics or None,
+            top_k=top_k,
+            judge_repeats=judge_repeats,
+        )
         st.info(
             f"Estimated Claude usage: **{est.calls:,} calls** ({est.answer_calls:,} answers + "
             f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input / ~{est.output_tokens:,} output "
@@ -271,14 +347,28 @@ with st.container(border=True):
         problem = "Choose a question set."
     elif all_metrics and not metrics:
         problem = "Pick at least one metric (or choose 'No metrics')."
-    start = st.button("Start run", key="run.start", type="primary", disabled=problem is not None,
-                      icon=":material/play_arrow:")
+    start = st.button(
+        "Start run",
+        key="run.start",
+        type="primary",
+        disabled=problem is not None,
+        icon=":material/play_arrow:",
+    )
     if problem and not running:
         st.caption(problem)
     if start and problem is None and chosen_set:
         try:
-            new_id = ws.start_run(chosen_set, backend=backend, mode=mode, concurrency=concurrency, top_k=top_k,
-                                  suite=suite, metrics=metrics or None, judge_repeats=judge_repeats, fresh=fresh)
+            new_id = ws.start_run(
+                chosen_set,
+                backend=backend,
+                mode=mode,
+                concurrency=concurrency,
+                top_k=top_k,
+                suite=suite,
+                metrics=metrics or None,
+                judge_repeats=judge_repeats,
+                fresh=fresh,
+            )
         except RagError as exc:
             st.error(ui.md(str(exc)))
         else:

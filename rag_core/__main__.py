@@ -58,20 +58,36 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_docs)
 
     s = sub.add_parser("run", help="run an evaluation")
-    s.add_argument("--questions", required=True, type=Path, help="JSON list of {question, ground_truth} or CSV")
-    s.add_argument("--backend", choices=["offline", "claude"], help="default: claude if ANTHROPIC_API_KEY is set")
-    s.add_argument("--mode", choices=["sequential", "async", "compare", "batch"], default="async",
-                   help="batch: Anthropic Message Batches (half price, Claude backend, resumable)")
+    s.add_argument(
+        "--questions", required=True, type=Path, help="JSON list of {question, ground_truth} or CSV"
+    )
+    s.add_argument(
+        "--backend", choices=["offline", "claude"], help="default: claude if ANTHROPIC_API_KEY is set"
+    )
+    s.add_argument(
+        "--mode",
+        choices=["sequential", "async", "compare", "batch"],
+        default="async",
+        help="batch: Anthropic Message Batches (half price, Claude backend, resumable)",
+    )
     s.add_argument("--concurrency", type=int)
     s.add_argument("--top-k", type=int)
-    s.add_argument("--suite", choices=["offline", "judge", "none"],
-                   help="metrics: default judge if a key is set, else offline")
+    s.add_argument(
+        "--suite",
+        choices=["offline", "judge", "none"],
+        help="metrics: default judge if a key is set, else offline",
+    )
     s.add_argument("--metrics", help="comma-separated subset of the suite's metrics")
     s.add_argument("--fresh", action="store_true", help="bypass the judge cache")
     s.add_argument("--judge-repeats", type=int, default=1)
     s.add_argument("--json", type=Path, dest="json_out", help="write the run summary here")
-    s.add_argument("--fail-under", action="append", default=[], metavar="METRIC=VALUE",
-                   help="exit 1 when the metric's mean is below VALUE (repeatable)")
+    s.add_argument(
+        "--fail-under",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="exit 1 when the metric's mean is below VALUE (repeatable)",
+    )
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_run)
 
@@ -131,7 +147,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 failed += 1
                 tqdm.write(f"error: {outcome.error}", file=sys.stderr)
             else:
-                tqdm.write(f"{outcome.status:9} {outcome.name} ({outcome.chunks} chunks, {outcome.seconds:.1f} s)")
+                tqdm.write(
+                    f"{outcome.status:9} {outcome.name} ({outcome.chunks} chunks, {outcome.seconds:.1f} s)"
+                )
     return EXIT_INPUT if failed else EXIT_OK
 
 
@@ -160,11 +178,14 @@ def _parse_gates(specs: list[str], metrics: tuple[str, ...]) -> dict[str, float]
             if not math.isfinite(floor):
                 raise ValueError
         except ValueError:
-            raise InputError(f"--fail-under {spec!r}: expected METRIC=VALUE with a number, "
-                             "e.g. faithfulness=0.8") from None
+            raise InputError(
+                f"--fail-under {spec!r}: expected METRIC=VALUE with a number, e.g. faithfulness=0.8"
+            ) from None
         if name not in metrics:
-            raise InputError(f"--fail-under {spec!r}: this run scores {', '.join(metrics) or 'no metrics'}; "
-                             f"{name!r} is not one of them.")
+            raise InputError(
+                f"--fail-under {spec!r}: this run scores {', '.join(metrics) or 'no metrics'}; "
+                f"{name!r} is not one of them."
+            )
         gates[name] = floor
     return gates
 
@@ -180,14 +201,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
     unknown = [m for m in metrics or () if m not in allowed]
     if unknown:
-        raise InputError(f"--metrics: {', '.join(unknown)} not in the {suite} suite; choose from "
-                         f"{', '.join(allowed) or 'nothing (--suite none)'}.")
+        raise InputError(
+            f"--metrics: {', '.join(unknown)} not in the {suite} suite; choose from "
+            f"{', '.join(allowed) or 'nothing (--suite none)'}."
+        )
     gates = _parse_gates(args.fail_under, metrics or allowed)
     items = load_questions(args.questions)
     with PolicyIndex(settings) as index:
         if index.count() == 0:
-            raise InputError(f"No documents are indexed in {settings.data_dir}: run "
-                             "`python -m rag_core ingest FILE…` first (or check --data-dir).")
+            raise InputError(
+                f"No documents are indexed in {settings.data_dir}: run "
+                "`python -m rag_core ingest FILE…` first (or check --data-dir)."
+            )
     store = _store(settings)
     recover_interrupted(store)
     req = RunRequest(
@@ -215,8 +240,9 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     return _follow(handle, store, settings, args, {})
 
 
-def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespace,
-            gates: dict[str, float]) -> int:
+def _follow(
+    handle: Any, store: Any, settings: Settings, args: argparse.Namespace, gates: dict[str, float]
+) -> int:
     from tqdm import tqdm
 
     bar = None
@@ -271,8 +297,11 @@ def _follow(handle: Any, store: Any, settings: Settings, args: argparse.Namespac
             print(f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f})", file=sys.stderr)
             rc = EXIT_GATE
         elif m["failed"]:  # a mean over the few that could be scored is no pass
-            print(f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f}, but {m['failed']} of "
-                  f"{m['scored'] + m['failed']} could not be scored)", file=sys.stderr)
+            print(
+                f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f}, but {m['failed']} of "
+                f"{m['scored'] + m['failed']} could not be scored)",
+                file=sys.stderr,
+            )
             rc = EXIT_GATE
         else:
             print(f"gate {name}>={floor}: ok (mean {m['mean']:.3f})")
@@ -285,16 +314,22 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 def _print_summary(s: dict[str, Any]) -> None:
     t = s["timings"]
-    print(f"run {s['run_id']}: {s['status']} · backend {s['backend']} · mode {s['mode']} · "
-          f"{s['n_questions']} questions · {s['errors']} errors")
-    print(f"  time: retrieval {_fmt(t.get('retrieval_s'), '.2f')} s · generation "
-          f"{_fmt(t.get('generation_s'), '.2f')} s · evaluation {_fmt(t.get('evaluation_s'), '.2f')} s · "
-          f"total {_fmt(t.get('total_s'), '.2f')} s")
+    print(
+        f"run {s['run_id']}: {s['status']} · backend {s['backend']} · mode {s['mode']} · "
+        f"{s['n_questions']} questions · {s['errors']} errors"
+    )
+    print(
+        f"  time: retrieval {_fmt(t.get('retrieval_s'), '.2f')} s · generation "
+        f"{_fmt(t.get('generation_s'), '.2f')} s · evaluation {_fmt(t.get('evaluation_s'), '.2f')} s · "
+        f"total {_fmt(t.get('total_s'), '.2f')} s"
+    )
     g = s.get("generation") or {}
     if g.get("speedup_measured") is not None:
-        print(f"  speedup: sequential {g['sequential_s']:.2f} s → async {g['async_s']:.2f} s = "
-              f"{g['speedup_measured']:.2f}× measured (ideal {g['ideal_speedup']:.0f}×, "
-              f"estimated {_fmt(g.get('speedup_estimated'), '.2f')}×)")
+        print(
+            f"  speedup: sequential {g['sequential_s']:.2f} s → async {g['async_s']:.2f} s = "
+            f"{g['speedup_measured']:.2f}× measured (ideal {g['ideal_speedup']:.0f}×, "
+            f"estimated {_fmt(g.get('speedup_estimated'), '.2f')}×)"
+        )
     elif g.get("speedup_estimated") is not None:
         print(f"  speedup: estimated {g['speedup_estimated']:.2f}× (ideal {g['ideal_speedup']:.0f}×)")
     for name, m in (s.get("metrics") or {}).items():
@@ -305,10 +340,15 @@ def _print_summary(s: dict[str, Any]) -> None:
         print(f"  {name:22} {_fmt(m['mean'])}{sd}  ({m['scored']} of {total} scored)")
     u = s.get("usage") or {}
     if u.get("input_tokens"):
-        judge = (f" · judge {u['judge_input_tokens']} in / {u.get('judge_output_tokens', 0)} out"
-                 if u.get("judge_input_tokens") else "")
-        print(f"  tokens: answers {u['input_tokens']} in / {u['output_tokens']} out{judge} · "
-              f"est. cost ${u['cost_usd']:.4f}")
+        judge = (
+            f" · judge {u['judge_input_tokens']} in / {u.get('judge_output_tokens', 0)} out"
+            if u.get("judge_input_tokens")
+            else ""
+        )
+        print(
+            f"  tokens: answers {u['input_tokens']} in / {u['output_tokens']} out{judge} · "
+            f"est. cost ${u['cost_usd']:.4f}"
+        )
     j = s.get("judge") or {}
     if j.get("calls") or j.get("cache_hits"):
         print(f"  judge: {j.get('model')} · {j.get('calls')} calls · {j.get('cache_hits')} cache hits")

@@ -134,8 +134,12 @@ class BatchPolling:
     """After a cancel, seconds to wait for the batch to end before leaving it."""
 
     def __post_init__(self) -> None:
-        if not (0 < self.initial_s <= self.max_s and self.factor >= 1 and self.max_failures >= 1
-                and self.cancel_wait_s >= 0):
+        if not (
+            0 < self.initial_s <= self.max_s
+            and self.factor >= 1
+            and self.max_failures >= 1
+            and self.cancel_wait_s >= 0
+        ):
             raise ValueError(f"invalid batch polling policy {self!r}")
 
 
@@ -203,8 +207,16 @@ class BatchRunOutcome:
 
     def generation_info(self) -> dict[str, Any]:
         """Keys merged into ``summary["generation"]`` of the run."""
-        return {"batch": {"ids": list(self.batch_ids), "created": self.created, "wait_s": self.wait_s,
-                          "results": dict(self.saved), "status": self.status, "message": self.message}}
+        return {
+            "batch": {
+                "ids": list(self.batch_ids),
+                "created": self.created,
+                "wait_s": self.wait_s,
+                "results": dict(self.saved),
+                "status": self.status,
+                "message": self.message,
+            }
+        }
 
 
 class BatchNotFoundError(GenerationError):
@@ -233,10 +245,17 @@ def batch_requests(
     out = []
     for index, question, contexts in items:
         system, messages = build_messages(question, list(contexts))
-        out.append({
-            "custom_id": custom_id(index),
-            "params": {"model": model, "max_tokens": int(max_tokens), "system": system, "messages": messages},
-        })
+        out.append(
+            {
+                "custom_id": custom_id(index),
+                "params": {
+                    "model": model,
+                    "max_tokens": int(max_tokens),
+                    "system": system,
+                    "messages": messages,
+                },
+            }
+        )
     return out
 
 
@@ -265,9 +284,16 @@ class BatchProgress:
         with self._lock:
             end = self._t_end if self._t_end is not None else time.perf_counter()
             return Progress(
-                total=self.total, done=self.ok + self.errors, ok=self.ok, errors=self.errors,
-                in_flight=self.in_flight, retries=self.retries, elapsed_s=end - self._t0,
-                throttled_s=0.0, concurrency_limit=0, cancelled=self.cancelled,
+                total=self.total,
+                done=self.ok + self.errors,
+                ok=self.ok,
+                errors=self.errors,
+                in_flight=self.in_flight,
+                retries=self.retries,
+                elapsed_s=end - self._t0,
+                throttled_s=0.0,
+                concurrency_limit=0,
+                cancelled=self.cancelled,
                 finished=self._t_end is not None,
             )
 
@@ -326,8 +352,12 @@ class MessageBatchClient:
                     "No Anthropic API key is configured. Set ANTHROPIC_API_KEY (or add it to "
                     ".streamlit/secrets.toml); batch mode needs the Claude backend."
                 )
-            client = anthropic.Anthropic(api_key=key, base_url=settings.base_url or None, max_retries=0,
-                                         timeout=float(settings.request_timeout_s))
+            client = anthropic.Anthropic(
+                api_key=key,
+                base_url=settings.base_url or None,
+                max_retries=0,
+                timeout=float(settings.request_timeout_s),
+            )
             self._owned = True
         else:
             self._owned = False
@@ -351,9 +381,13 @@ class MessageBatchClient:
                 f"The Message Batches API is not available at {where} (HTTP 404). Check "
                 "ANTHROPIC_BASE_URL, or use the async mode."
             )
-        err = map_api_error(exc, model=self.model, base_url=self.settings.base_url,
-                            timeout_s=float(self.settings.request_timeout_s),
-                            secret=self.settings.api_key.get())
+        err = map_api_error(
+            exc,
+            model=self.model,
+            base_url=self.settings.base_url,
+            timeout_s=float(self.settings.request_timeout_s),
+            secret=self.settings.api_key.get(),
+        )
         err.args = (f"{what}: {err}",)
         return err
 
@@ -367,8 +401,10 @@ class MessageBatchClient:
         except anthropic.AnthropicError as exc:
             err = self._map(exc, "Submitting the message batch failed")
             if isinstance(exc, (anthropic.APITimeoutError, anthropic.APIConnectionError)):
-                err.args = (f"{err} A batch may have been created anyway: check the Anthropic console "
-                            "before running again.",)
+                err.args = (
+                    f"{err} A batch may have been created anyway: check the Anthropic console "
+                    "before running again.",
+                )
             raise err from exc
 
     def retrieve(self, batch_id: str) -> BatchStatus:
@@ -484,7 +520,8 @@ def run_batch_generation(
                 phase("batch-submit")
                 requests = batch_requests(
                     [(i, questions[i], contexts[i]) for i in pending],
-                    model=answerer.model, max_tokens=answerer.max_tokens,
+                    model=answerer.model,
+                    max_tokens=answerer.max_tokens,
                 )
                 st = client.create(requests)
                 batch_id, created_here = st.id, True
@@ -503,7 +540,9 @@ def run_batch_generation(
             except BatchNotFoundError:
                 if created_here:
                     raise
-                log.warning("run %s: stored batch %s no longer exists; submitting a new one", run_id, batch_id)
+                log.warning(
+                    "run %s: stored batch %s no longer exists; submitting a new one", run_id, batch_id
+                )
                 batch_id = None
                 continue
             finally:
@@ -514,24 +553,38 @@ def run_batch_generation(
                     out.message = _interrupted_message(batch_id, st_or_reason, settings)
                     return out
                 out.status = "cancelled"
-                out.message = "Cancelled: the message batch was cancelled at Anthropic; finished answers are kept."
+                out.message = (
+                    "Cancelled: the message batch was cancelled at Anthropic; finished answers are kept."
+                )
                 ended = _cancel_and_settle(client, batch_id, tracker, polling)
                 if ended is None:
-                    out.message += (" It had not ended within "
-                                    f"{polling.cancel_wait_s:g} s; resume the run to collect what it finished.")
+                    out.message += (
+                        " It had not ended within "
+                        f"{polling.cancel_wait_s:g} s; resume the run to collect what it finished."
+                    )
                     return out
             phase("batch-collect")
-            pending = _collect(client, batch_id, run_id, store, settings, answerer, pending, contexts,
-                               answers, tracker, out)
+            pending = _collect(
+                client, batch_id, run_id, store, settings, answerer, pending, contexts, answers, tracker, out
+            )
             if out.status == "cancelled" or not pending:
                 break
             if created_here:
                 # Our own fresh batch did not cover these questions: do not loop on it.
                 for i in pending:
-                    store.save_answer(run_id, i, answer=None, contexts=[c.to_dict() for c in contexts[i]],
-                                      error=("The message batch returned no result for this question. "
-                                             "Resume the run to ask again."),
-                                      error_kind="GenerationError", attempts=1, model=answerer.model)
+                    store.save_answer(
+                        run_id,
+                        i,
+                        answer=None,
+                        contexts=[c.to_dict() for c in contexts[i]],
+                        error=(
+                            "The message batch returned no result for this question. "
+                            "Resume the run to ask again."
+                        ),
+                        error_kind="GenerationError",
+                        attempts=1,
+                        model=answerer.model,
+                    )
                     tracker._count(ok=False)
                 out.saved["missing"] = out.saved.get("missing", 0) + len(pending)
                 pending = []
@@ -554,14 +607,25 @@ def _remember_batch(store: HistoryStore, run_id: int, batch_id: str) -> None:
 
 
 def _interrupted_message(batch_id: str, reason: str, settings: Settings) -> str:
-    why = (f"the run's deadline of {float(settings.run_deadline_s):g} s passed (RAG_RUN_DEADLINE)"
-           if reason == "deadline" else "the Anthropic API could not be reached repeatedly")
-    return (f"Stopped waiting for message batch {batch_id}: {why}. The batch keeps processing at "
-            "Anthropic (up to 24 h); resume the run later to collect its answers — no new batch is sent.")
+    why = (
+        f"the run's deadline of {float(settings.run_deadline_s):g} s passed (RAG_RUN_DEADLINE)"
+        if reason == "deadline"
+        else "the Anthropic API could not be reached repeatedly"
+    )
+    return (
+        f"Stopped waiting for message batch {batch_id}: {why}. The batch keeps processing at "
+        "Anthropic (up to 24 h); resume the run later to collect its answers — no new batch is sent."
+    )
 
 
-def _wait(client: MessageBatchClient, batch_id: str, tracker: BatchProgress, stop: threading.Event,
-          deadline: float, polling: BatchPolling) -> BatchStatus | str:
+def _wait(
+    client: MessageBatchClient,
+    batch_id: str,
+    tracker: BatchProgress,
+    stop: threading.Event,
+    deadline: float,
+    polling: BatchPolling,
+) -> BatchStatus | str:
     """Poll until the batch ends (→ its status) or ``"cancel"``/``"deadline"``/``"unreachable"``.
 
     Retryable poll failures are retried within the same backoff; :data:`MAX_POLL_FAILURES`
@@ -596,8 +660,9 @@ def _wait(client: MessageBatchClient, batch_id: str, tracker: BatchProgress, sto
     return "deadline"
 
 
-def _cancel_and_settle(client: MessageBatchClient, batch_id: str, tracker: BatchProgress,
-                       polling: BatchPolling) -> BatchStatus | None:
+def _cancel_and_settle(
+    client: MessageBatchClient, batch_id: str, tracker: BatchProgress, polling: BatchPolling
+) -> BatchStatus | None:
     """Cancel the batch and wait up to ``cancel_wait_s`` for it to end; its status, or None."""
     try:
         st = client.cancel(batch_id)
@@ -624,10 +689,19 @@ def _cancel_and_settle(client: MessageBatchClient, batch_id: str, tracker: Batch
     return None
 
 
-def _collect(client: MessageBatchClient, batch_id: str, run_id: int, store: HistoryStore,
-             settings: Settings, answerer: Any, pending: list[int],
-             contexts: Sequence[Sequence[ScoredChunk]], answers: dict[int, Answer],
-             tracker: BatchProgress, out: BatchRunOutcome) -> list[int]:
+def _collect(
+    client: MessageBatchClient,
+    batch_id: str,
+    run_id: int,
+    store: HistoryStore,
+    settings: Settings,
+    answerer: Any,
+    pending: list[int],
+    contexts: Sequence[Sequence[ScoredChunk]],
+    answers: dict[int, Answer],
+    tracker: BatchProgress,
+    out: BatchRunOutcome,
+) -> list[int]:
     """Save the results of an ended batch for the ``pending`` questions; return those still pending
     (cancelled at Anthropic, or absent from the batch)."""
     wanted = set(pending)
@@ -655,16 +729,33 @@ def _collect(client: MessageBatchClient, batch_id: str, run_id: int, store: Hist
                         tracker._count(ok=False)
                         out.saved["errored"] = out.saved.get("errored", 0) + 1
                         continue
-                    store.save_answer(run_id, i, answer=ans.text, contexts=ctx, error=None, error_kind=None,
-                                      latency_s=None, attempts=1, input_tokens=ans.input_tokens,
-                                      output_tokens=ans.output_tokens, model=ans.model)
+                    store.save_answer(
+                        run_id,
+                        i,
+                        answer=ans.text,
+                        contexts=ctx,
+                        error=None,
+                        error_kind=None,
+                        latency_s=None,
+                        attempts=1,
+                        input_tokens=ans.input_tokens,
+                        output_tokens=ans.output_tokens,
+                        model=ans.model,
+                    )
                     answers[i] = ans
                     tracker._count(ok=True)
                     out.saved["succeeded"] = out.saved.get("succeeded", 0) + 1
                 elif kind == "expired":
-                    _save_error(store, run_id, i, ctx,
-                                "The message batch expired (Anthropic's 24 h limit) before this question "
-                                "was processed. Run it again.", "RequestTimeoutError", answerer.model)
+                    _save_error(
+                        store,
+                        run_id,
+                        i,
+                        ctx,
+                        "The message batch expired (Anthropic's 24 h limit) before this question "
+                        "was processed. Run it again.",
+                        "RequestTimeoutError",
+                        answerer.model,
+                    )
                     tracker._count(ok=False)
                     out.saved["expired"] = out.saved.get("expired", 0) + 1
                 else:  # errored (or a result type this code does not know)
@@ -678,11 +769,21 @@ def _collect(client: MessageBatchClient, batch_id: str, run_id: int, store: Hist
                 raise
             log.warning("reading batch %s results broke off (attempt %d): %s", batch_id, attempt, exc)
             tracker._retry()
-            time.sleep(min(2.0 ** attempt * 0.25, 5.0))
+            time.sleep(min(2.0**attempt * 0.25, 5.0))
     return [i for i in pending if i not in handled]
 
 
-def _save_error(store: HistoryStore, run_id: int, i: int, ctx: list[dict[str, Any]], message: str,
-                kind: str, model: str) -> None:
-    store.save_answer(run_id, i, answer=None, contexts=ctx, error=message, error_kind=kind,
-                      latency_s=None, attempts=1, model=model)
+def _save_error(
+    store: HistoryStore, run_id: int, i: int, ctx: list[dict[str, Any]], message: str, kind: str, model: str
+) -> None:
+    store.save_answer(
+        run_id,
+        i,
+        answer=None,
+        contexts=ctx,
+        error=message,
+        error_kind=kind,
+        latency_s=None,
+        attempts=1,
+        model=model,
+    )

@@ -45,7 +45,9 @@ def run_summary_json(store: Any, run_id: int) -> dict[str, Any]:
         "created_at": run.created_at,
         "n_questions": len(results),
         "config": run.config,
-        "timings": {k: run.timings.get(k) for k in ("retrieval_s", "generation_s", "evaluation_s", "total_s")},
+        "timings": {
+            k: run.timings.get(k) for k in ("retrieval_s", "generation_s", "evaluation_s", "total_s")
+        },
         "generation": s.get("generation", {}),
         "metrics": s.get("metrics", {}),
         "usage": s.get("usage", {}),
@@ -59,8 +61,14 @@ def run_summary_json(store: Any, run_id: int) -> dict[str, Any]:
                 "contexts": r.contexts,
                 "scores": {k: v.value for k, v in r.scores.items()},
                 "score_details": {
-                    k: {"value": v.value, "stdev": v.stdev, "reason": v.reason, "error": v.error,
-                        "cached": v.cached} for k, v in r.scores.items()
+                    k: {
+                        "value": v.value,
+                        "stdev": v.stdev,
+                        "reason": v.reason,
+                        "error": v.error,
+                        "cached": v.cached,
+                    }
+                    for k, v in r.scores.items()
                 },
                 "error": r.error,
                 "latency_s": r.latency_s,
@@ -109,15 +117,39 @@ def results_csv(summary: dict[str, Any]) -> str:
     metrics = sorted({m for r in summary["results"] for m in r["scores"]})
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["index", "question", "ground_truth", "answer", "error", "latency_s", "input_tokens",
-                "output_tokens", *metrics, "sources"])
+    w.writerow(
+        [
+            "index",
+            "question",
+            "ground_truth",
+            "answer",
+            "error",
+            "latency_s",
+            "input_tokens",
+            "output_tokens",
+            *metrics,
+            "sources",
+        ]
+    )
     for i, r in enumerate(summary["results"]):
         sources = "; ".join(f"{c['source']} p.{c['page']}" for c in r["contexts"])
-        w.writerow([_cell(v) for v in (
-            i, r["question"], r["ground_truth"], r["answer"] or "", r["error"] or "",
-            r["latency_s"], r["input_tokens"], r["output_tokens"],
-            *[("" if r["scores"].get(m) is None else r["scores"][m]) for m in metrics], sources,
-        )])
+        w.writerow(
+            [
+                _cell(v)
+                for v in (
+                    i,
+                    r["question"],
+                    r["ground_truth"],
+                    r["answer"] or "",
+                    r["error"] or "",
+                    r["latency_s"],
+                    r["input_tokens"],
+                    r["output_tokens"],
+                    *[("" if r["scores"].get(m) is None else r["scores"][m]) for m in metrics],
+                    sources,
+                )
+            ]
+        )
     return buf.getvalue()
 
 

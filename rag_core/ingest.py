@@ -37,8 +37,15 @@ class IngestOutcome:
     """Why the file was refused (names the file), when ``status == "error"``."""
 
 
-def ingest_bytes(name: str, data: bytes, *, settings: Settings, store: HistoryStore,
-                 index: PolicyIndex | None = None, force: bool = False) -> IngestOutcome:
+def ingest_bytes(
+    name: str,
+    data: bytes,
+    *,
+    settings: Settings,
+    store: HistoryStore,
+    index: PolicyIndex | None = None,
+    force: bool = False,
+) -> IngestOutcome:
     """Index one file's bytes. Never raises for a bad file: returns an ``"error"`` outcome."""
     t0 = time.perf_counter()
     try:
@@ -65,15 +72,17 @@ def ingest_bytes(name: str, data: bytes, *, settings: Settings, store: HistorySt
             index.close()
 
 
-def ingest_paths(paths: Iterable[Path], *, settings: Settings, store: HistoryStore
-                 ) -> Iterator[IngestOutcome]:
+def ingest_paths(
+    paths: Iterable[Path], *, settings: Settings, store: HistoryStore
+) -> Iterator[IngestOutcome]:
     """Index files from disk, yielding one outcome per path as it finishes."""
     with PolicyIndex(settings) as index:
         yield from _ingest_each(paths, settings, store, index)
 
 
-def _ingest_each(paths: Iterable[Path], settings: Settings, store: HistoryStore, index: PolicyIndex
-                 ) -> Iterator[IngestOutcome]:
+def _ingest_each(
+    paths: Iterable[Path], settings: Settings, store: HistoryStore, index: PolicyIndex
+) -> Iterator[IngestOutcome]:
     seen: dict[str, Path] = {}
     for path in paths:
         path = Path(path)
@@ -83,8 +92,12 @@ def _ingest_each(paths: Iterable[Path], settings: Settings, store: HistoryStore,
             yield IngestOutcome(path.name[:120], "error", error=str(exc))
             continue
         if key in seen:  # the index is keyed by file name: the second would silently replace the first
-            yield IngestOutcome(key, "error", error=f"{path}: another file in this batch is also called "
-                                f"{key!r} ({seen[key]}); rename one of them and add it again.")
+            yield IngestOutcome(
+                key,
+                "error",
+                error=f"{path}: another file in this batch is also called "
+                f"{key!r} ({seen[key]}); rename one of them and add it again.",
+            )
             continue
         seen[key] = path
         try:
@@ -109,8 +122,9 @@ def reindex_document(name: str, *, settings: Settings, store: HistoryStore) -> I
     """Parse the kept copy again with the current chunk settings and replace its chunks."""
     copy = settings.uploads_dir / safe_filename(name)
     if not copy.is_file():
-        return IngestOutcome(name, "error", error=f"{name}: the original file is no longer stored; "
-                             "upload it again.")
+        return IngestOutcome(
+            name, "error", error=f"{name}: the original file is no longer stored; upload it again."
+        )
     return ingest_bytes(name, copy.read_bytes(), settings=settings, store=store, force=True)
 
 

@@ -55,8 +55,12 @@ class ScoredChunk:
     def from_dict(cls, d: dict[str, Any]) -> ScoredChunk:
         return cls(
             Chunk(
-                id=d["id"], text=d["text"], source=d["source"], page=int(d["page"]),
-                position=int(d.get("position", 0)), doc_sha256=d.get("doc_sha256", ""),
+                id=d["id"],
+                text=d["text"],
+                source=d["source"],
+                page=int(d["page"]),
+                position=int(d.get("position", 0)),
+                doc_sha256=d.get("doc_sha256", ""),
             ),
             float(d.get("score", 0.0)),
         )

@@ -72,8 +72,10 @@ class RunRequest:
         if self.suite not in SUITES:
             raise InputError(f"Unknown metric suite {self.suite!r}: choose one of {', '.join(SUITES)}.")
         if self.mode == "batch" and self.backend != "claude":
-            raise InputError("Batch mode sends the questions to Anthropic's Message Batches API: choose "
-                             "the Claude backend, or another mode for the offline backend.")
+            raise InputError(
+                "Batch mode sends the questions to Anthropic's Message Batches API: choose "
+                "the Claude backend, or another mode for the offline backend."
+            )
         if not 1 <= self.concurrency <= 256:
             raise InputError("Concurrency must be between 1 and 256.")
         if not 1 <= self.top_k <= 50:
@@ -297,8 +299,9 @@ def active_runs() -> list[RunHandle]:
         return [h for h in _ACTIVE.values() if not h.done()]
 
 
-def run_blocking(request: RunRequest, *, settings: Settings, store: HistoryStore,
-                 engine: Engine | None = None) -> dict[str, Any]:
+def run_blocking(
+    request: RunRequest, *, settings: Settings, store: HistoryStore, engine: Engine | None = None
+) -> dict[str, Any]:
     """Start a run and wait for it (CLI, tests). Returns the summary dict of the stored run."""
     handle = start_run(request, settings=settings, store=store, engine=engine)
     summary = handle.wait()
@@ -306,14 +309,24 @@ def run_blocking(request: RunRequest, *, settings: Settings, store: HistoryStore
     return summary
 
 
-def _coordinate(handle: RunHandle, req: RunRequest, settings: Settings, store: HistoryStore,
-                engine: Engine, resuming: bool) -> None:
+def _coordinate(
+    handle: RunHandle,
+    req: RunRequest,
+    settings: Settings,
+    store: HistoryStore,
+    engine: Engine,
+    resuming: bool,
+) -> None:
     run_id = handle.run_id
     t0 = time.perf_counter()
     timings: dict[str, float] = {"retrieval_s": 0.0, "generation_s": 0.0, "evaluation_s": 0.0}
     gen_info: dict[str, Any] = {
-        "sequential_s": None, "async_s": None, "speedup_measured": None,
-        "speedup_estimated": None, "ideal_speedup": 1.0, "concurrency": req.concurrency,
+        "sequential_s": None,
+        "async_s": None,
+        "speedup_measured": None,
+        "speedup_estimated": None,
+        "ideal_speedup": 1.0,
+        "concurrency": req.concurrency,
     }
     status = "completed"
     try:
@@ -335,14 +348,19 @@ def _coordinate(handle: RunHandle, req: RunRequest, settings: Settings, store: H
         if resuming:
             for r in prior:
                 if r.answer is not None:
-                    answers[r.index] = Answer(text=r.answer, model=r.model or "",
-                                              input_tokens=r.input_tokens, output_tokens=r.output_tokens)
+                    answers[r.index] = Answer(
+                        text=r.answer,
+                        model=r.model or "",
+                        input_tokens=r.input_tokens,
+                        output_tokens=r.output_tokens,
+                    )
                     contexts[r.index] = [ScoredChunk.from_dict(c) for c in r.contexts]
         if todo_answers and not handle.cancelled:
             answerer = make_answerer(req.backend, settings)
             t = time.perf_counter()
-            gen = _generate(handle, req, settings, store, engine, answerer, todo_answers, contexts,
-                            answers, gen_info)
+            gen = _generate(
+                handle, req, settings, store, engine, answerer, todo_answers, contexts, answers, gen_info
+            )
             timings["generation_s"] = time.perf_counter() - t
             if gen == "cancelled":
                 status = "cancelled"
@@ -355,8 +373,13 @@ def _coordinate(handle: RunHandle, req: RunRequest, settings: Settings, store: H
                 raise GenerationError(f"No question could be answered: {first}")
 
         # ---- phase 2: evaluation ----------------------------------------------------------
-        judge: dict[str, Any] = {"suite": req.suite, "model": None, "calls": 0, "cache_hits": 0,
-                                 "versions": {}}
+        judge: dict[str, Any] = {
+            "suite": req.suite,
+            "model": None,
+            "calls": 0,
+            "cache_hits": 0,
+            "versions": {},
+        }
         if req.suite != "none" and status == "completed" and not handle.cancelled:
             t = time.perf_counter()
             judge = _evaluate(handle, req, settings, store, engine, answers, contexts, resuming)
@@ -386,8 +409,11 @@ def _coordinate(handle: RunHandle, req: RunRequest, settings: Settings, store: H
         log.error("could not finalise run %s: %s", run_id, exc)
         summary = {"failure": str(exc)}
         status = "failed"
-    handle._set(phase="done", status=status, summary=summary | {"run_id": run_id, "status": status,
-                                                               "timings": timings})
+    handle._set(
+        phase="done",
+        status=status,
+        summary=summary | {"run_id": run_id, "status": status, "timings": timings},
+    )
     handle._done.set()
 
 
@@ -395,9 +421,18 @@ def _policy(settings: Settings, concurrency: int) -> BatchPolicy:
     return BatchPolicy.from_settings(settings, concurrency=concurrency)
 
 
-def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: HistoryStore,
-              engine: Engine, answerer: Any, todo: list[int], contexts: list[list[ScoredChunk]],
-              answers: dict[int, Answer], gen_info: dict[str, Any]) -> str:
+def _generate(
+    handle: RunHandle,
+    req: RunRequest,
+    settings: Settings,
+    store: HistoryStore,
+    engine: Engine,
+    answerer: Any,
+    todo: list[int],
+    contexts: list[list[ScoredChunk]],
+    answers: dict[int, Answer],
+    gen_info: dict[str, Any],
+) -> str:
     """Run generation in the requested mode; store each answer as it arrives."""
     if req.mode == "batch":
         return _generate_batch(handle, req, settings, store, answerer, todo, contexts, answers, gen_info)
@@ -419,7 +454,8 @@ def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
         if ans is not None:
             answers[i] = ans
         store.save_answer(
-            run_id, i,
+            run_id,
+            i,
             answer=ans.text if ans else None,
             contexts=[c.to_dict() for c in contexts[i]],
             error=None if ans else (r.error or "failed"),
@@ -431,8 +467,9 @@ def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
             model=ans.model if ans else getattr(answerer, "model", None),
         )
 
-    def run_batch(phase: str, concurrency: int, on_result: Callable[[ItemResult], None] | None
-                  ) -> tuple[list[ItemResult], float]:
+    def run_batch(
+        phase: str, concurrency: int, on_result: Callable[[ItemResult], None] | None
+    ) -> tuple[list[ItemResult], float]:
         policy = _policy(settings, concurrency)
         h = engine.submit(jobs(), labels=labels, policy=policy, on_result=on_result)
         handle._set(phase=phase, handle=h)
@@ -446,8 +483,9 @@ def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
     n = len(todo)
     if req.mode in ("sequential", "compare"):
         # In compare mode the sequential pass is timing only; the async pass's answers are stored.
-        results, wall = run_batch("generation-sequential", 1,
-                                  store_answer if req.mode == "sequential" else None)
+        results, wall = run_batch(
+            "generation-sequential", 1, store_answer if req.mode == "sequential" else None
+        )
         gen_info["sequential_s"] = wall
         gen_info["ideal_speedup"] = 1.0
         if handle.cancelled:
@@ -468,9 +506,17 @@ def _generate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
     return "cancelled" if handle.cancelled else "ok"
 
 
-def _generate_batch(handle: RunHandle, req: RunRequest, settings: Settings, store: HistoryStore,
-                    answerer: Any, todo: list[int], contexts: list[list[ScoredChunk]],
-                    answers: dict[int, Answer], gen_info: dict[str, Any]) -> str:
+def _generate_batch(
+    handle: RunHandle,
+    req: RunRequest,
+    settings: Settings,
+    store: HistoryStore,
+    answerer: Any,
+    todo: list[int],
+    contexts: list[list[ScoredChunk]],
+    answers: dict[int, Answer],
+    gen_info: dict[str, Any],
+) -> str:
     """Batch mode (issue 6): one Message Batch, polled from this coordinator thread with the sync
     client (see :mod:`rag_core.batches` for why). Returns ``"ok"``, ``"cancelled"`` or
     ``"interrupted"`` (deadline passed / API unreachable: the batch goes on, resume collects it)."""
@@ -479,9 +525,17 @@ def _generate_batch(handle: RunHandle, req: RunRequest, settings: Settings, stor
     tracker = BatchProgress(len(todo))
     handle._set(phase="batch-submit", handle=tracker)
     out = run_batch_generation(
-        run_id=handle.run_id, store=store, settings=settings, answerer=answerer,
-        questions=[it.question for it in req.items], todo=todo, contexts=contexts, answers=answers,
-        stop=handle._cancel, tracker=tracker, on_phase=lambda p: handle._set(phase=p),
+        run_id=handle.run_id,
+        store=store,
+        settings=settings,
+        answerer=answerer,
+        questions=[it.question for it in req.items],
+        todo=todo,
+        contexts=contexts,
+        answers=answers,
+        stop=handle._cancel,
+        tracker=tracker,
+        on_phase=lambda p: handle._set(phase=p),
     )
     gen_info.update(out.generation_info())
     if out.message:
@@ -489,26 +543,41 @@ def _generate_batch(handle: RunHandle, req: RunRequest, settings: Settings, stor
     return out.status
 
 
-def _timings(results: Sequence[ItemResult], todo: list[int], phase: str, labels: list[str]
-             ) -> list[RequestTiming]:
+def _timings(
+    results: Sequence[ItemResult], todo: list[int], phase: str, labels: list[str]
+) -> list[RequestTiming]:
     out = []
     for r in results:
         if r.started_at is None:
             continue
         v = r.value if r.status == "ok" else None
-        out.append(RequestTiming(
-            index=todo[r.index], phase=phase, label=labels[r.index], start=r.started_at,
-            end=r.ended_at or r.started_at, attempts=r.attempts, status=r.status,
-            throttled_s=r.throttled_s,
-            input_tokens=getattr(v, "input_tokens", 0) or 0,
-            output_tokens=getattr(v, "output_tokens", 0) or 0,
-        ))
+        out.append(
+            RequestTiming(
+                index=todo[r.index],
+                phase=phase,
+                label=labels[r.index],
+                start=r.started_at,
+                end=r.ended_at or r.started_at,
+                attempts=r.attempts,
+                status=r.status,
+                throttled_s=r.throttled_s,
+                input_tokens=getattr(v, "input_tokens", 0) or 0,
+                output_tokens=getattr(v, "output_tokens", 0) or 0,
+            )
+        )
     return out
 
 
-def _evaluate(handle: RunHandle, req: RunRequest, settings: Settings, store: HistoryStore,
-              engine: Engine, answers: dict[int, Answer], contexts: list[list[ScoredChunk]],
-              resuming: bool) -> dict[str, Any]:
+def _evaluate(
+    handle: RunHandle,
+    req: RunRequest,
+    settings: Settings,
+    store: HistoryStore,
+    engine: Engine,
+    answers: dict[int, Answer],
+    contexts: list[list[ScoredChunk]],
+    resuming: bool,
+) -> dict[str, Any]:
     from rag_core.evaluation import Sample, make_suite, submit_scoring
 
     run_id = handle.run_id
@@ -522,16 +591,27 @@ def _evaluate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
     # Questions without an answer cannot be scored: say so per metric instead of storing zeros.
     for i in range(len(req.items)):
         if i not in answers and i not in already:
-            store.save_scores(run_id, i, [
-                MetricScore(metric=m, value=None, error="no answer to score") for m in suite.metrics
-            ])
+            store.save_scores(
+                run_id,
+                i,
+                [MetricScore(metric=m, value=None, error="no answer to score") for m in suite.metrics],
+            )
     samples = [
-        Sample(question=req.items[i].question, answer=answers[i].text,
-               contexts=[c.chunk.text for c in contexts[i]], ground_truth=req.items[i].ground_truth)
+        Sample(
+            question=req.items[i].question,
+            answer=answers[i].text,
+            contexts=[c.chunk.text for c in contexts[i]],
+            ground_truth=req.items[i].ground_truth,
+        )
         for i in order
     ]
-    info: dict[str, Any] = {"suite": suite.name, "model": getattr(suite, "model", None),
-                            "calls": 0, "cache_hits": 0, "versions": suite.versions()}
+    info: dict[str, Any] = {
+        "suite": suite.name,
+        "model": getattr(suite, "model", None),
+        "calls": 0,
+        "cache_hits": 0,
+        "versions": suite.versions(),
+    }
     if not samples:
         return info
 
@@ -539,8 +619,14 @@ def _evaluate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
         store.save_scores(run_id, order[k], [score])
 
     batch = submit_scoring(
-        samples, suite=suite, engine=engine, policy=_policy(settings, req.concurrency), store=store,
-        fresh=req.fresh, repeats=req.judge_repeats, on_score=on_score,
+        samples,
+        suite=suite,
+        engine=engine,
+        policy=_policy(settings, req.concurrency),
+        store=store,
+        fresh=req.fresh,
+        repeats=req.judge_repeats,
+        on_score=on_score,
     )
     handle._set(phase="evaluation", handle=batch)
     if handle.cancelled:
@@ -557,16 +643,20 @@ def _evaluate(handle: RunHandle, req: RunRequest, settings: Settings, store: His
 # --------------------------------------------------------------------------------------------
 # Summary
 # --------------------------------------------------------------------------------------------
-def build_summary(store: HistoryStore, run_id: int, settings: Settings, generation: dict[str, Any],
-                  judge: dict[str, Any]) -> dict[str, Any]:
+def build_summary(
+    store: HistoryStore, run_id: int, settings: Settings, generation: dict[str, Any], judge: dict[str, Any]
+) -> dict[str, Any]:
     """The run summary stored with the run (shape in the team brief / README)."""
     from rag_core.evaluation import summarize
 
     results = store.get_results(run_id)
     tokens_in = sum(r.input_tokens for r in results)
     tokens_out = sum(r.output_tokens for r in results)
-    cost = sum(settings.cost_usd(r.model, r.input_tokens, r.output_tokens)
-               for r in results if r.model and r.model.startswith("claude"))
+    cost = sum(
+        settings.cost_usd(r.model, r.input_tokens, r.output_tokens)
+        for r in results
+        if r.model and r.model.startswith("claude")
+    )
     usage: dict[str, Any] = {"input_tokens": tokens_in, "output_tokens": tokens_out}
     if store.get_run(run_id).mode == "batch":  # Message Batches cost half (rag_core.batches)
         from rag_core.batches import BATCH_DISCOUNT
@@ -576,9 +666,13 @@ def build_summary(store: HistoryStore, run_id: int, settings: Settings, generati
     # The judge's own calls are billed too (tokens counted by the judge client's wrapper).
     j_in, j_out = int(judge.get("input_tokens") or 0), int(judge.get("output_tokens") or 0)
     judge_cost = settings.cost_usd(judge["model"], j_in, j_out) if judge.get("model") else 0.0
-    usage.update(judge_input_tokens=j_in, judge_output_tokens=j_out,
-                 answer_cost_usd=round(cost, 6), judge_cost_usd=round(judge_cost, 6),
-                 cost_usd=round(cost + judge_cost, 6))
+    usage.update(
+        judge_input_tokens=j_in,
+        judge_output_tokens=j_out,
+        answer_cost_usd=round(cost, 6),
+        judge_cost_usd=round(judge_cost, 6),
+        cost_usd=round(cost + judge_cost, 6),
+    )
     return {
         "n_questions": len(results),
         "errors": sum(1 for r in results if r.error is not None),
@@ -601,25 +695,31 @@ def recover_interrupted(store: HistoryStore) -> list[int]:
     return store.mark_interrupted(exclude={h.run_id for h in active_runs()})
 
 
-def resume_run(run_id: int, *, settings: Settings, store: HistoryStore,
-               engine: Engine | None = None) -> RunHandle:
+def resume_run(
+    run_id: int, *, settings: Settings, store: HistoryStore, engine: Engine | None = None
+) -> RunHandle:
     """Finish an interrupted, cancelled or failed run: redo only the answers it lacks (unfinished or
     failed) and the scores it lacks (missing or failed); finished work is kept as it is."""
     run: RunRecord = store.get_run(run_id)
     if run.status == "running":
         raise InputError(f"Run {run_id} is still running; wait for it or cancel it first.")
     if run.status not in ("interrupted", "cancelled", "failed"):
-        raise InputError(f"Run {run_id} is {run.status}: only interrupted, cancelled or failed runs "
-                         "can be resumed. Start a new run to evaluate again.")
+        raise InputError(
+            f"Run {run_id} is {run.status}: only interrupted, cancelled or failed runs "
+            "can be resumed. Start a new run to evaluate again."
+        )
     results = store.get_results(run_id)
     cfg = run.config
     req = RunRequest(
         items=tuple(QAItem(r.question, r.ground_truth) for r in results),
-        backend=cfg.get("backend", run.backend), mode=cfg.get("mode", run.mode),
-        concurrency=int(cfg.get("concurrency", 8)), top_k=int(cfg.get("top_k", 4)),
+        backend=cfg.get("backend", run.backend),
+        mode=cfg.get("mode", run.mode),
+        concurrency=int(cfg.get("concurrency", 8)),
+        top_k=int(cfg.get("top_k", 4)),
         suite=cfg.get("suite", run.suite),
         metrics=tuple(cfg["metrics"]) if cfg.get("metrics") else None,
-        question_set=run.question_set, fresh=bool(cfg.get("fresh", False)),
+        question_set=run.question_set,
+        fresh=bool(cfg.get("fresh", False)),
         judge_repeats=int(cfg.get("judge_repeats", 1)),
     )
     if req.mode == "compare":  # the timing comparison cannot be resumed meaningfully

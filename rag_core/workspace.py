@@ -214,8 +214,11 @@ def estimate_run(
     if judge_calls:
         cost += settings.cost_usd(settings.judge_model, j_in, j_out)
     return CostEstimate(
-        answer_calls=answer_calls, judge_calls=judge_calls, input_tokens=a_in + j_in,
-        output_tokens=a_out + j_out, cost_usd=round(cost, 4),
+        answer_calls=answer_calls,
+        judge_calls=judge_calls,
+        input_tokens=a_in + j_in,
+        output_tokens=a_out + j_out,
+        cost_usd=round(cost, 4),
     )
 
 
@@ -325,8 +328,9 @@ class Comparison:
 class Workspace:
     """Everything the dashboard does with one data directory. See the module docstring."""
 
-    def __init__(self, settings: Settings, *, store: HistoryStore | None = None,
-                 engine: Engine | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, store: HistoryStore | None = None, engine: Engine | None = None
+    ) -> None:
         self.settings = settings
         self.store = store or HistoryStore(settings.db_path)
         self._engine = engine
@@ -568,11 +572,28 @@ class Workspace:
         raise InputError(f"Unknown export format {fmt!r}: choose csv or json.")
 
     # --- runs -------------------------------------------------------------------------------
-    def estimate(self, *, n_questions: int, backend: str, mode: str, suite: str,
-                 metrics: Sequence[str] | None, top_k: int, judge_repeats: int = 1) -> CostEstimate:
+    def estimate(
+        self,
+        *,
+        n_questions: int,
+        backend: str,
+        mode: str,
+        suite: str,
+        metrics: Sequence[str] | None,
+        top_k: int,
+        judge_repeats: int = 1,
+    ) -> CostEstimate:
         """:func:`estimate_run` with this workspace's settings."""
-        return estimate_run(self.settings, n_questions=n_questions, backend=backend, mode=mode, suite=suite,
-                            metrics=metrics, top_k=top_k, judge_repeats=judge_repeats)
+        return estimate_run(
+            self.settings,
+            n_questions=n_questions,
+            backend=backend,
+            mode=mode,
+            suite=suite,
+            metrics=metrics,
+            top_k=top_k,
+            judge_repeats=judge_repeats,
+        )
 
     def start_run(
         self,
@@ -594,8 +615,9 @@ class Workspace:
         ``metrics`` empty or None means all of the suite's metrics.
         """
         if not self.has_documents():
-            raise InputError("No documents are indexed yet: upload policy documents on the Documents "
-                             "page first.")
+            raise InputError(
+                "No documents are indexed yet: upload policy documents on the Documents page first."
+            )
         items = self.question_set(question_set)
         request = RunRequest(
             items=tuple(items),
@@ -716,15 +738,17 @@ class Workspace:
         """
         df = charts.runs_frame(runs)
         metric_cols = charts.metric_columns(df)
-        out = pd.DataFrame({
-            "Run": df["id"].astype(int),
-            "Date": df["created_at"],
-            "Question set": df["question_set"].fillna("—"),
-            "Backend": df["backend"],
-            "Mode": df["mode"],
-            "Suite": df["suite"],
-            "Status": df["status"],
-        })
+        out = pd.DataFrame(
+            {
+                "Run": df["id"].astype(int),
+                "Date": df["created_at"],
+                "Question set": df["question_set"].fillna("—"),
+                "Backend": df["backend"],
+                "Mode": df["mode"],
+                "Suite": df["suite"],
+                "Status": df["status"],
+            }
+        )
         for col in metric_cols:
             out[charts.metric_name(col)] = df[col].astype(float)
         out["Speedup"] = df["speedup_measured"].astype(float).fillna(df["speedup_estimated"].astype(float))
@@ -770,5 +794,7 @@ def _suite_mismatch(a: RunRecord, b: RunRecord) -> str | None:
         return suite_mismatch(ja, jb)
     except ImportError:  # pragma: no cover
         if ja.get("suite") != jb.get("suite"):
-            return f"These runs were scored by different metric suites ({ja.get('suite')} vs {jb.get('suite')})."
+            return (
+                f"These runs were scored by different metric suites ({ja.get('suite')} vs {jb.get('suite')})."
+            )
         return None

@@ -24,7 +24,9 @@ def test_upload_indexes_good_files_and_names_the_bad_one(app, empty_dir: Path) -
     assert set(uploader.allowed_type) >= {".pdf", ".txt", ".md"}
     uploader.upload(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes(), "application/pdf")
     uploader.upload("broken.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf")
-    uploader.upload("notes.md", b"# Remote work\n\nStaff may work from home two days a week.\n", "text/markdown")
+    uploader.upload(
+        "notes.md", b"# Remote work\n\nStaff may work from home two days a week.\n", "text/markdown"
+    )
     at.run()
     at.button(key="docs.index").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -48,8 +48,9 @@ def test_sidebar_offline_mode_data_location_and_first_run_hint(app, empty_dir: P
     assert any("First step" in t for t in (str(e.value) for e in at.sidebar.info))
 
 
-def test_sidebar_with_a_key_shows_claude_and_never_the_key(app, empty_dir: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sidebar_with_a_key_shows_claude_and_never_the_key(
+    app, empty_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test-not-a-real-key")
     at = app(empty_dir)
     sidebar = [str(e.value) for e in at.sidebar.markdown] + [str(e.value) for e in at.sidebar.caption]

@@ -20,11 +20,14 @@ def _open(app, data_dir: Path) -> AppTest:
     return at
 
 
-def _edit(at: AppTest, edited: dict | None = None, added: list | None = None,
-          deleted: list | None = None) -> AppTest:
+def _edit(
+    at: AppTest, edited: dict | None = None, added: list | None = None, deleted: list | None = None
+) -> AppTest:
     """Inject data-editor edits the way the browser sends them, then rerun."""
     at.session_state["qsets.editor"] = {
-        "edited_rows": edited or {}, "added_rows": added or [], "deleted_rows": deleted or [],
+        "edited_rows": edited or {},
+        "added_rows": added or [],
+        "deleted_rows": deleted or [],
     }
     return at.run()
 
@@ -49,9 +52,12 @@ def test_sample_set_ships_and_is_shown_in_the_editor(app, empty_dir: Path) -> No
 
 def test_edit_add_delete_and_save(app, empty_dir: Path) -> None:
     at = _open(app, empty_dir)
-    at = _edit(at, edited={0: {"question": "What are the core working hours?"}},
-               added=[{"question": "Can I buy extra holiday?", "ground_truth": "Not covered."}],
-               deleted=[9])
+    at = _edit(
+        at,
+        edited={0: {"question": "What are the core working hours?"}},
+        added=[{"question": "Can I buy extra holiday?", "ground_truth": "Not covered."}],
+        deleted=[9],
+    )
     assert any("Unsaved changes" in w for w in texts(at, "warning"))
     assert not at.button(key="qsets.save").disabled
     at.button(key="qsets.save").click().run()
@@ -90,7 +96,9 @@ def test_drafts_survive_switching_set_and_page(app, empty_dir: Path) -> None:
     assert at.selectbox(key="qsets.selected").value == "Leave questions"
     assert len(at.data_editor[0].value) == 0
     at = _edit(at, added=[{"question": "How long is maternity leave?", "ground_truth": "52 weeks."}])
-    assert at.session_state["qsets.drafts"]["Leave questions"][0]["question"] == "How long is maternity leave?"
+    assert (
+        at.session_state["qsets.drafts"]["Leave questions"][0]["question"] == "How long is maternity leave?"
+    )
 
     # switch to the sample set: a warning says the other set's changes are kept
     at.selectbox(key="qsets.selected").select(SAMPLE).run()
@@ -122,7 +130,9 @@ def test_import_csv_and_json_and_export(app, empty_dir: Path) -> None:
     at.file_uploader(key="qsets.import").set_value(("bad.json", bad.encode(), "application/json"))
     at.run()
     at.button(key="qsets.import_go").click().run()
-    assert any("bad.json" in e and "row 2" in e for e in texts(at, "error")), texts(at, "error") + texts(at, "success") + texts(at, "warning")
+    assert any("bad.json" in e and "row 2" in e for e in texts(at, "error")), (
+        texts(at, "error") + texts(at, "success") + texts(at, "warning")
+    )
 
 
 def test_rename_and_delete(app, empty_dir: Path) -> None:

@@ -68,7 +68,8 @@ def test_offline_run_shows_progress_then_summary(app, indexed_dir: Path) -> None
 
 
 def test_claude_is_disabled_without_a_key_and_the_estimate_shows_with_one(
-        app, indexed_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app, indexed_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     at = app(indexed_dir)
     at.switch_page(RUN).run()
     assert at.radio(key="run.backend").disabled
@@ -116,8 +117,17 @@ def test_history_table_compare_and_charts(app, history_dir: Path) -> None:
     assert not at.exception, [e.value for e in at.exception]
     table = next(df.value for df in at.dataframe if "Run" in df.value.columns)
     assert list(table["Run"]) == [2, 1]  # newest first
-    assert {"Date", "Question set", "Backend", "Mode", "Suite", "Status", "Speedup", "Cost ($)",
-            "semantic_similarity"} <= set(table.columns)
+    assert {
+        "Date",
+        "Question set",
+        "Backend",
+        "Mode",
+        "Suite",
+        "Status",
+        "Speedup",
+        "Cost ($)",
+        "semantic_similarity",
+    } <= set(table.columns)
     assert at.selectbox(key="history.baseline").value == 1
     assert at.selectbox(key="history.candidate").value == 2
 

@@ -37,7 +37,9 @@ LATENCY_S = 0.4
 @pytest.fixture(scope="module")
 def claude_server(browser, start_server) -> Iterator[tuple[StreamlitServer, FakeAnthropic]]:
     with FakeAnthropic(latency=LATENCY_S, responder=RagasResponder()) as api:
-        server = start_server(APP_PATH, env={"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": api.base_url})
+        server = start_server(
+            APP_PATH, env={"ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": api.base_url}
+        )
         yield server, api
 
 

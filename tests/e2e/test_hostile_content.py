@@ -52,7 +52,7 @@ IMG = "<img src=x onerror=\"window.__xss=2;alert('img')\">"
 SVG = "<svg onload=\"window.__xss=3;alert('svg')\">"
 LINK = "[intranet](javascript:window.__xss=4)"
 
-HOSTILE_SET = "Hostile <img src=x onerror=\"window.__xss=5\"> set"
+HOSTILE_SET = 'Hostile <img src=x onerror="window.__xss=5"> set'
 MD_DOC = (
     "# Hostile policy\n\n"
     f"Holiday carry-over: employees may carry over up to five unused holiday days {SCRIPT} into the "
@@ -126,49 +126,114 @@ def literal(page: Any, text: str) -> Any:
 def seed_run(store: HistoryStore) -> int:
     """A completed run of :data:`HOSTILE_SET` whose every stored text field carries a payload."""
     run_id = store.create_run(
-        question_set=HOSTILE_SET, backend="offline", mode="async", suite="offline",
-        config={"concurrency": 4, "top_k": 2}, items=QUESTIONS,
+        question_set=HOSTILE_SET,
+        backend="offline",
+        mode="async",
+        suite="offline",
+        config={"concurrency": 4, "top_k": 2},
+        items=QUESTIONS,
     )
     now = time.time()
     ctx = [
-        {"text": f"Seeded chunk text {IMG} about holiday.", "source": f"seeded {SVG}.md", "page": 1,
-         "position": 0, "score": 0.91, "id": "seed-1"},
-        {"text": f"Second chunk {SCRIPT}.", "source": "seeded.md", "page": 2, "position": 1,
-         "score": 0.55, "id": "seed-2"},
+        {
+            "text": f"Seeded chunk text {IMG} about holiday.",
+            "source": f"seeded {SVG}.md",
+            "page": 1,
+            "position": 0,
+            "score": 0.91,
+            "id": "seed-1",
+        },
+        {
+            "text": f"Second chunk {SCRIPT}.",
+            "source": "seeded.md",
+            "page": 2,
+            "position": 1,
+            "score": 0.55,
+            "id": "seed-2",
+        },
     ]
-    store.save_answer(run_id, 0, answer=f"You may carry over five days. {IMG} {LINK}", contexts=ctx,
-                      latency_s=0.4, attempts=1, model="offline-extractive")
-    store.save_answer(run_id, 1, answer=f"Yes. {SCRIPT}", contexts=ctx[:1], latency_s=0.3, attempts=1,
-                      model="offline-extractive")
-    store.save_answer(run_id, 2, error=f"Answer failed: {SVG}", error_kind="GenerationError",
-                      latency_s=0.2, attempts=2)
+    store.save_answer(
+        run_id,
+        0,
+        answer=f"You may carry over five days. {IMG} {LINK}",
+        contexts=ctx,
+        latency_s=0.4,
+        attempts=1,
+        model="offline-extractive",
+    )
+    store.save_answer(
+        run_id,
+        1,
+        answer=f"Yes. {SCRIPT}",
+        contexts=ctx[:1],
+        latency_s=0.3,
+        attempts=1,
+        model="offline-extractive",
+    )
+    store.save_answer(
+        run_id, 2, error=f"Answer failed: {SVG}", error_kind="GenerationError", latency_s=0.2, attempts=2
+    )
     for i in range(2):
-        store.save_scores(run_id, i, [
-            MetricScore("rouge_l", 0.5 + i / 10, reason=f"plain reason {IMG}"),
-            MetricScore("semantic_similarity", 0.7, reason=json.dumps({"verdict": SCRIPT, "why": IMG})),
-            MetricScore("context_recall", None, error=f"judge failed {SVG}"),
-        ])
-    store.save_requests(run_id, [
-        RequestTiming(index=i, phase="generation", label=QUESTIONS[i].question, start=now + i * 0.1,
-                      end=now + 0.5 + i * 0.1, attempts=1, status="ok")
-        for i in range(3)
-    ] + [
-        RequestTiming(index=0, phase="evaluation", label=f"{IMG} rouge", start=now + 1, end=now + 1.2,
-                      attempts=1, status="ok"),
-    ])
+        store.save_scores(
+            run_id,
+            i,
+            [
+                MetricScore("rouge_l", 0.5 + i / 10, reason=f"plain reason {IMG}"),
+                MetricScore("semantic_similarity", 0.7, reason=json.dumps({"verdict": SCRIPT, "why": IMG})),
+                MetricScore("context_recall", None, error=f"judge failed {SVG}"),
+            ],
+        )
+    store.save_requests(
+        run_id,
+        [
+            RequestTiming(
+                index=i,
+                phase="generation",
+                label=QUESTIONS[i].question,
+                start=now + i * 0.1,
+                end=now + 0.5 + i * 0.1,
+                attempts=1,
+                status="ok",
+            )
+            for i in range(3)
+        ]
+        + [
+            RequestTiming(
+                index=0,
+                phase="evaluation",
+                label=f"{IMG} rouge",
+                start=now + 1,
+                end=now + 1.2,
+                attempts=1,
+                status="ok",
+            ),
+        ],
+    )
     metrics = {
         "rouge_l": {"mean": 0.55, "stdev": 0.07, "scored": 2, "failed": 0},
         "semantic_similarity": {"mean": 0.7, "stdev": 0.0, "scored": 2, "failed": 0},
         "context_recall": {"mean": None, "stdev": None, "scored": 0, "failed": 2},
     }
     store.update_run(
-        run_id, status="completed", finished=True,
+        run_id,
+        status="completed",
+        finished=True,
         timings={"retrieval_s": 0.1, "generation_s": 0.6, "evaluation_s": 0.3, "total_s": 1.0},
-        summary={"n_questions": 3, "errors": 1, "metrics": metrics,
-                 "generation": {"sequential_s": None, "async_s": 0.6, "speedup_measured": None,
-                                "speedup_estimated": 1.5, "ideal_speedup": 3.0, "concurrency": 4},
-                 "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
-                 "judge": {"suite": "offline", "model": None, "calls": 0, "cache_hits": 0, "versions": {}}},
+        summary={
+            "n_questions": 3,
+            "errors": 1,
+            "metrics": metrics,
+            "generation": {
+                "sequential_s": None,
+                "async_s": 0.6,
+                "speedup_measured": None,
+                "speedup_estimated": 1.5,
+                "ideal_speedup": 3.0,
+                "concurrency": 4,
+            },
+            "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+            "judge": {"suite": "offline", "model": None, "calls": 0, "cache_hits": 0, "versions": {}},
+        },
     )
     return run_id
 
@@ -187,10 +252,13 @@ def hostile(browser, start_server) -> Iterator[dict[str, Any]]:
     try:
         page.goto(server.url)
         wait_for_app(page)
-        upload(page, [
-            {"name": "hostile_policy.md", "mimeType": "text/markdown", "buffer": MD_DOC.encode()},
-            {"name": "hostile_remote.txt", "mimeType": "text/plain", "buffer": TXT_DOC.encode()},
-        ])
+        upload(
+            page,
+            [
+                {"name": "hostile_policy.md", "mimeType": "text/markdown", "buffer": MD_DOC.encode()},
+                {"name": "hostile_remote.txt", "mimeType": "text/plain", "buffer": TXT_DOC.encode()},
+            ],
+        )
         index_uploaded(page, "Indexed 2 of 2 files")
         guard.check("Documents after upload")
         assert sorted(d.name for d in store.list_documents()) == ["hostile_policy.md", "hostile_remote.txt"]
@@ -202,8 +270,13 @@ def hostile(browser, start_server) -> Iterator[dict[str, Any]]:
         guard.check("Run page after a run of the hostile set")
         answers = [r.answer or "" for r in store.get_results(browser_run)]
         seeded = seed_run(store)
-        yield {"server": server, "store": store, "browser_run": browser_run, "seeded_run": seeded,
-               "answers": answers}
+        yield {
+            "server": server,
+            "store": store,
+            "browser_run": browser_run,
+            "seeded_run": seeded,
+            "answers": answers,
+        }
     finally:
         context.close()
         store.close()
@@ -285,8 +358,13 @@ def test_history_compare_and_charts_keep_payloads_inert(page, guarded, hostile):
     guarded.check("History: compare")
 
     open_tab(page, "Charts")
-    for key in ("history-fig_speedup", "history-fig_phases", "history-fig_trend", "history-fig_timeline",
-                "history-fig_heatmap"):
+    for key in (
+        "history-fig_speedup",
+        "history-fig_phases",
+        "history-fig_trend",
+        "history-fig_timeline",
+        "history-fig_heatmap",
+    ):
         wait_for_chart(page, key)
     guarded.check("History: charts")
     # A failed metric is a labelled grey cell in the heat map, never a 0.
@@ -297,7 +375,9 @@ def test_history_compare_and_charts_keep_payloads_inert(page, guarded, hostile):
     # Hover the heat map's first row: its label shows the question (with its payload) as text.
     hover_text = _hover_heatmap_first_row(page)  # wrapped lines are <tspan>s: no space between
     assert "<img" in hover_text and "onerror=" in hover_text, hover_text
-    page.locator(".st-key-history-fig_heatmap").screenshot(path=str(ARTIFACTS_DIR / "hostile-heatmap-hover.png"))
+    page.locator(".st-key-history-fig_heatmap").screenshot(
+        path=str(ARTIFACTS_DIR / "hostile-heatmap-hover.png")
+    )
     guarded.check("History: heat map hover")
     shot(page, "hostile-history-charts")
 
@@ -323,7 +403,9 @@ def test_history_run_details_keep_payloads_inert(page, guarded, hostile):
     page.get_by_text("Why ROUGE-L", exact=False).first.click()
     md.filter(has_text=f"plain reason {IMG}").first.wait_for(state="visible")
     page.get_by_text("Why Semantic similarity", exact=False).first.click()
-    page.locator("[data-testid='stJson']").filter(has_text="<script>window.__xss=1").first.wait_for(state="visible")
+    page.locator("[data-testid='stJson']").filter(has_text="<script>window.__xss=1").first.wait_for(
+        state="visible"
+    )
     page.get_by_text("Why Context recall", exact=False).first.click()
     md.filter(has_text=f"judge failed {SVG}").first.wait_for(state="visible")
     guarded.check("History: drill-down chunks and reasons")
@@ -331,12 +413,18 @@ def test_history_run_details_keep_payloads_inert(page, guarded, hostile):
 
     # Q3 failed: its error message carries a payload.
     select_option(page, "history-question", "Q3 · " + QUESTIONS[2].question)
-    page.locator("[data-testid='stAlert']").filter(has_text=f"Answer failed: {SVG}").first.wait_for(state="visible")
+    page.locator("[data-testid='stAlert']").filter(has_text=f"Answer failed: {SVG}").first.wait_for(
+        state="visible"
+    )
     guarded.check("History: failed answer")
 
     # The browser-made run: its answers quote the hostile document sentences.
-    select_option(page, "history-run", re.compile(rf"^#{hostile['browser_run']} · "),
-                  filter_text=f"#{hostile['browser_run']} ")
+    select_option(
+        page,
+        "history-run",
+        re.compile(rf"^#{hostile['browser_run']} · "),
+        filter_text=f"#{hostile['browser_run']} ",
+    )
     page.get_by_text("Question drill-down").first.wait_for()
     i, answer = next((i, a) for i, a in enumerate(hostile["answers"]) if "<" in a)
     select_option(page, "history-question", re.compile(rf"^Q{i + 1} · "), filter_text=f"Q{i + 1} · ")

@@ -69,7 +69,9 @@ COMPLETED_RE = re.compile(r"Run #(\d+) completed")
 def nav(page: Any, title: str, heading: str | None = None) -> None:
     """Click the sidebar navigation entry ``title`` and wait until ``heading`` (default: the
     page's title) is shown and the script run has finished."""
-    link = page.locator("[data-testid='stSidebarNav'] a").filter(has_text=re.compile(rf"{re.escape(title)}\s*$"))
+    link = page.locator("[data-testid='stSidebarNav'] a").filter(
+        has_text=re.compile(rf"{re.escape(title)}\s*$")
+    )
     link.first.click()
     page.get_by_role("heading", name=heading or title).first.wait_for(state="visible")
     wait_for_app(page)
@@ -184,11 +186,15 @@ def start_offline_run(page: Any, mode_label: str, question_set: str | None = Non
         select_option(page, "run-set", question_set)
     choose_radio(page, "run-mode", mode_label)
     start = page.locator(".st-key-run-start button")
-    assert start.is_enabled(), "Start run is disabled: " + page.locator("[data-testid='stMain']").inner_text()[:800]
+    assert start.is_enabled(), (
+        "Start run is disabled: " + page.locator("[data-testid='stMain']").inner_text()[:800]
+    )
     start.click()
 
 
-def select_option(page: Any, key: str, option: str | re.Pattern[str], *, filter_text: str | None = None) -> None:
+def select_option(
+    page: Any, key: str, option: str | re.Pattern[str], *, filter_text: str | None = None
+) -> None:
     """Choose ``option`` (its visible text, or a pattern) in the selectbox ``key``.
 
     Typing ``filter_text`` (default: the option's first 40 characters) filters the virtualised
@@ -221,7 +227,9 @@ def open_tab(page: Any, name: str) -> None:
 
 def wait_for_chart(page: Any, key: str, timeout_ms: int = 30_000) -> None:
     """Wait until the Plotly chart with widget key ``key`` has drawn its SVG."""
-    page.locator(f".st-key-{key} .js-plotly-plot .main-svg").first.wait_for(state="visible", timeout=timeout_ms)
+    page.locator(f".st-key-{key} .js-plotly-plot .main-svg").first.wait_for(
+        state="visible", timeout=timeout_ms
+    )
 
 
 def assert_no_exception(page: Any) -> None:
@@ -230,7 +238,9 @@ def assert_no_exception(page: Any) -> None:
     assert boxes.count() == 0, boxes.first.inner_text()[:2000]
 
 
-def shot(page: Any, name: str, *, readme: bool = False, tall: bool = True, max_height: int = MAX_SHOT_HEIGHT) -> Path:
+def shot(
+    page: Any, name: str, *, readme: bool = False, tall: bool = True, max_height: int = MAX_SHOT_HEIGHT
+) -> Path:
     """Screenshot the page; ``tall`` grows the viewport to the page's content first.
 
     ``readme=True`` goes through :func:`save_screenshot` (copied to ``docs/screenshots/`` with
@@ -343,7 +353,9 @@ def test_new_user_uploads_edits_runs_and_sees_history_charts(page, journey_serve
         assert page.get_by_text("2 runs.").first.is_visible()
         open_tab(page, "Compare runs")
         wait_for_chart(page, "history-fig_compare")
-        assert page.get_by_text(re.compile(r"(No question dropped|regressed by more than)")).first.is_visible()
+        assert page.get_by_text(
+            re.compile(r"(No question dropped|regressed by more than)")
+        ).first.is_visible()
         assert_no_exception(page)
         shot(page, "history", readme=True)
 
@@ -355,8 +367,12 @@ def test_new_user_uploads_edits_runs_and_sees_history_charts(page, journey_serve
         assert_no_exception(page)
         shot(page, "history-charts", readme=True, max_height=1950)  # speedup, phases, trends
         page.locator(".st-key-history-fig_timeline").scroll_into_view_if_needed()
-        page.locator(".st-key-history-fig_timeline").screenshot(path=str(ARTIFACTS_DIR / "journey-06-timeline.png"))
-        page.locator(".st-key-history-fig_heatmap").screenshot(path=str(ARTIFACTS_DIR / "journey-06-heatmap.png"))
+        page.locator(".st-key-history-fig_timeline").screenshot(
+            path=str(ARTIFACTS_DIR / "journey-06-timeline.png")
+        )
+        page.locator(".st-key-history-fig_heatmap").screenshot(
+            path=str(ARTIFACTS_DIR / "journey-06-heatmap.png")
+        )
 
         # 7. Drill-down: the new question's answer and chunks are shown.
         open_tab(page, "Run details")
@@ -374,6 +390,8 @@ def test_new_user_uploads_edits_runs_and_sees_history_charts(page, journey_serve
         for name in README_SHOTS:  # real PNGs with content, not blank pages
             data = (ARTIFACTS_DIR / f"{name}.png").read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000, name
-        print(f"\nrun #{first_id} (async) finished in {first_s:.1f} s, run #{second_id} (compare) in {second_s:.1f} s")
+        print(
+            f"\nrun #{first_id} (async) finished in {first_s:.1f} s, run #{second_id} (compare) in {second_s:.1f} s"
+        )
     finally:
         store.close()

@@ -548,8 +548,10 @@ class FakeAnthropic:
 
     @staticmethod
     def _batch_missing(batch_id: str) -> web.Response:
-        payload = {"type": "error", "error": {"type": "not_found_error",
-                                              "message": f"message batch {batch_id} not found"}}
+        payload = {
+            "type": "error",
+            "error": {"type": "not_found_error", "message": f"message batch {batch_id} not found"},
+        }
         return web.json_response(payload, status=404)
 
     async def _batch_create(self, request: web.Request) -> web.Response:
@@ -574,9 +576,12 @@ class FakeAnthropic:
                 return self._invalid(f"requests.{n}.custom_id: must match ^[a-zA-Z0-9_-]{{1,64}}$.")
             if cid in seen:
                 return self._invalid(f"requests.{n}.custom_id: duplicate custom_id {cid!r}.")
-            if not isinstance(params, dict) or not params.get("model") or not isinstance(
-                params.get("messages"), list
-            ) or not isinstance(params.get("max_tokens"), int):
+            if (
+                not isinstance(params, dict)
+                or not params.get("model")
+                or not isinstance(params.get("messages"), list)
+                or not isinstance(params.get("max_tokens"), int)
+            ):
                 return self._invalid(f"requests.{n}.params: model, max_tokens and messages are required.")
             seen.add(cid)
             parsed.append((cid, params))
@@ -639,7 +644,9 @@ class FakeAnthropic:
             if batch is None:
                 return self._batch_missing(batch_id)
             if batch.status(time.time()) != "ended":
-                return self._invalid(f"Message batch {batch_id} has not ended yet; its results are not ready.")
+                return self._invalid(
+                    f"Message batch {batch_id} has not ended yet; its results are not ready."
+                )
             lines = batch.results
         if lines is None:
             lines = []
@@ -652,10 +659,14 @@ class FakeAnthropic:
                     result: dict[str, Any] = {"type": "succeeded", "message": await self._message(n, params)}
                     result["message"]["id"] = f"msg_fake_batch_{n:06d}"
                 elif kind == "errored":
-                    result = {"type": "errored", "error": {
-                        "type": "error", "request_id": None,
-                        "error": {"type": "api_error", "message": "Internal server error."},
-                    }}
+                    result = {
+                        "type": "errored",
+                        "error": {
+                            "type": "error",
+                            "request_id": None,
+                            "error": {"type": "api_error", "message": "Internal server error."},
+                        },
+                    }
                 else:
                     result = {"type": kind}
                 lines.append({"custom_id": cid, "result": result})
@@ -667,7 +678,7 @@ class FakeAnthropic:
         resp = web.StreamResponse(status=200, headers={"content-type": "application/x-jsonl"})
         await resp.prepare(request)
         for k in range(0, len(lines), 200):
-            await resp.write("".join(json.dumps(x) + "\n" for x in lines[k:k + 200]).encode())
+            await resp.write("".join(json.dumps(x) + "\n" for x in lines[k : k + 200]).encode())
         await resp.write_eof()
         return resp
 
@@ -777,8 +788,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-requests", type=int, default=100_000)
     p.add_argument("--max-concurrent", type=int, default=None, help="429 when more are in flight")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="exit after this long")
-    p.add_argument("--ragas", action="store_true",
-                   help="answer RAGAS judge (tool) calls too (tests.fakes.ragas_responder.RagasResponder)")
+    p.add_argument(
+        "--ragas",
+        action="store_true",
+        help="answer RAGAS judge (tool) calls too (tests.fakes.ragas_responder.RagasResponder)",
+    )
     p.add_argument("--batch-latency", type=float, default=1.0, help="seconds until a message batch ends")
     p.add_argument("--batch-cancel-latency", type=float, default=0.2)
     p.add_argument("--batch-error-rate", type=float, default=0.0, help="share of 'errored' batch results")

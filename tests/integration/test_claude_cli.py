@@ -23,12 +23,23 @@ pytestmark = pytest.mark.slow
 FAKE_KEY = "sk-ant-test-0123456789abcdefghij-NOT-REAL"
 
 
-def _cli(data_dir: Path, base_url: str, *args: str, key: str = FAKE_KEY,
-         check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANTHROPIC_API_KEY": key, "ANTHROPIC_BASE_URL": base_url,
-           "RAG_DATA_DIR": str(data_dir)}
-    proc = subprocess.run([sys.executable, "-m", "rag_core", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+def _cli(
+    data_dir: Path, base_url: str, *args: str, key: str = FAKE_KEY, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ANTHROPIC_API_KEY": key,
+        "ANTHROPIC_BASE_URL": base_url,
+        "RAG_DATA_DIR": str(data_dir),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag_core", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
     return proc
@@ -37,16 +48,35 @@ def _cli(data_dir: Path, base_url: str, *args: str, key: str = FAKE_KEY,
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data_dir = tmp_path_factory.mktemp("claude")
-    subprocess.run([sys.executable, "-m", "rag_core", "--data-dir", str(data_dir), "ingest", str(SAMPLE_PDF)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "rag_core", "--data-dir", str(data_dir), "ingest", str(SAMPLE_PDF)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return data_dir
 
 
 def test_compare_mode_prints_and_stores_the_speedup(indexed: Path) -> None:
     with FakeAnthropic(latency=0.5) as srv:
         out = indexed / "compare.json"
-        proc = _cli(indexed, srv.base_url, "run", "--questions", str(SAMPLE_QUESTIONS), "--mode", "compare",
-                    "--concurrency", "10", "--suite", "none", "--json", str(out), "--quiet")
+        proc = _cli(
+            indexed,
+            srv.base_url,
+            "run",
+            "--questions",
+            str(SAMPLE_QUESTIONS),
+            "--mode",
+            "compare",
+            "--concurrency",
+            "10",
+            "--suite",
+            "none",
+            "--json",
+            str(out),
+            "--quiet",
+        )
         peak = srv.peak_concurrency
         n_requests = srv.count
     summary = json.loads(out.read_text())
@@ -65,8 +95,21 @@ def test_compare_mode_prints_and_stores_the_speedup(indexed: Path) -> None:
 
 def test_invalid_key_stops_at_once_with_a_clear_message(indexed: Path) -> None:
     with FakeAnthropic(api_key="sk-ant-the-only-accepted-key") as srv:
-        proc = _cli(indexed, srv.base_url, "run", "--questions", str(SAMPLE_QUESTIONS), "--suite", "none",
-                    "--concurrency", "2", "--json", str(indexed / "bad.json"), "--quiet", check=False)
+        proc = _cli(
+            indexed,
+            srv.base_url,
+            "run",
+            "--questions",
+            str(SAMPLE_QUESTIONS),
+            "--suite",
+            "none",
+            "--concurrency",
+            "2",
+            "--json",
+            str(indexed / "bad.json"),
+            "--quiet",
+            check=False,
+        )
         n_requests = srv.count
     summary = json.loads((indexed / "bad.json").read_text())
     assert proc.returncode == 1 and summary["status"] == "failed"  # CI must not go green
@@ -84,12 +127,24 @@ def test_judge_run_then_secrets_never_written(indexed: Path, tmp_path: Path) -> 
         out = tmp_path / "judge.json"
         proc = _cli(indexed, srv.base_url, "run", "--questions", str(SAMPLE_QUESTIONS), "--json", str(out))
         first_calls = srv.count
-        again = _cli(indexed, srv.base_url, "run", "--questions", str(SAMPLE_QUESTIONS), "--json",
-                     str(tmp_path / "again.json"))
+        again = _cli(
+            indexed,
+            srv.base_url,
+            "run",
+            "--questions",
+            str(SAMPLE_QUESTIONS),
+            "--json",
+            str(tmp_path / "again.json"),
+        )
         second_calls = srv.count - first_calls
     summary = json.loads(out.read_text())
     assert summary["suite"] == "judge"
-    assert set(summary["metrics"]) == {"faithfulness", "answer_relevancy", "context_precision", "context_recall"}
+    assert set(summary["metrics"]) == {
+        "faithfulness",
+        "answer_relevancy",
+        "context_precision",
+        "context_recall",
+    }
     for m in summary["metrics"].values():
         assert m["scored"] + m["failed"] == 10 and m["scored"] >= 8
     assert summary["judge"]["calls"] > 0
@@ -101,8 +156,10 @@ def test_judge_run_then_secrets_never_written(indexed: Path, tmp_path: Path) -> 
     assert json.loads((tmp_path / "again.json").read_text())["judge"]["calls"] == 0
     assert second_calls == 10
 
-    exports = [_cli(indexed, srv.base_url, "export", str(summary["run_id"]), "--format", f).stdout
-               for f in ("csv", "json")]
+    exports = [
+        _cli(indexed, srv.base_url, "export", str(summary["run_id"]), "--format", f).stdout
+        for f in ("csv", "json")
+    ]
     logs = proc.stdout + proc.stderr + again.stdout + again.stderr + "".join(exports)
     assert FAKE_KEY not in logs
     needle = FAKE_KEY.encode()

@@ -22,8 +22,12 @@ FAKE_KEY = "sk-test-not-a-real-key-crash"
 
 
 def _env(data_dir: Path, base_url: str) -> dict[str, str]:
-    return {**os.environ, "ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": base_url,
-            "RAG_DATA_DIR": str(data_dir)}
+    return {
+        **os.environ,
+        "ANTHROPIC_API_KEY": FAKE_KEY,
+        "ANTHROPIC_BASE_URL": base_url,
+        "RAG_DATA_DIR": str(data_dir),
+    }
 
 
 def _answers(store: HistoryStore, run_id: int) -> int:
@@ -32,13 +36,32 @@ def _answers(store: HistoryStore, run_id: int) -> int:
 
 def test_sigkill_mid_run_then_resume_redoes_only_the_missing(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "rag_core", "--data-dir", str(data_dir), "ingest", str(SAMPLE_PDF)],
-                   cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "rag_core", "--data-dir", str(data_dir), "ingest", str(SAMPLE_PDF)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     with FakeAnthropic(latency=1.0) as srv:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag_core", "run", "--questions", str(SAMPLE_QUESTIONS),
-             "--concurrency", "2", "--suite", "offline", "--quiet"],
-            cwd=ROOT, env=_env(data_dir, srv.base_url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                sys.executable,
+                "-m",
+                "rag_core",
+                "run",
+                "--questions",
+                str(SAMPLE_QUESTIONS),
+                "--concurrency",
+                "2",
+                "--suite",
+                "offline",
+                "--quiet",
+            ],
+            cwd=ROOT,
+            env=_env(data_dir, srv.base_url),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         store = HistoryStore(data_dir / "history.sqlite3")
         try:
@@ -63,14 +86,26 @@ def test_sigkill_mid_run_then_resume_redoes_only_the_missing(tmp_path: Path) -> 
         requests_before_resume = srv.count
 
         # restart: the run shows as interrupted, with the finished answers kept
-        listing = subprocess.run([sys.executable, "-m", "rag_core", "runs"], cwd=ROOT,
-                                 env=_env(data_dir, srv.base_url), capture_output=True, text=True, timeout=120)
+        listing = subprocess.run(
+            [sys.executable, "-m", "rag_core", "runs"],
+            cwd=ROOT,
+            env=_env(data_dir, srv.base_url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert "interrupted" in listing.stdout
         assert store.get_run(run_id).status == "interrupted"
 
         out = tmp_path / "resumed.json"
-        subprocess.run([sys.executable, "-m", "rag_core", "resume", str(run_id), "--json", str(out), "--quiet"],
-                       cwd=ROOT, env=_env(data_dir, srv.base_url), check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "rag_core", "resume", str(run_id), "--json", str(out), "--quiet"],
+            cwd=ROOT,
+            env=_env(data_dir, srv.base_url),
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         resumed_requests = srv.count - requests_before_resume
 
     summary = json.loads(out.read_text())

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.slow
 def _cli(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
         [sys.executable, "-m", "rag_core", "--data-dir", str(data_dir), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
@@ -29,8 +32,17 @@ def offline_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     data_dir = tmp_path_factory.mktemp("offline")
     _cli(data_dir, "ingest", str(SAMPLE_PDF))
     out = data_dir / "out.json"
-    _cli(data_dir, "run", "--questions", str(SAMPLE_QUESTIONS), "--backend", "offline",
-         "--json", str(out), "--quiet")
+    _cli(
+        data_dir,
+        "run",
+        "--questions",
+        str(SAMPLE_QUESTIONS),
+        "--backend",
+        "offline",
+        "--json",
+        str(out),
+        "--quiet",
+    )
     return data_dir, json.loads(out.read_text())
 
 
@@ -60,7 +72,9 @@ def test_uncovered_question_is_answered_as_not_covered(offline_run: tuple[Path, 
 
     _, summary = offline_run
     questions = json.loads(SAMPLE_QUESTIONS.read_text())
-    uncovered = [i for i, q in enumerate(questions) if q["ground_truth"].startswith("The handbook does not cover")]
+    uncovered = [
+        i for i, q in enumerate(questions) if q["ground_truth"].startswith("The handbook does not cover")
+    ]
     assert len(uncovered) == 1
     assert summary["results"][uncovered[0]]["answer"] == NOT_COVERED
     covered = [r for i, r in enumerate(summary["results"]) if i not in uncovered]
@@ -80,12 +94,31 @@ def test_results_are_stored_and_exportable(offline_run: tuple[Path, dict]) -> No
 
 def test_fail_under_gates_the_exit_code(offline_run: tuple[Path, dict]) -> None:
     data_dir, _ = offline_run
-    proc = _cli(data_dir, "run", "--questions", str(SAMPLE_QUESTIONS), "--backend", "offline",
-                "--quiet", "--fail-under", "rouge_l=1.01", check=False)
+    proc = _cli(
+        data_dir,
+        "run",
+        "--questions",
+        str(SAMPLE_QUESTIONS),
+        "--backend",
+        "offline",
+        "--quiet",
+        "--fail-under",
+        "rouge_l=1.01",
+        check=False,
+    )
     assert proc.returncode == 1
     assert "gate rouge_l>=1.01: FAILED" in proc.stderr
-    proc = _cli(data_dir, "run", "--questions", str(SAMPLE_QUESTIONS), "--backend", "offline",
-                "--quiet", "--fail-under", "semantic_similarity=0.1")
+    proc = _cli(
+        data_dir,
+        "run",
+        "--questions",
+        str(SAMPLE_QUESTIONS),
+        "--backend",
+        "offline",
+        "--quiet",
+        "--fail-under",
+        "semantic_similarity=0.1",
+    )
     assert "gate semantic_similarity>=0.1: ok" in proc.stdout
 
 
@@ -95,7 +128,9 @@ def test_reingest_unchanged_is_a_noop(offline_run: tuple[Path, dict]) -> None:
     assert "unchanged" in out
 
 
-def test_bad_inputs_name_the_problem_and_change_nothing(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+def test_bad_inputs_name_the_problem_and_change_nothing(
+    offline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
     data_dir, _ = offline_run
     before = _cli(data_dir, "docs").stdout
     runs_before = _cli(data_dir, "runs").stdout
@@ -108,7 +143,9 @@ def test_bad_inputs_name_the_problem_and_change_nothing(offline_run: tuple[Path,
     proc = _cli(data_dir, "run", "--questions", str(bad_q), "--backend", "offline", check=False)
     assert proc.returncode == 2 and "ground_truth" in proc.stderr
     dup = tmp_path / "dup.json"
-    dup.write_text(json.dumps([{"question": "A?", "ground_truth": ""}, {"question": "a? ", "ground_truth": ""}]))
+    dup.write_text(
+        json.dumps([{"question": "A?", "ground_truth": ""}, {"question": "a? ", "ground_truth": ""}])
+    )
     proc = _cli(data_dir, "run", "--questions", str(dup), "--backend", "offline", check=False)
     assert proc.returncode == 2 and "row" in proc.stderr.lower()
     proc = _cli(data_dir, "run", "--questions", str(SAMPLE_QUESTIONS), "--backend", "claude", check=False)
@@ -117,7 +154,9 @@ def test_bad_inputs_name_the_problem_and_change_nothing(offline_run: tuple[Path,
     assert _cli(data_dir, "runs").stdout == runs_before
 
 
-def test_cli_checks_arguments_before_spending_anything(offline_run: tuple[Path, dict], tmp_path: Path) -> None:
+def test_cli_checks_arguments_before_spending_anything(
+    offline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
     data_dir, _ = offline_run
     runs_before = _cli(data_dir, "runs").stdout
     q = str(SAMPLE_QUESTIONS)
@@ -143,14 +182,25 @@ def test_gate_fails_when_some_scores_are_missing(offline_run: tuple[Path, dict],
     items[0]["ground_truth"] = ""  # semantic similarity cannot be scored for this one
     qfile = tmp_path / "partial.json"
     qfile.write_text(json.dumps(items))
-    proc = _cli(data_dir, "run", "--questions", str(qfile), "--backend", "offline", "--quiet",
-                "--fail-under", "semantic_similarity=0.0", check=False)
+    proc = _cli(
+        data_dir,
+        "run",
+        "--questions",
+        str(qfile),
+        "--backend",
+        "offline",
+        "--quiet",
+        "--fail-under",
+        "semantic_similarity=0.0",
+        check=False,
+    )
     assert proc.returncode == 1
     assert "1 of 3 could not be scored" in proc.stderr
 
 
-def test_resume_refuses_a_completed_run_and_export_creates_folders(offline_run: tuple[Path, dict],
-                                                                   tmp_path: Path) -> None:
+def test_resume_refuses_a_completed_run_and_export_creates_folders(
+    offline_run: tuple[Path, dict], tmp_path: Path
+) -> None:
     data_dir, summary = offline_run
     proc = _cli(data_dir, "resume", str(summary["run_id"]), check=False)
     assert proc.returncode == 2 and "only interrupted, cancelled or failed" in proc.stderr
@@ -165,7 +215,8 @@ def test_two_files_with_one_name_in_one_ingest(offline_run: tuple[Path, dict], t
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "leave.md").write_text("Annual leave is 27 days a year for everyone.")
     (tmp_path / "b" / "leave.md").write_text("A completely different leave policy text.")
-    proc = _cli(data_dir, "ingest", str(tmp_path / "a" / "leave.md"), str(tmp_path / "b" / "leave.md"),
-                check=False)
+    proc = _cli(
+        data_dir, "ingest", str(tmp_path / "a" / "leave.md"), str(tmp_path / "b" / "leave.md"), check=False
+    )
     assert proc.returncode == 2 and "also called 'leave.md'" in proc.stderr
     assert "added" in proc.stdout

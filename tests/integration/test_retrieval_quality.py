@@ -22,7 +22,9 @@ def _flat(text: str) -> str:
 def test_answer_chunk_is_in_the_top_4_for_at_least_9_of_10(settings) -> None:
     questions = [q["question"] for q in json.loads(SAMPLE_QUESTIONS.read_text(encoding="utf-8"))]
     with PolicyIndex(settings) as index:
-        assert index.add_document(parse_document(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes(), settings)) == "added"
+        assert (
+            index.add_document(parse_document(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes(), settings)) == "added"
+        )
         hits = retrieve(index, questions, top_k=4)
     covered = [(q, key, got) for q, key, got in zip(questions, SAMPLE_KEYS, hits, strict=True) if key]
     found = [q for q, key, got in covered if any(key in _flat(c.chunk.text) for c in got)]

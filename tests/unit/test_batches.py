@@ -35,13 +35,15 @@ from tests.fakes.anthropic_server import FakeAnthropic
 
 FAKE_KEY = "sk-test-not-a-real-key"
 N = 10
-ITEMS = tuple(QAItem(f"How many days of leave does rule {i} give?", f"Rule {i} gives {i + 10} days.")
-              for i in range(N))
+ITEMS = tuple(
+    QAItem(f"How many days of leave does rule {i} give?", f"Rule {i} gives {i + 10} days.") for i in range(N)
+)
 
 
 def _context(i: int) -> list[ScoredChunk]:
-    chunk = Chunk(f"h:{i}", f"Rule {i} gives {i + 10} days of leave. Ask HR for details.",
-                  "handbook.pdf", i + 1, i, "h")
+    chunk = Chunk(
+        f"h:{i}", f"Rule {i} gives {i + 10} days of leave. Ask HR for details.", "handbook.pdf", i + 1, i, "h"
+    )
     return [ScoredChunk(chunk, 0.9)]
 
 
@@ -53,8 +55,9 @@ def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
         return [_context(int(q.split("rule ")[1].split()[0])) for q in questions]
 
     monkeypatch.setattr(pipeline, "retrieve_contexts", fake_retrieve)
-    monkeypatch.setattr(batches, "DEFAULT_POLLING",
-                        BatchPolling(initial_s=0.05, max_s=0.2, max_failures=3, cancel_wait_s=5.0))
+    monkeypatch.setattr(
+        batches, "DEFAULT_POLLING", BatchPolling(initial_s=0.05, max_s=0.2, max_failures=3, cancel_wait_s=5.0)
+    )
 
 
 @pytest.fixture
@@ -109,7 +112,10 @@ def test_batch_run_end_to_end(settings: Settings, store: HistoryStore) -> None:
     results = store.get_results(handle.run_id)
     assert [r.index for r in results] == list(range(N))
     for i, r in enumerate(results):
-        assert r.error is None and r.answer == f"Rule {i} gives {i + 10} days of leave. (handbook.pdf, p. {i + 1})"
+        assert (
+            r.error is None
+            and r.answer == f"Rule {i} gives {i + 10} days of leave. (handbook.pdf, p. {i + 1})"
+        )
         assert r.input_tokens > 0 and r.output_tokens > 0 and r.attempts == 1
         assert r.contexts and r.contexts[0]["text"].startswith(f"Rule {i} ")
     # cost: half the normal price, said so in the summary
@@ -248,7 +254,9 @@ def test_polling_survives_transient_errors(settings: Settings, store: HistorySto
     assert all(r.answer is not None for r in store.get_results(handle.run_id))
 
 
-def test_rejected_key_fails_the_run_with_an_actionable_message(settings: Settings, store: HistoryStore) -> None:
+def test_rejected_key_fails_the_run_with_an_actionable_message(
+    settings: Settings, store: HistoryStore
+) -> None:
     with FakeAnthropic(api_key="sk-test-the-only-good-key") as srv:
         handle = start_run(_request(), settings=_claude(settings, srv), store=store)
         summary = handle.wait(30)
@@ -269,7 +277,9 @@ def test_a_vanished_batch_is_replaced_on_resume(settings: Settings, store: Histo
         assert resumed.wait(60) is not None
         assert second.batch_calls["create"] == 1
     run = store.get_run(handle.run_id)
-    assert run.status == "completed" and run.config["batch_ids"][0] == old and len(run.config["batch_ids"]) == 2
+    assert (
+        run.status == "completed" and run.config["batch_ids"][0] == old and len(run.config["batch_ids"]) == 2
+    )
     assert all(r.answer is not None for r in store.get_results(handle.run_id))
 
 
@@ -294,8 +304,9 @@ def test_custom_ids_round_trip() -> None:
 # --- the stand-in's own batch behaviour ------------------------------------------------------------
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"content-type": "application/json", "x-api-key": FAKE_KEY})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"content-type": "application/json", "x-api-key": FAKE_KEY}
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, resp.read().decode()
@@ -321,21 +332,48 @@ def test_standin_rejects_bad_batches_and_early_results() -> None:
 def test_standalone_standin_keeps_batches_and_answers_judge_calls_with_ragas() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", "0", "--ragas",
-         "--batch-latency", "0.2", "--max-seconds", "60"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "tests.fakes.anthropic_server",
+            "--port",
+            "0",
+            "--ragas",
+            "--batch-latency",
+            "0.2",
+            "--max-seconds",
+            "60",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.startswith("READY "), line
         url = line.split()[1]
-        tool = {"name": "out", "description": "d", "input_schema": {
-            "type": "object", "properties": {"verdict": {"type": "integer"}}, "required": ["verdict"]}}
-        params = {"model": "m", "max_tokens": 50, "tools": [tool], "tool_choice": {"type": "tool", "name": "out"},
-                  "messages": [{"role": "user", "content": "Judge. input: {} Output: "}]}
+        tool = {
+            "name": "out",
+            "description": "d",
+            "input_schema": {
+                "type": "object",
+                "properties": {"verdict": {"type": "integer"}},
+                "required": ["verdict"],
+            },
+        }
+        params = {
+            "model": "m",
+            "max_tokens": 50,
+            "tools": [tool],
+            "tool_choice": {"type": "tool", "name": "out"},
+            "messages": [{"role": "user", "content": "Judge. input: {} Output: "}],
+        }
         status, text = _http("POST", url + "/v1/messages", params)
         assert status == 200 and json.loads(text)["content"][0]["type"] == "tool_use"
-        status, text = _http("POST", url + "/v1/messages/batches", {"requests": [{"custom_id": "q0", "params": params}]})
+        status, text = _http(
+            "POST", url + "/v1/messages/batches", {"requests": [{"custom_id": "q0", "params": params}]}
+        )
         bid = json.loads(text)["id"]
         time.sleep(0.3)
         status, text = _http("GET", f"{url}/v1/messages/batches/{bid}")  # a later client finds it
@@ -357,13 +395,41 @@ def test_cli_batch_run_killed_then_resumed_in_a_new_process(tmp_path: Path) -> N
 
     data_dir = tmp_path / "data"
     with FakeAnthropic(batch_latency=4.0) as srv:
-        env = {**os.environ, "ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": srv.base_url,
-               "RAG_DATA_DIR": str(data_dir)}
-        subprocess.run([sys.executable, "-m", "rag_core", "ingest", str(SAMPLE_PDF)], cwd=ROOT, env=env,
-                       check=True, capture_output=True, timeout=300)
-        proc = subprocess.Popen([sys.executable, "-m", "rag_core", "run", "--questions", str(SAMPLE_QUESTIONS),
-                                 "--backend", "claude", "--mode", "batch", "--suite", "none", "--quiet"],
-                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env = {
+            **os.environ,
+            "ANTHROPIC_API_KEY": FAKE_KEY,
+            "ANTHROPIC_BASE_URL": srv.base_url,
+            "RAG_DATA_DIR": str(data_dir),
+        }
+        subprocess.run(
+            [sys.executable, "-m", "rag_core", "ingest", str(SAMPLE_PDF)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "rag_core",
+                "run",
+                "--questions",
+                str(SAMPLE_QUESTIONS),
+                "--backend",
+                "claude",
+                "--mode",
+                "batch",
+                "--suite",
+                "none",
+                "--quiet",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         store = HistoryStore(data_dir / "history.sqlite3")
         try:
             limit = time.monotonic() + 120
@@ -380,8 +446,14 @@ def test_cli_batch_run_killed_then_resumed_in_a_new_process(tmp_path: Path) -> N
                 proc.wait(30)
         assert all(r.status == "pending" for r in store.get_results(run_id))
         out = tmp_path / "resumed.json"
-        done = subprocess.run([sys.executable, "-m", "rag_core", "resume", str(run_id), "--json", str(out),
-                               "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "rag_core", "resume", str(run_id), "--json", str(out), "--quiet"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr
         calls = srv.batch_calls
     summary = json.loads(out.read_text())

@@ -351,8 +351,13 @@ def test_summarize_excludes_failures_and_never_returns_nan():
         {"m": MetricScore("m", 1.0), "n": MetricScore("n", float("nan"))},
     ]
     out = summarize(rows)
-    assert out["m"] == {"mean": 0.75, "stdev": pytest.approx(math.sqrt(0.125)), "scored": 2, "failed": 0,
-                        "judge_stdev": None}
+    assert out["m"] == {
+        "mean": 0.75,
+        "stdev": pytest.approx(math.sqrt(0.125)),
+        "scored": 2,
+        "failed": 0,
+        "judge_stdev": None,
+    }
     assert out["n"] == {"mean": None, "stdev": None, "scored": 0, "failed": 2, "judge_stdev": None}
     assert summarize([]) == {}
     # judge variance (between repeats) is reported apart from the spread across questions

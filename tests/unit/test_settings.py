@@ -36,8 +36,12 @@ def test_secrets_toml_is_read_and_env_wins(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("var", "value", "needle"),
-    [("RAG_TOP_K", "many", "RAG_TOP_K"), ("RAG_TOP_K", "0", "RAG_TOP_K"),
-     ("RAG_CHUNK_OVERLAP", "5000", "RAG_CHUNK_OVERLAP"), ("RAG_CONCURRENCY", "0", "RAG_CONCURRENCY")],
+    [
+        ("RAG_TOP_K", "many", "RAG_TOP_K"),
+        ("RAG_TOP_K", "0", "RAG_TOP_K"),
+        ("RAG_CHUNK_OVERLAP", "5000", "RAG_CHUNK_OVERLAP"),
+        ("RAG_CONCURRENCY", "0", "RAG_CONCURRENCY"),
+    ],
 )
 def test_bad_values_name_the_variable(tmp_path: Path, var: str, value: str, needle: str) -> None:
     with pytest.raises(InputError, match=needle):

@@ -29,7 +29,7 @@ from rag_core.workspace import (
 ITEMS = [
     QAItem("How many days of annual leave do I get?", "25 days plus public holidays."),
     QAItem("Can I work from home?", "Up to two days a week with manager approval."),
-    QAItem("=HYPERLINK(\"http://x\")", "-1"),
+    QAItem('=HYPERLINK("http://x")', "-1"),
 ]
 
 
@@ -40,36 +40,61 @@ def ws(settings: Settings):
     w.close()
 
 
-def _fake_run(store: HistoryStore, *, suite: str = "offline", question_set: str = "handbook",
-              values: tuple[float | None, ...] = (0.9, 0.5, None), status: str = "completed",
-              mode: str = "async") -> int:
+def _fake_run(
+    store: HistoryStore,
+    *,
+    suite: str = "offline",
+    question_set: str = "handbook",
+    values: tuple[float | None, ...] = (0.9, 0.5, None),
+    status: str = "completed",
+    mode: str = "async",
+) -> int:
     """A finished run written straight into the store (no engine, no model)."""
-    run_id = store.create_run(question_set=question_set, backend="offline", mode=mode, suite=suite,
-                              config={"top_k": 4}, items=ITEMS)
+    run_id = store.create_run(
+        question_set=question_set, backend="offline", mode=mode, suite=suite, config={"top_k": 4}, items=ITEMS
+    )
     for i, v in enumerate(values):
         store.save_answer(run_id, i, answer=f"answer {i}", contexts=[], latency_s=0.1, attempts=1)
         err = None if v is not None else "no ground truth"
         store.save_scores(run_id, i, [MetricScore("rouge_l", v, error=err)])
     scored = [v for v in values if v is not None]
     summary = {
-        "n_questions": len(values), "errors": 0,
-        "generation": {"sequential_s": 3.0, "async_s": 1.0, "speedup_measured": 3.0,
-                       "speedup_estimated": 2.8, "ideal_speedup": 3.0, "concurrency": 4},
-        "metrics": {"rouge_l": {"mean": sum(scored) / len(scored), "stdev": None, "scored": len(scored),
-                                "failed": len(values) - len(scored)}},
+        "n_questions": len(values),
+        "errors": 0,
+        "generation": {
+            "sequential_s": 3.0,
+            "async_s": 1.0,
+            "speedup_measured": 3.0,
+            "speedup_estimated": 2.8,
+            "ideal_speedup": 3.0,
+            "concurrency": 4,
+        },
+        "metrics": {
+            "rouge_l": {
+                "mean": sum(scored) / len(scored),
+                "stdev": None,
+                "scored": len(scored),
+                "failed": len(values) - len(scored),
+            }
+        },
         "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
         "judge": {"suite": suite, "model": None, "calls": 0, "cache_hits": 0, "versions": {}},
     }
-    store.update_run(run_id, status=status, summary=summary,
-                     timings={"retrieval_s": 0.1, "generation_s": 1.0, "evaluation_s": 0.5, "total_s": 1.6},
-                     finished=True)
+    store.update_run(
+        run_id,
+        status=status,
+        summary=summary,
+        timings={"retrieval_s": 0.1, "generation_s": 1.0, "evaluation_s": 0.5, "total_s": 1.6},
+        finished=True,
+    )
     return run_id
 
 
 # --- estimates ------------------------------------------------------------------------------
 def test_offline_run_costs_nothing(settings: Settings) -> None:
-    est = estimate_run(settings, n_questions=10, backend="offline", mode="async", suite="offline",
-                       metrics=None, top_k=4)
+    est = estimate_run(
+        settings, n_questions=10, backend="offline", mode="async", suite="offline", metrics=None, top_k=4
+    )
     assert (est.calls, est.input_tokens, est.cost_usd) == (0, 0, 0.0)
     assert not est.uses_claude
 
@@ -96,12 +121,27 @@ def test_batch_mode_answers_cost_half(settings: Settings) -> None:
 
 def test_judge_calls_follow_the_metric_recipe(settings: Settings) -> None:
     assert [judge_calls_per_question(m, 5) for m in suite_metrics("judge")] == [2, 3, 5, 1]
-    est = estimate_run(settings, n_questions=10, backend="offline", mode="async", suite="judge",
-                       metrics=None, top_k=5, judge_repeats=2)
+    est = estimate_run(
+        settings,
+        n_questions=10,
+        backend="offline",
+        mode="async",
+        suite="judge",
+        metrics=None,
+        top_k=5,
+        judge_repeats=2,
+    )
     assert est.answer_calls == 0
     assert est.judge_calls == 10 * 2 * (2 + 3 + 5 + 1)
-    only = estimate_run(settings, n_questions=10, backend="offline", mode="async", suite="judge",
-                        metrics=["faithfulness"], top_k=5)
+    only = estimate_run(
+        settings,
+        n_questions=10,
+        backend="offline",
+        mode="async",
+        suite="judge",
+        metrics=["faithfulness"],
+        top_k=5,
+    )
     assert only.judge_calls == 20
     assert 0 < only.cost_usd < est.cost_usd
 
@@ -141,8 +181,11 @@ def test_sample_set_is_created_once(ws: Workspace) -> None:
 
 
 def test_save_validates_and_names_rows(ws: Workspace) -> None:
-    rows = [{"question": "Same?", "ground_truth": "a"}, {"question": "", "ground_truth": "b"},
-            {"question": " same? ", "ground_truth": "c"}]
+    rows = [
+        {"question": "Same?", "ground_truth": "a"},
+        {"question": "", "ground_truth": "b"},
+        {"question": " same? ", "ground_truth": "c"},
+    ]
     with pytest.raises(InputError) as err:
         ws.save_question_set("bad", rows)
     assert "row 2" in str(err.value) and "row 1 and row 3" in str(err.value)
@@ -180,8 +223,11 @@ def test_ingest_reports_each_file_and_bad_files_do_not_stop_the_others(ws: Works
     started: list[str] = []
     done: list[tuple[int, str]] = []
     outcomes = ws.ingest_files(
-        [("empty.txt", b""), ("policy.md", b"# Leave\n\nEveryone gets 25 days of annual leave.\n"),
-         ("virus.exe", b"MZ")],
+        [
+            ("empty.txt", b""),
+            ("policy.md", b"# Leave\n\nEveryone gets 25 days of annual leave.\n"),
+            ("virus.exe", b"MZ"),
+        ],
         on_start=lambda i, name: started.append(name),
         on_done=lambda i, o: done.append((i, o.status)),
     )
@@ -225,8 +271,9 @@ def test_version_changes_on_writes_from_here_and_from_another_connection(ws: Wor
 
 
 def test_recover_marks_dead_runs_interrupted_and_resume_is_offered(ws: Workspace) -> None:
-    run_id = ws.store.create_run(question_set="s", backend="offline", mode="async", suite="offline",
-                                 config={}, items=ITEMS)
+    run_id = ws.store.create_run(
+        question_set="s", backend="offline", mode="async", suite="offline", config={}, items=ITEMS
+    )
     assert ws.recover_interrupted() == [run_id]
     assert ws.run(run_id).status == "interrupted"
     assert ws.progress(run_id) is None and ws.active_run_ids() == []
