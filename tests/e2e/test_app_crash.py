@@ -26,7 +26,7 @@ from tests.fakes.ragas_responder import RagasResponder
 
 pytestmark = pytest.mark.e2e
 
-FAKE_KEY = "sk-ant-e2e-crash-key-0123456789-NOT-REAL"
+FAKE_KEY = "sk-test-e2e-crash-key-0123456789-NOT-REAL"
 
 
 def _judged(store: HistoryStore, run_id: int) -> dict[tuple[int, str], float | None]:

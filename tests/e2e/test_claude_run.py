@@ -30,7 +30,7 @@ from tests.fakes.ragas_responder import RagasResponder
 
 pytestmark = pytest.mark.e2e
 
-FAKE_KEY = "sk-ant-e2e-fake-key-0123456789-NOT-REAL"
+FAKE_KEY = "sk-test-e2e-fake-key-0123456789-NOT-REAL"
 LATENCY_S = 0.4
 
 

@@ -20,7 +20,7 @@ from tests.fakes.ragas_responder import RagasResponder
 
 pytestmark = pytest.mark.slow
 
-FAKE_KEY = "sk-ant-test-0123456789abcdefghij-NOT-REAL"
+FAKE_KEY = "sk-test-0123456789abcdefghij-NOT-REAL"
 
 
 def _cli(
@@ -94,7 +94,7 @@ def test_compare_mode_prints_and_stores_the_speedup(indexed: Path) -> None:
 
 
 def test_invalid_key_stops_at_once_with_a_clear_message(indexed: Path) -> None:
-    with FakeAnthropic(api_key="sk-ant-the-only-accepted-key") as srv:
+    with FakeAnthropic(api_key="sk-test-the-only-accepted-key") as srv:
         proc = _cli(
             indexed,
             srv.base_url,
