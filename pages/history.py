@@ -247,7 +247,7 @@ with details_tab:
             )
         except RagError as exc:
             st.error(ui.md(str(exc)))
-        if run.status in ("cancelled", "interrupted") and row.button(
+        if run.status in ("cancelled", "interrupted", "failed") and row.button(
             "Resume", key="history.resume", icon=":material/replay:"
         ):
             try:
