@@ -565,12 +565,7 @@ class JudgeSuite(Suite):
         return early
 
     def expected_calls(self, metric: str, sample: Sample) -> int:
-        return {
-            "faithfulness": 2,
-            "answer_relevancy": ANSWER_RELEVANCY_STRICTNESS,
-            "context_precision": max(1, len(sample.contexts)),
-            "context_recall": 1,
-        }[metric]
+        return judge_calls(metric, len(sample.contexts))
 
     # -- one client per event loop --------------------------------------------------------------
     def _metric(self, metric: str) -> Any:
@@ -777,6 +772,18 @@ def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagErro
     if isinstance(exc, ValueError):
         return EvaluationError(f"{metric}: RAGAS refused the sample: {_cut(exc, 200)}")
     return EvaluationError(f"{metric} could not be computed: {type(exc).__name__}: {_cut(exc, 200)}")
+
+
+def judge_calls(metric: str, n_contexts: int) -> int:
+    """Claude calls one judged answer costs for ``metric``: faithfulness 2, answer relevancy
+    one per generated question, context precision one per retrieved chunk, context recall 1;
+    0 for a metric that is not judged by Claude."""
+    return {
+        "faithfulness": 2,
+        "answer_relevancy": ANSWER_RELEVANCY_STRICTNESS,
+        "context_precision": max(1, n_contexts),
+        "context_recall": 1,
+    }.get(metric, 0)
 
 
 def _pick(metrics: Sequence[str] | None, allowed: tuple[str, ...], suite: str) -> tuple[str, ...]:

@@ -299,16 +299,6 @@ def active_runs() -> list[RunHandle]:
         return [h for h in _ACTIVE.values() if not h.done()]
 
 
-def run_blocking(
-    request: RunRequest, *, settings: Settings, store: HistoryStore, engine: Engine | None = None
-) -> dict[str, Any]:
-    """Start a run and wait for it (CLI, tests). Returns the summary dict of the stored run."""
-    handle = start_run(request, settings=settings, store=store, engine=engine)
-    summary = handle.wait()
-    assert summary is not None
-    return summary
-
-
 def _coordinate(
     handle: RunHandle,
     req: RunRequest,

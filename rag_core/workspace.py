@@ -119,11 +119,11 @@ def batch_discount() -> float:
 
 
 def judge_calls_per_question(metric: str, top_k: int) -> int:
-    """Claude calls one judged answer costs for ``metric`` (faithfulness 2, answer relevancy 3,
-    context precision one per retrieved chunk, context recall 1; 0 for non-judge metrics)."""
-    return {"faithfulness": 2, "answer_relevancy": 3, "context_precision": top_k, "context_recall": 1}.get(
-        metric, 0
-    )
+    """Claude calls one judged answer costs for ``metric`` with ``top_k`` chunks (owned by
+    :func:`rag_core.evaluation.judge_calls`, so the estimate and the scoring agree)."""
+    from rag_core.evaluation import judge_calls
+
+    return judge_calls(metric, top_k)
 
 
 @dataclass(frozen=True)
