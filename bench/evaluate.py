@@ -42,10 +42,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from rag_core.engine import BatchPolicy, Engine  # noqa: E402
-from rag_core.evaluation import JUDGE_METRICS, Sample, make_suite, submit_scoring, summarize  # noqa: E402
-from rag_core.history import HistoryStore  # noqa: E402
+from rag_core.engine.core import BatchPolicy, Engine  # noqa: E402
+from rag_core.evaluation.core import JUDGE_METRICS, Sample, make_suite, submit_scoring, summarize  # noqa: E402
 from rag_core.settings import Secret, Settings  # noqa: E402
+from rag_core.storage.store import HistoryStore  # noqa: E402
 from tests.fakes.anthropic_server import FakeAnthropic  # noqa: E402
 from tests.fakes.ragas_responder import RagasResponder  # noqa: E402
 

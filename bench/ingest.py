@@ -31,10 +31,10 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag_core.documents import parse_document  # noqa: E402
-from rag_core.embeddings import get_embedder  # noqa: E402
-from rag_core.index import PolicyIndex  # noqa: E402
-from rag_core.retrieval import retrieve  # noqa: E402
+from rag_core.ingest.documents import parse_document  # noqa: E402
+from rag_core.ingest.embeddings import get_embedder  # noqa: E402
+from rag_core.ingest.index import PolicyIndex  # noqa: E402
+from rag_core.ingest.retrieval import retrieve  # noqa: E402
 from rag_core.settings import Settings  # noqa: E402
 
 HANDBOOK = ROOT / "data" / "sample" / "handbook.md"

@@ -7,7 +7,7 @@ Setup
 - The Messages API stand-in runs in its own process (``bench/_standin.py``): latency L=0.5 s per
   answer, 5% of requests get 429 with ``retry-after`` (default 1 s), seeded.
 - N questions (the 10 sample questions × variants, all distinct) go through
-  :func:`rag_core.pipeline.start_run` with the Claude backend (real SDK, fake key) in ``async``
+  :func:`rag_core.runs.executor.start_run` with the Claude backend (real SDK, fake key) in ``async``
   mode at concurrency C=32 (the Run page's maximum), *adaptive* (AIMD, the engine's default),
   suite ``none``: phase 2 is left out on purpose — the judge suite would add ~10k Claude calls
   (k+6 per question) and the offline suite measures the metric code, not the load path.
@@ -60,11 +60,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from bench._standin import standin_process  # noqa: E402
-from rag_core import charts, pipeline  # noqa: E402
-from rag_core.engine import BatchPolicy  # noqa: E402
-from rag_core.history import HistoryStore  # noqa: E402
+from rag_core.engine.core import BatchPolicy  # noqa: E402
 from rag_core.models import MetricScore, QAItem, RequestTiming  # noqa: E402
+from rag_core.reporting import charts  # noqa: E402
+from rag_core.runs import executor as pipeline  # noqa: E402
 from rag_core.settings import Secret, Settings  # noqa: E402
+from rag_core.storage.store import HistoryStore  # noqa: E402
 
 FAKE_KEY = "sk-bench-not-a-real-key"
 SAMPLE_PDF = ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"
@@ -429,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = HistoryStore(settings.db_path)
         try:
-            from rag_core.ingest import ingest_paths
+            from rag_core.ingest.service import ingest_paths
 
             t = time.perf_counter()
             outcomes = list(ingest_paths([SAMPLE_PDF], settings=settings, store=store))

@@ -1,7 +1,7 @@
 """Benchmark: Claude answers through the engine against the loopback Messages API stand-in.
 
-The real ``anthropic`` SDK (via :class:`rag_core.generation.ClaudeAnswerer`, fake key, ``base_url``
-pointing at the stand-in) runs through :class:`rag_core.engine.Engine`. The stand-in runs in its own
+The real ``anthropic`` SDK (via :class:`rag_core.answer.claude.ClaudeAnswerer`, fake key, ``base_url``
+pointing at the stand-in) runs through :class:`rag_core.engine.core.Engine`. The stand-in runs in its own
 process (``--in-process`` to run it in a thread instead). Scenarios and goals (issue 3):
 
   a) N=10, L=1 s, C=10: sequential (C=1) wall ÷ async wall (measured speedup) ≥ 9.5 (limit 10).
@@ -45,8 +45,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench._standin import StandIn, standin_process  # noqa: E402
-from rag_core.engine import BatchPolicy, Engine, ItemResult  # noqa: E402
-from rag_core.generation import ClaudeAnswerer  # noqa: E402
+from rag_core.answer.claude import ClaudeAnswerer  # noqa: E402
+from rag_core.engine.core import BatchPolicy, Engine, ItemResult  # noqa: E402
 from rag_core.models import Chunk, ScoredChunk  # noqa: E402
 from rag_core.settings import Secret, Settings  # noqa: E402
 

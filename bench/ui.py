@@ -1,7 +1,7 @@
 """Benchmark: how fast every dashboard page renders with 100 runs in history (issue 5, item 8).
 
 Builds a temporary data dir with the sample handbook indexed and ``--runs`` runs in history
-(created straight through :class:`~rag_core.history.HistoryStore`: 10 results each with answers,
+(created straight through :class:`~rag_core.storage.store.HistoryStore`: 10 results each with answers,
 4 retrieved chunks of real handbook text, 3 offline metric scores with reasons, a request
 timeline, and the summary/timings a pipeline run stores), starts ``streamlit run app.py`` on a
 free loopback port and drives Debian's Chromium with Playwright.
@@ -41,9 +41,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from rag_core.history import HistoryStore  # noqa: E402
 from rag_core.models import MetricScore, QAItem, RequestTiming  # noqa: E402
 from rag_core.settings import Settings  # noqa: E402
+from rag_core.storage.store import HistoryStore  # noqa: E402
 from rag_core.workspace import SAMPLE_SET_NAME, Workspace  # noqa: E402
 from tests.e2e.conftest import APP_PATH, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, StreamlitServer  # noqa: E402
 

@@ -17,11 +17,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from rag_core import charts
 from rag_core.errors import RagError
-from rag_core.history import QuestionSetInfo, ResultRecord, RunRecord
 from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming
+from rag_core.reporting import charts
 from rag_core.settings import Settings
+from rag_core.storage.store import QuestionSetInfo, ResultRecord, RunRecord
 from rag_core.workspace import Comparison, Workspace
 
 #: Page files, relative to app.py (used by st.navigation, st.page_link and st.switch_page).

@@ -7,7 +7,7 @@ import streamlit as st
 
 from pages import _shared as ui
 from rag_core.errors import RagError
-from rag_core.ingest import IngestOutcome
+from rag_core.ingest.service import IngestOutcome
 from rag_core.workspace import SAMPLE_PDF
 
 ui.ensure_routed(__file__)

@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from pages import _shared as ui
-from rag_core import charts
 from rag_core.errors import RagError
+from rag_core.reporting import charts
 from rag_core.workspace import duration, metric_label, metric_line, speedup_line
 
 ui.ensure_routed(__file__)

@@ -13,7 +13,7 @@ import streamlit as st
 
 from pages import _shared as ui
 from rag_core.errors import RagError
-from rag_core.pipeline import MODES, default_suite
+from rag_core.runs.executor import MODES, default_suite
 from rag_core.workspace import (
     SAMPLE_SET_NAME,
     duration,

@@ -1,8 +1,8 @@
 """The dashboard's one entry into ``rag_core``: a facade so that pages stay thin.
 
 A :class:`Workspace` bundles what the pages need for one data directory — the
-:class:`~rag_core.history.HistoryStore`, the :class:`~rag_core.index.PolicyIndex` (opened lazily)
-and the process-wide :class:`~rag_core.engine.Engine` — behind plain methods: documents, question
+:class:`~rag_core.storage.store.HistoryStore`, the :class:`~rag_core.ingest.index.PolicyIndex` (opened lazily)
+and the process-wide :class:`~rag_core.engine.core.Engine` — behind plain methods: documents, question
 sets, cost estimates, runs, comparison and export. It never imports streamlit; the app caches one
 ``Workspace`` per data directory with ``st.cache_resource(on_release=Workspace.close)``.
 
@@ -12,7 +12,7 @@ Contracts
   act on: :class:`InputError` for something the user picked or typed (unknown run or set, bad
   rows, no documents yet), :class:`StorageError` when the history database fails.
 - Ingestion never raises for a bad file: each file gets an
-  :class:`~rag_core.ingest.IngestOutcome` (``status == "error"`` with a message naming it) and the
+  :class:`~rag_core.ingest.service.IngestOutcome` (``status == "error"`` with a message naming it) and the
   other files still index.
 - :meth:`Workspace.version` changes whenever the history database or the index on disk changes
   (from this process or another one, e.g. a CLI run): pages key their cached reads on it.
@@ -34,12 +34,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rag_core import charts
 from rag_core.errors import InputError, RagError
-from rag_core.export import questions_csv, questions_json, results_csv, run_json_text, run_summary_json
-from rag_core.history import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
 from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming, ScoredChunk
-from rag_core.pipeline import (
+from rag_core.reporting import charts
+from rag_core.reporting.export import (
+    questions_csv,
+    questions_json,
+    results_csv,
+    run_json_text,
+    run_summary_json,
+)
+from rag_core.runs.executor import (
     RunProgress,
     RunRequest,
     active_runs,
@@ -49,11 +54,12 @@ from rag_core.pipeline import (
     start_run,
 )
 from rag_core.settings import PROJECT_ROOT, Settings
+from rag_core.storage.store import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
-    from rag_core.engine import Engine
-    from rag_core.index import PolicyIndex
-    from rag_core.ingest import IngestOutcome
+    from rag_core.engine.core import Engine
+    from rag_core.ingest.index import PolicyIndex
+    from rag_core.ingest.service import IngestOutcome
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +103,7 @@ def suite_metrics(suite: str) -> tuple[str, ...]:
     """
     names = dict(_FALLBACK_SUITES)
     try:
-        from rag_core import evaluation
+        from rag_core.evaluation import core as evaluation
 
         names["offline"] = tuple(evaluation.OFFLINE_METRICS)
         names["judge"] = tuple(evaluation.JUDGE_METRICS)
@@ -111,7 +117,7 @@ def suite_metrics(suite: str) -> tuple[str, ...]:
 def batch_discount() -> float:
     """Price factor of the ``batch`` mode's answers (Message Batches cost half)."""
     try:
-        from rag_core.batches import BATCH_DISCOUNT
+        from rag_core.runs.batch_mode import BATCH_DISCOUNT
 
         return float(BATCH_DISCOUNT)
     except (ImportError, AttributeError):  # pragma: no cover - batches always ships it
@@ -120,8 +126,8 @@ def batch_discount() -> float:
 
 def judge_calls_per_question(metric: str, top_k: int) -> int:
     """Claude calls one judged answer costs for ``metric`` with ``top_k`` chunks (owned by
-    :func:`rag_core.evaluation.judge_calls`, so the estimate and the scoring agree)."""
-    from rag_core.evaluation import judge_calls
+    :func:`rag_core.evaluation.core.judge_calls`, so the estimate and the scoring agree)."""
+    from rag_core.evaluation.core import judge_calls
 
     return judge_calls(metric, top_k)
 
@@ -347,7 +353,7 @@ class Workspace:
     def engine(self) -> Engine:
         """The process-wide engine (started on first use; shut down at exit, not by :meth:`close`)."""
         if self._engine is None:
-            from rag_core.engine import get_engine
+            from rag_core.engine.core import get_engine
 
             self._engine = get_engine()
         return self._engine
@@ -411,7 +417,7 @@ class Workspace:
     def _get_index(self) -> PolicyIndex:
         with self._lock:
             if self._index is None:
-                from rag_core.index import PolicyIndex
+                from rag_core.ingest.index import PolicyIndex
 
                 self._index = PolicyIndex(self.settings)
             return self._index
@@ -437,7 +443,7 @@ class Workspace:
         (0-based) and ``on_done(i, outcome)`` after it, so a page can show per-file progress. A bad
         file never stops the others: its outcome has ``status == "error"`` and a message naming it.
         """
-        from rag_core.ingest import IngestOutcome, ingest_bytes
+        from rag_core.ingest.service import IngestOutcome, ingest_bytes
 
         outcomes: list[IngestOutcome] = []
         for i, (name, data) in enumerate(files):
@@ -462,7 +468,7 @@ class Workspace:
     def delete_document(self, name: str) -> int:
         """Remove a document from the index, the kept copy and the store; returns chunks removed
         (0 when it was not indexed)."""
-        from rag_core.ingest import delete_document
+        from rag_core.ingest.service import delete_document
 
         try:
             return delete_document(name, settings=self.settings, store=self.store)
@@ -472,7 +478,7 @@ class Workspace:
     def reindex_document(self, name: str) -> IngestOutcome:
         """Parse the kept copy of ``name`` again and replace its chunks (an ``"error"`` outcome
         when the original file is no longer stored)."""
-        from rag_core.ingest import reindex_document
+        from rag_core.ingest.service import reindex_document
 
         try:
             return reindex_document(name, settings=self.settings, store=self.store)
@@ -512,7 +518,7 @@ class Workspace:
         """
         if self.store.list_question_sets() or not SAMPLE_QUESTIONS.is_file():
             return False
-        from rag_core.questions import load_questions
+        from rag_core.ingest.questions import load_questions
 
         self.store.save_question_set(SAMPLE_SET_NAME, load_questions(SAMPLE_QUESTIONS))
         self._touch()
@@ -557,7 +563,7 @@ class Workspace:
     def import_questions(filename: str, data: bytes) -> list[QAItem]:
         """Parse an uploaded CSV/JSON question file. Raises :class:`InputError` naming the file and
         the rows at fault."""
-        from rag_core.questions import parse_questions
+        from rag_core.ingest.questions import parse_questions
 
         return parse_questions(filename, data)
 
@@ -789,7 +795,7 @@ def _suite_mismatch(a: RunRecord, b: RunRecord) -> str | None:
     ja.setdefault("suite", a.suite)
     jb.setdefault("suite", b.suite)
     try:
-        from rag_core.evaluation import suite_mismatch
+        from rag_core.evaluation.core import suite_mismatch
 
         return suite_mismatch(ja, jb)
     except ImportError:  # pragma: no cover

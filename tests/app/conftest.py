@@ -143,7 +143,7 @@ def texts(at: AppTest, kind: str) -> list[str]:
 def wait_for_runs(data_dir: Path, timeout: float = 240) -> None:
     """Block until every run of this process for ``data_dir`` has finished (fragments do not tick
     in AppTest, so tests wait on the handles themselves)."""
-    from rag_core.pipeline import active_runs
+    from rag_core.runs.executor import active_runs
 
     for handle in active_runs():
         assert handle.wait(timeout) is not None or handle.done(), f"run {handle.run_id} did not finish"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rag_core.history import HistoryStore
+from rag_core.storage.store import HistoryStore
 from tests.e2e.conftest import APP_PATH, StreamlitServer, wait_for_app
 from tests.e2e.test_user_journey import (
     assert_no_exception,

@@ -71,7 +71,7 @@ from typing import Any
 from aiohttp import web
 
 NOT_COVERED = "The policy documents provided do not cover this question."
-"""Same sentence as ``rag_core.generation.NOT_COVERED`` (kept literal: the fake imports no rag_core)."""
+"""Same sentence as ``rag_core.answer.claude.NOT_COVERED`` (kept literal: the fake imports no rag_core)."""
 
 FAULTS = ("ok", "400", "401", "403", "404", "429", "500", "529", "hang")
 """Every fault name a :class:`FaultPlan` understands (``"ok"`` = answer normally)."""

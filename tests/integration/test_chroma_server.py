@@ -18,11 +18,11 @@ from pathlib import Path
 import chromadb
 import pytest
 
-import rag_core.index as index_module
-from rag_core.documents import parse_document
-from rag_core.embeddings import MiniLMEmbeddingFunction
+import rag_core.ingest.index as index_module
 from rag_core.errors import IngestError, RetrievalError
-from rag_core.index import PolicyIndex
+from rag_core.ingest.documents import parse_document
+from rag_core.ingest.embeddings import MiniLMEmbeddingFunction
+from rag_core.ingest.index import PolicyIndex
 from rag_core.models import ParsedDocument
 from rag_core.settings import Settings
 from tests.conftest import ROOT, SAMPLE_PDF, SAMPLE_QUESTIONS

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_core.history import HistoryStore
+from rag_core.storage.store import HistoryStore
 from tests.conftest import ROOT, SAMPLE_PDF, SAMPLE_QUESTIONS
 from tests.fakes.anthropic_server import FakeAnthropic
 

@@ -68,7 +68,7 @@ def test_offline_run_answers_and_scores_every_question(offline_run: tuple[Path, 
 
 
 def test_uncovered_question_is_answered_as_not_covered(offline_run: tuple[Path, dict]) -> None:
-    from rag_core.extractive import NOT_COVERED
+    from rag_core.answer.extractive import NOT_COVERED
 
     _, summary = offline_run
     questions = json.loads(SAMPLE_QUESTIONS.read_text())

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from rag_core.documents import parse_document
-from rag_core.index import PolicyIndex
-from rag_core.retrieval import retrieve
+from rag_core.ingest.documents import parse_document
+from rag_core.ingest.index import PolicyIndex
+from rag_core.ingest.retrieval import retrieve
 from tests.conftest import SAMPLE_PDF, SAMPLE_QUESTIONS
 from tests.unit.test_extractive import SAMPLE_KEYS  # the phrase that states each answer
 

@@ -22,14 +22,15 @@ from typing import Any
 
 import pytest
 
-from rag_core import batches, pipeline
-from rag_core.batches import BATCH_DISCOUNT, BatchPolling, custom_id, index_of
+from rag_core.answer.claude import build_messages
 from rag_core.errors import InputError
-from rag_core.generation import build_messages
-from rag_core.history import HistoryStore
 from rag_core.models import Chunk, QAItem, ScoredChunk
-from rag_core.pipeline import RunRequest, resume_run, start_run
+from rag_core.runs import batch_mode as batches
+from rag_core.runs import executor as pipeline
+from rag_core.runs.batch_mode import BATCH_DISCOUNT, BatchPolling, custom_id, index_of
+from rag_core.runs.executor import RunRequest, resume_run, start_run
 from rag_core.settings import Secret, Settings
+from rag_core.storage.store import HistoryStore
 from tests.conftest import ROOT
 from tests.fakes.anthropic_server import FakeAnthropic
 
@@ -290,7 +291,7 @@ def test_batch_mode_needs_the_claude_backend(settings: Settings) -> None:
 
 
 def test_cli_accepts_batch_mode() -> None:
-    from rag_core.__main__ import _parser
+    from rag_core.cli import _parser
 
     args = _parser().parse_args(["run", "--questions", "q.json", "--mode", "batch"])
     assert args.mode == "batch"

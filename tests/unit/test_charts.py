@@ -1,7 +1,7 @@
-"""rag_core.charts: frames from history records, Plotly figures, per-question deltas.
+"""rag_core.reporting.charts: frames from history records, Plotly figures, per-question deltas.
 
 Records are given as plain dicts / models.MetricScore / models.RequestTiming (charts duck-types
-them), so these tests do not depend on rag_core.history.
+them), so these tests do not depend on rag_core.storage.store.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from rag_core import charts
-from rag_core.charts import (
+from rag_core.models import MetricScore, RequestTiming
+from rag_core.reporting import charts
+from rag_core.reporting.charts import (
     NO_DATA,
     REGRESSION_THRESHOLD,
     heatmap_figure,
@@ -29,7 +30,6 @@ from rag_core.charts import (
     timeline_figure,
     timeline_frame,
 )
-from rag_core.models import MetricScore, RequestTiming
 
 EVIL = "<img src=x onerror=alert(1)>"
 

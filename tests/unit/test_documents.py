@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from rag_core.documents import MAX_NAME_CHARS, SUPPORTED, parse_document, safe_filename
 from rag_core.errors import IngestError
+from rag_core.ingest.documents import MAX_NAME_CHARS, SUPPORTED, parse_document, safe_filename
 from tests.fixtures.pdfs import (
     blank_pdf,
     encrypted_pdf,

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from chromadb.utils.embedding_functions import known_embedding_functions
 
-from rag_core import embeddings
-from rag_core.embeddings import DIMENSION, LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.errors import RagError
+from rag_core.ingest import embeddings
+from rag_core.ingest.embeddings import DIMENSION, LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 
 QUESTION = "How many days of annual leave do I get?"
 ANSWER = "Employees receive 25 days of paid holiday per year"

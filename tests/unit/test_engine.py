@@ -15,9 +15,9 @@ from typing import Any
 import anyio
 import pytest
 
-from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine, report_requests_remaining
+from rag_core.answer.claude import ClaudeAnswerer
+from rag_core.engine.core import BatchPolicy, Engine, ItemResult, get_engine, report_requests_remaining
 from rag_core.errors import AuthError, OverloadedError, RateLimitError
-from rag_core.generation import ClaudeAnswerer
 from rag_core.models import Chunk, ScoredChunk
 from rag_core.settings import Secret, Settings
 from tests.fakes.anthropic_server import FakeAnthropic, FaultPlan

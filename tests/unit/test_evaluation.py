@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from rag_core.engine import BatchPolicy, Engine
+from rag_core.engine.core import BatchPolicy, Engine
 from rag_core.errors import InputError
-from rag_core.evaluation import (
+from rag_core.evaluation.core import (
     JUDGE_METRICS,
     OFFLINE_METRICS,
     Sample,
@@ -24,9 +24,9 @@ from rag_core.evaluation import (
     suite_mismatch,
     summarize,
 )
-from rag_core.history import HistoryStore
 from rag_core.models import MetricScore
 from rag_core.settings import Secret, Settings
+from rag_core.storage.store import HistoryStore
 from tests.fakes.anthropic_server import FakeAnthropic, FaultPlan
 from tests.fakes.ragas_responder import RagasResponder
 

@@ -10,14 +10,14 @@ import anyio
 import numpy as np
 import pytest
 
-from rag_core.errors import GenerationError, InputError, RagError
-from rag_core.extractive import (
+from rag_core.answer.extractive import (
     MODEL_NAME,
     NOT_COVERED,
     ExtractiveAnswerer,
     collect_candidates,
     split_sentences,
 )
+from rag_core.errors import GenerationError, InputError, RagError
 from rag_core.models import Chunk, ScoredChunk
 from tests.conftest import SAMPLE_PDF, SAMPLE_QUESTIONS
 
@@ -284,8 +284,8 @@ SAMPLE_KEYS = [
 @pytest.mark.slow
 def test_sample_questions_with_the_local_model(settings) -> None:
     """The thresholds hold on the shipped sample: 9 answers quote the fact, the car one is refused."""
-    from rag_core.documents import parse_document
-    from rag_core.embeddings import get_embedder
+    from rag_core.ingest.documents import parse_document
+    from rag_core.ingest.embeddings import get_embedder
 
     doc = parse_document(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes(), settings)
     items = json.loads(SAMPLE_QUESTIONS.read_text(encoding="utf-8"))

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from rag_core.engine import Engine
+from rag_core.answer.claude import NOT_COVERED, SYSTEM_PROMPT, Answerer, ClaudeAnswerer, build_messages
+from rag_core.engine.core import Engine
 from rag_core.errors import (
     AuthError,
     BadRequestError,
@@ -25,7 +26,6 @@ from rag_core.errors import (
     RateLimitError,
     RequestTimeoutError,
 )
-from rag_core.generation import NOT_COVERED, SYSTEM_PROMPT, Answerer, ClaudeAnswerer, build_messages
 from rag_core.models import Answer, Chunk, ScoredChunk
 from rag_core.settings import Secret, Settings
 from tests.fakes.anthropic_server import FakeAnthropic, FaultPlan

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from rag_core.errors import InputError, StorageError
-from rag_core.history import (
+from rag_core.models import Chunk, DocumentInfo, MetricScore, QAItem, RequestTiming, ScoredChunk
+from rag_core.settings import Secret
+from rag_core.storage.store import (
     NAN_ERROR,
     SCHEMA_VERSION,
     HistoryStore,
@@ -21,8 +23,6 @@ from rag_core.history import (
     ResultRecord,
     RunRecord,
 )
-from rag_core.models import Chunk, DocumentInfo, MetricScore, QAItem, RequestTiming, ScoredChunk
-from rag_core.settings import Secret
 
 ITEMS = [
     QAItem("How many days of annual leave do I get?", "25 days plus public holidays."),

@@ -15,10 +15,10 @@ import chromadb
 import numpy as np
 import pytest
 
-from rag_core.documents import parse_document
-from rag_core.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.errors import IngestError, RetrievalError
-from rag_core.index import PolicyIndex
+from rag_core.ingest.documents import parse_document
+from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
+from rag_core.ingest.index import PolicyIndex
 from tests.fixtures.pdfs import text_pdf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,13 +191,13 @@ REOPEN = textwrap.dedent(
     from pathlib import Path
     import chromadb
     from rag_core.settings import Settings
-    from rag_core.index import PolicyIndex
+    from rag_core.ingest.index import PolicyIndex
     settings = Settings(data_dir=Path(sys.argv[1]), chunk_size=120, chunk_overlap=0)
     with PolicyIndex(settings) as index:
         hits = index.query(["How many days of annual leave do I get?"], 1)[0]
         docs = [d.name for d in index.list_documents()]
     # Plain chromadb, no embedding function passed: works because importing
-    # rag_core.embeddings registered ours under the name stored in the collection.
+    # rag_core.ingest.embeddings registered ours under the name stored in the collection.
     client = chromadb.PersistentClient(path=str(settings.chroma_dir),
                                        settings=chromadb.Settings(anonymized_telemetry=False))
     collection = client.get_collection(settings.collection)
@@ -283,7 +283,7 @@ def test_failed_write_leaves_nothing_behind(small, index):
                 raise RuntimeError("boom")
             return get_embedder().embed(texts)
 
-    import rag_core.index as index_module
+    import rag_core.ingest.index as index_module
 
     big = doc("leave.md", (LEAVE + "\n\n") * 120, small)
     assert len(big.chunks) > index_module.ADD_BATCH
@@ -302,7 +302,7 @@ def test_closed_index_raises_retrieval_error(small):
 
 
 def test_huge_question_batches_are_split_but_give_the_same_answers(small, index, monkeypatch):
-    import rag_core.index as index_module
+    import rag_core.ingest.index as index_module
 
     index.add_document(doc("leave.md", LEAVE, small))
     index.add_document(doc("safety.md", SAFETY, small))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from rag_core.documents import parse_document
 from rag_core.errors import RetrievalError
-from rag_core.index import PolicyIndex
+from rag_core.ingest.documents import parse_document
+from rag_core.ingest.index import PolicyIndex
+from rag_core.ingest.retrieval import format_context, retrieve
 from rag_core.models import Chunk, ScoredChunk
-from rag_core.retrieval import format_context, retrieve
 
 HANDBOOK = "\n\n".join(
     [

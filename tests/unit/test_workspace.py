@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from rag_core.errors import InputError
-from rag_core.history import HistoryStore
 from rag_core.models import MetricScore, QAItem
 from rag_core.settings import Settings
+from rag_core.storage.store import HistoryStore
 from rag_core.workspace import (
     SAMPLE_SET_NAME,
     Workspace,

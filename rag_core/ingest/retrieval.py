@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rag_core.errors import RetrievalError
-from rag_core.index import PolicyIndex
+from rag_core.ingest.index import PolicyIndex
 from rag_core.models import ScoredChunk
 
 

@@ -12,12 +12,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag_core.documents import parse_document, safe_filename
 from rag_core.errors import IngestError, RagError
-from rag_core.history import HistoryStore
-from rag_core.index import PolicyIndex
+from rag_core.ingest.documents import parse_document, safe_filename
+from rag_core.ingest.index import PolicyIndex
 from rag_core.models import DocumentInfo
 from rag_core.settings import Settings
+from rag_core.storage.store import HistoryStore
 
 
 @dataclass(frozen=True)

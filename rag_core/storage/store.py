@@ -453,7 +453,7 @@ class HistoryStore:
         duplicate or empty questions…, naming the row). Runs that used an older version of the
         set are not changed.
         """
-        from rag_core.questions import validate_items  # local: questions is a sibling module
+        from rag_core.ingest.questions import validate_items  # local: questions is a sibling module
 
         name = _set_name(name)
         clean = validate_items(items, source=f"Question set '{name}'")

@@ -1,10 +1,10 @@
 """Answering questions with Claude, from retrieved policy excerpts.
 
 - :class:`Answerer` is the small interface every answerer implements (Claude here, the offline
-  extractive one in :mod:`rag_core.extractive`).
+  extractive one in :mod:`rag_core.answer.extractive`).
 - :func:`build_messages` builds the prompt once for both twins: the sync :meth:`ClaudeAnswerer.answer_sync`
   (``anthropic.Anthropic``) and the async :meth:`ClaudeAnswerer.answer` (``anthropic.AsyncAnthropic``).
-- The SDK's own retries are off (``max_retries=0``): the engine (:mod:`rag_core.engine`) owns the
+- The SDK's own retries are off (``max_retries=0``): the engine (:mod:`rag_core.engine.core`) owns the
   retry budget, the backoff and the ``retry-after`` cap. The SDK timeout is the per-request timeout.
 - Every ``anthropic`` exception is mapped to :mod:`rag_core.errors` by :func:`map_api_error`,
   with a message an HR analyst can act on. The API key never appears in a message.
@@ -23,7 +23,8 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from rag_core.engine import report_requests_remaining
+from rag_core.answer.extractive import NOT_COVERED
+from rag_core.engine.core import report_requests_remaining
 from rag_core.errors import (
     AuthError,
     BadRequestError,
@@ -35,7 +36,6 @@ from rag_core.errors import (
     RateLimitError,
     RequestTimeoutError,
 )
-from rag_core.extractive import NOT_COVERED
 from rag_core.models import Answer, ScoredChunk
 
 if TYPE_CHECKING:

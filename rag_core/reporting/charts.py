@@ -4,7 +4,7 @@ Two layers, both free of Streamlit and of any I/O:
 
 1. **Frame builders** turn history records into tidy DataFrames: :func:`runs_frame` (one row per
    run), :func:`results_frame` (one row per question of a run) and :func:`timeline_frame` (one row
-   per request). They accept the records of :mod:`rag_core.history` (``RunRecord``,
+   per request). They accept the records of :mod:`rag_core.storage.store` (``RunRecord``,
    ``ResultRecord``), :class:`rag_core.models.RequestTiming` / :class:`~rag_core.models.MetricScore`,
    or plain dicts with the same field names (duck typing; nothing is imported from ``history``).
 2. **Figure functions** take those DataFrames and return a ``plotly.graph_objects.Figure``.

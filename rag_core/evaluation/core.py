@@ -61,7 +61,7 @@ from typing import Any, Protocol
 import anyio
 import numpy as np
 
-from rag_core.engine import BatchHandle, BatchPolicy, Engine, ItemResult, Progress
+from rag_core.engine.core import BatchHandle, BatchPolicy, Engine, ItemResult, Progress
 from rag_core.errors import (
     EvaluationError,
     InputError,
@@ -191,7 +191,7 @@ def _ragas_embedding_class() -> type:
         @property
         def embedder(self) -> _Embedder:
             if self._embedder is None:
-                from rag_core.embeddings import get_embedder
+                from rag_core.ingest.embeddings import get_embedder
 
                 self._embedder = get_embedder()
             return self._embedder
@@ -425,7 +425,7 @@ class OfflineSuite(Suite):
         v = _ragas_version()
         emb = getattr(self._emb._embedder, "name", None)
         if not emb:
-            from rag_core.embeddings import MODEL_ID
+            from rag_core.ingest.embeddings import MODEL_ID
 
             emb = MODEL_ID
         table = {
@@ -750,7 +750,7 @@ def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagErro
     names = {type(x).__name__ for x in chain}
     api = next((x for x in chain if isinstance(x, anthropic.APIError)), None)
     if api is not None:
-        from rag_core.generation import map_api_error
+        from rag_core.answer.claude import map_api_error
 
         return map_api_error(
             api,

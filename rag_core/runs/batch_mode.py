@@ -11,7 +11,7 @@ never creates a second batch while the stored one can still deliver.
 
 Where it runs — the run's coordinator thread, with the **sync** ``anthropic.Anthropic`` client.
 Batch mode makes a handful of short HTTP calls spaced seconds to minutes apart, then reads one
-JSONL stream; the coordinator thread (one per run, see :mod:`rag_core.pipeline`) has nothing else
+JSONL stream; the coordinator thread (one per run, see :mod:`rag_core.runs.executor`) has nothing else
 to do meanwhile. Sleeping there is a ``threading.Event.wait`` on the run's cancel event, so a
 cancel wakes it at once, and the SQLite writes per result stay off the engine's loop thread. Doing
 it on the loop thread instead would need the async client, a cancellable task and a bridge back to
@@ -50,7 +50,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag_core.engine import Progress
+from rag_core.answer.claude import build_messages, map_api_error
+from rag_core.engine.core import Progress
 from rag_core.errors import (
     AuthError,
     BadRequestError,
@@ -61,14 +62,13 @@ from rag_core.errors import (
     RateLimitError,
     RequestTimeoutError,
 )
-from rag_core.generation import build_messages, map_api_error
 from rag_core.models import Answer, ScoredChunk
 
 if TYPE_CHECKING:
     import anthropic
 
-    from rag_core.history import HistoryStore
     from rag_core.settings import Settings
+    from rag_core.storage.store import HistoryStore
 
 __all__ = [
     "BATCH_DISCOUNT",

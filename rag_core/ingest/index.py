@@ -20,8 +20,8 @@ from typing import Any
 
 import chromadb
 
-from rag_core.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.errors import IngestError, RagError, RetrievalError
+from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.models import Chunk, DocumentInfo, ParsedDocument, ScoredChunk
 from rag_core.settings import Settings
 

@@ -36,7 +36,7 @@ from rag_core.errors import GenerationError, InputError, RagError
 from rag_core.models import Answer, Chunk, ScoredChunk
 
 if TYPE_CHECKING:
-    from rag_core.embeddings import LocalEmbedder
+    from rag_core.ingest.embeddings import LocalEmbedder
 
 __all__ = [
     "MAX_SENTENCES",
@@ -357,7 +357,7 @@ class ExtractiveAnswerer:
     def embedder(self) -> Embedder:
         """The embedder in use (the shared local one unless one was passed in)."""
         if self._embedder is None:
-            from rag_core.embeddings import get_embedder
+            from rag_core.ingest.embeddings import get_embedder
 
             self._embedder = get_embedder()
         return self._embedder

@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from rag_core.engine import BatchHandle, BatchPolicy, Engine, ItemResult, Progress, get_engine
+from rag_core.engine.core import BatchHandle, BatchPolicy, Engine, ItemResult, Progress, get_engine
 from rag_core.errors import GenerationError, InputError, RagError
-from rag_core.history import HistoryStore, RunRecord
 from rag_core.models import Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
 from rag_core.settings import Settings
+from rag_core.storage.store import HistoryStore, RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class RunRequest:
     """``"offline"`` (extractive, no key) or ``"claude"``."""
     mode: str = "async"
     """``"sequential"`` (concurrency 1), ``"async"`` (concurrency N), ``"compare"`` (both) or
-    ``"batch"`` (Anthropic Message Batches, half price, Claude only: see :mod:`rag_core.batches`)."""
+    ``"batch"`` (Anthropic Message Batches, half price, Claude only: see :mod:`rag_core.runs.batch_mode`)."""
     concurrency: int = 8
     """Requests in flight at once in async mode."""
     top_k: int = 4
@@ -211,10 +211,10 @@ class RunHandle:
 def make_answerer(backend: str, settings: Settings) -> Any:
     """The answerer for ``backend``: the offline extractive one or Claude."""
     if backend == "claude":
-        from rag_core.generation import ClaudeAnswerer
+        from rag_core.answer.claude import ClaudeAnswerer
 
         return ClaudeAnswerer(settings)
-    from rag_core.extractive import ExtractiveAnswerer
+    from rag_core.answer.extractive import ExtractiveAnswerer
 
     return ExtractiveAnswerer()
 
@@ -225,8 +225,8 @@ def default_suite(settings: Settings) -> str:
 
 
 def retrieve_contexts(settings: Settings, questions: list[str], top_k: int) -> list[list[ScoredChunk]]:
-    from rag_core.index import PolicyIndex
-    from rag_core.retrieval import retrieve
+    from rag_core.ingest.index import PolicyIndex
+    from rag_core.ingest.retrieval import retrieve
 
     index = PolicyIndex(settings)
     try:
@@ -508,9 +508,9 @@ def _generate_batch(
     gen_info: dict[str, Any],
 ) -> str:
     """Batch mode (issue 6): one Message Batch, polled from this coordinator thread with the sync
-    client (see :mod:`rag_core.batches` for why). Returns ``"ok"``, ``"cancelled"`` or
+    client (see :mod:`rag_core.runs.batch_mode` for why). Returns ``"ok"``, ``"cancelled"`` or
     ``"interrupted"`` (deadline passed / API unreachable: the batch goes on, resume collects it)."""
-    from rag_core.batches import BatchProgress, run_batch_generation
+    from rag_core.runs.batch_mode import BatchProgress, run_batch_generation
 
     tracker = BatchProgress(len(todo))
     handle._set(phase="batch-submit", handle=tracker)
@@ -568,7 +568,7 @@ def _evaluate(
     contexts: list[list[ScoredChunk]],
     resuming: bool,
 ) -> dict[str, Any]:
-    from rag_core.evaluation import Sample, make_suite, submit_scoring
+    from rag_core.evaluation.core import Sample, make_suite, submit_scoring
 
     run_id = handle.run_id
     suite = make_suite(req.suite, settings, metrics=req.metrics)
@@ -637,7 +637,7 @@ def build_summary(
     store: HistoryStore, run_id: int, settings: Settings, generation: dict[str, Any], judge: dict[str, Any]
 ) -> dict[str, Any]:
     """The run summary stored with the run (shape in the team brief / README)."""
-    from rag_core.evaluation import summarize
+    from rag_core.evaluation.core import summarize
 
     results = store.get_results(run_id)
     tokens_in = sum(r.input_tokens for r in results)
@@ -648,8 +648,8 @@ def build_summary(
         if r.model and r.model.startswith("claude")
     )
     usage: dict[str, Any] = {"input_tokens": tokens_in, "output_tokens": tokens_out}
-    if store.get_run(run_id).mode == "batch":  # Message Batches cost half (rag_core.batches)
-        from rag_core.batches import BATCH_DISCOUNT
+    if store.get_run(run_id).mode == "batch":  # Message Batches cost half (rag_core.runs.batch_mode)
+        from rag_core.runs.batch_mode import BATCH_DISCOUNT
 
         cost *= BATCH_DISCOUNT
         usage["batch_discount"] = BATCH_DISCOUNT

@@ -1,0 +1,410 @@
+"""Headless CLI: ``python -m rag_core ingest|docs|run|runs|export|resume|questions …``.
+
+The interface CI gating and benchmarks use. Exit codes: 0 ok, 1 a ``--fail-under`` gate failed
+or the run failed, 2 bad input (message on stderr, naming the file/row/setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from rag_core.errors import InputError, RagError
+from rag_core.reporting.export import results_csv, run_summary_json
+from rag_core.settings import Settings
+
+EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        overrides: dict[str, Any] = {}
+        if args.data_dir:
+            overrides["data_dir"] = Path(args.data_dir)
+        settings = Settings.load(**overrides)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return int(args.func(args, settings) or 0)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INPUT if isinstance(exc, InputError) or exc.kind == "IngestError" else EXIT_GATE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rag_core", description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", help="isolate everything under this folder (default: $RAG_DATA_DIR)")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    s = sub.add_parser("ingest", help="index policy documents (PDF, TXT, MD)")
+    s.add_argument("paths", nargs="+", type=Path)
+    s.add_argument("--if-empty", action="store_true", help="do nothing when the index already has documents")
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("docs", help="list indexed documents")
+    s.set_defaults(func=cmd_docs)
+
+    s = sub.add_parser("run", help="run an evaluation")
+    s.add_argument(
+        "--questions", required=True, type=Path, help="JSON list of {question, ground_truth} or CSV"
+    )
+    s.add_argument(
+        "--backend", choices=["offline", "claude"], help="default: claude if ANTHROPIC_API_KEY is set"
+    )
+    s.add_argument(
+        "--mode",
+        choices=["sequential", "async", "compare", "batch"],
+        default="async",
+        help="batch: Anthropic Message Batches (half price, Claude backend, resumable)",
+    )
+    s.add_argument("--concurrency", type=int)
+    s.add_argument("--top-k", type=int)
+    s.add_argument(
+        "--suite",
+        choices=["offline", "judge", "none"],
+        help="metrics: default judge if a key is set, else offline",
+    )
+    s.add_argument("--metrics", help="comma-separated subset of the suite's metrics")
+    s.add_argument("--fresh", action="store_true", help="bypass the judge cache")
+    s.add_argument("--judge-repeats", type=int, default=1)
+    s.add_argument("--json", type=Path, dest="json_out", help="write the run summary here")
+    s.add_argument(
+        "--fail-under",
+        action="append",
+        default=[],
+        metavar="METRIC=VALUE",
+        help="exit 1 when the metric's mean is below VALUE (repeatable)",
+    )
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("resume", help="finish an interrupted or cancelled run (re-runs only what is missing)")
+    s.add_argument("run_id", type=int)
+    s.add_argument("--json", type=Path, dest="json_out")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("runs", help="list runs")
+    s.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("export", help="export a run as CSV or JSON")
+    s.add_argument("run_id", type=int)
+    s.add_argument("--format", choices=["csv", "json"], default="json")
+    s.add_argument("--out", type=Path, help="file to write (default: stdout)")
+    s.set_defaults(func=cmd_export)
+
+    q = sub.add_parser("questions", help="manage saved question sets")
+    qs = q.add_subparsers(required=True, metavar="ACTION")
+    s = qs.add_parser("import", help="save a question file as a named set")
+    s.add_argument("path", type=Path)
+    s.add_argument("--name", required=True)
+    s.add_argument("--if-missing", action="store_true", help="do nothing if a set with that name exists")
+    s.set_defaults(func=cmd_questions_import)
+    s = qs.add_parser("list", help="list saved sets")
+    s.set_defaults(func=cmd_questions_list)
+    return p
+
+
+# ------------------------------------------------------------------------------------------------
+def _store(settings: Settings):
+    from rag_core.storage.store import HistoryStore
+
+    return HistoryStore(settings.db_path)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from rag_core.ingest.service import ingest_paths
+
+    store = _store(settings)
+    if args.if_empty:
+        from rag_core.ingest.index import PolicyIndex
+
+        with PolicyIndex(settings) as index:
+            empty = index.count() == 0
+        if not empty:
+            print("index already has documents; nothing to do")
+            return EXIT_OK
+    failed = 0
+    with tqdm(total=len(args.paths), unit="file", disable=None) as bar:
+        for outcome in ingest_paths(args.paths, settings=settings, store=store):
+            bar.update(1)
+            if outcome.error:
+                failed += 1
+                tqdm.write(f"error: {outcome.error}", file=sys.stderr)
+            else:
+                tqdm.write(
+                    f"{outcome.status:9} {outcome.name} ({outcome.chunks} chunks, {outcome.seconds:.1f} s)"
+                )
+    return EXIT_INPUT if failed else EXIT_OK
+
+
+def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.ingest.index import PolicyIndex
+
+    with PolicyIndex(settings) as index:
+        docs = index.list_documents()
+    if not docs:
+        print("no documents indexed")
+    for d in docs:
+        print(f"{d.name}\t{d.pages} pages\t{d.chunks} chunks\t{d.size_bytes} bytes\t{d.added_at}")
+    return EXIT_OK
+
+
+def _parse_gates(specs: list[str], metrics: tuple[str, ...]) -> dict[str, float]:
+    """``METRIC=VALUE`` gates, checked before the run starts (a typo must not cost a whole run)."""
+    gates: dict[str, float] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        name = name.strip()
+        try:
+            if not sep or not name:
+                raise ValueError
+            floor = float(value)
+            if not math.isfinite(floor):
+                raise ValueError
+        except ValueError:
+            raise InputError(
+                f"--fail-under {spec!r}: expected METRIC=VALUE with a number, e.g. faithfulness=0.8"
+            ) from None
+        if name not in metrics:
+            raise InputError(
+                f"--fail-under {spec!r}: this run scores {', '.join(metrics) or 'no metrics'}; "
+                f"{name!r} is not one of them."
+            )
+        gates[name] = floor
+    return gates
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.evaluation.core import JUDGE_METRICS, OFFLINE_METRICS
+    from rag_core.ingest.index import PolicyIndex
+    from rag_core.ingest.questions import load_questions
+    from rag_core.runs.executor import RunRequest, default_suite, recover_interrupted, start_run
+
+    suite = args.suite or default_suite(settings)
+    allowed = {"offline": OFFLINE_METRICS, "judge": JUDGE_METRICS}.get(suite, ())
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
+    unknown = [m for m in metrics or () if m not in allowed]
+    if unknown:
+        raise InputError(
+            f"--metrics: {', '.join(unknown)} not in the {suite} suite; choose from "
+            f"{', '.join(allowed) or 'nothing (--suite none)'}."
+        )
+    gates = _parse_gates(args.fail_under, metrics or allowed)
+    items = load_questions(args.questions)
+    with PolicyIndex(settings) as index:
+        if index.count() == 0:
+            raise InputError(
+                f"No documents are indexed in {settings.data_dir}: run "
+                "`python -m rag_core ingest FILE…` first (or check --data-dir)."
+            )
+    store = _store(settings)
+    recover_interrupted(store)
+    req = RunRequest(
+        items=tuple(items),
+        backend=args.backend or settings.default_backend,
+        mode=args.mode,
+        concurrency=settings.concurrency if args.concurrency is None else args.concurrency,
+        top_k=settings.top_k if args.top_k is None else args.top_k,
+        suite=suite,
+        metrics=metrics,
+        question_set=args.questions.name,
+        fresh=args.fresh,
+        judge_repeats=args.judge_repeats,
+    )
+    handle = start_run(req, settings=settings, store=store)
+    return _follow(handle, store, settings, args, gates)
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.runs.executor import recover_interrupted, resume_run
+
+    store = _store(settings)
+    recover_interrupted(store)
+    handle = resume_run(args.run_id, settings=settings, store=store)
+    return _follow(handle, store, settings, args, {})
+
+
+def _follow(
+    handle: Any, store: Any, settings: Settings, args: argparse.Namespace, gates: dict[str, float]
+) -> int:
+    from tqdm import tqdm
+
+    bar = None
+    phase = ""
+    interrupted = False
+    try:
+        while not handle.done():
+            p = handle.progress()
+            if not args.quiet and p.total and (bar is None or p.phase != phase):
+                if bar is not None:
+                    bar.close()
+                phase = p.phase
+                bar = tqdm(total=p.total, desc=phase, unit="job", disable=None, file=sys.stderr)
+            if bar is not None and not args.quiet:
+                bar.n = p.done
+                bar.set_postfix(in_flight=p.in_flight, retries=p.retries, errors=p.errors, refresh=False)
+                bar.refresh()
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        print("\ncancelling: finished answers and scores are kept …", file=sys.stderr)
+        interrupted = True
+        handle.cancel()
+        handle.wait(timeout=30)
+    finally:
+        if bar is not None:
+            bar.close()
+    handle.wait()
+    summary = run_summary_json(store, handle.run_id)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(summary, indent=2, allow_nan=False))
+    _print_summary(summary)
+    if interrupted:  # Ctrl-C: the run is stored as cancelled; `resume` finishes it
+        return 130
+    if summary["status"] == "cancelled":
+        print("run cancelled: finished work is kept; `resume RUN_ID` finishes it", file=sys.stderr)
+        return EXIT_GATE
+    if summary["status"] == "failed":
+        print(f"run failed: {summary.get('failure', 'see the log')}", file=sys.stderr)
+        return EXIT_GATE
+    if summary["status"] == "interrupted":  # batch mode stopped waiting; `resume` collects the rest
+        note = ((summary.get("generation") or {}).get("batch") or {}).get("message") or "see the log"
+        print(f"run interrupted: {note}", file=sys.stderr)
+        return EXIT_GATE
+    rc = EXIT_OK
+    for name, floor in gates.items():
+        m = summary["metrics"].get(name)
+        if m is None or m["mean"] is None:
+            print(f"gate {name}>={floor}: FAILED (metric not scored in this run)", file=sys.stderr)
+            rc = EXIT_GATE
+        elif m["mean"] < floor:
+            print(f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f})", file=sys.stderr)
+            rc = EXIT_GATE
+        elif m["failed"]:  # a mean over the few that could be scored is no pass
+            print(
+                f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f}, but {m['failed']} of "
+                f"{m['scored'] + m['failed']} could not be scored)",
+                file=sys.stderr,
+            )
+            rc = EXIT_GATE
+        else:
+            print(f"gate {name}>={floor}: ok (mean {m['mean']:.3f})")
+    return rc
+
+
+def _fmt(v: float | None, spec: str = ".3f") -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    t = s["timings"]
+    print(
+        f"run {s['run_id']}: {s['status']} · backend {s['backend']} · mode {s['mode']} · "
+        f"{s['n_questions']} questions · {s['errors']} errors"
+    )
+    print(
+        f"  time: retrieval {_fmt(t.get('retrieval_s'), '.2f')} s · generation "
+        f"{_fmt(t.get('generation_s'), '.2f')} s · evaluation {_fmt(t.get('evaluation_s'), '.2f')} s · "
+        f"total {_fmt(t.get('total_s'), '.2f')} s"
+    )
+    g = s.get("generation") or {}
+    if g.get("speedup_measured") is not None:
+        print(
+            f"  speedup: sequential {g['sequential_s']:.2f} s → async {g['async_s']:.2f} s = "
+            f"{g['speedup_measured']:.2f}× measured (ideal {g['ideal_speedup']:.0f}×, "
+            f"estimated {_fmt(g.get('speedup_estimated'), '.2f')}×)"
+        )
+    elif g.get("speedup_estimated") is not None:
+        print(f"  speedup: estimated {g['speedup_estimated']:.2f}× (ideal {g['ideal_speedup']:.0f}×)")
+    for name, m in (s.get("metrics") or {}).items():
+        total = m["scored"] + m["failed"]
+        sd = f" ± {m['stdev']:.3f} across questions" if m.get("stdev") is not None else ""
+        if m.get("judge_stdev") is not None:
+            sd += f", judge ± {m['judge_stdev']:.3f} between repeats"
+        print(f"  {name:22} {_fmt(m['mean'])}{sd}  ({m['scored']} of {total} scored)")
+    u = s.get("usage") or {}
+    if u.get("input_tokens"):
+        judge = (
+            f" · judge {u['judge_input_tokens']} in / {u.get('judge_output_tokens', 0)} out"
+            if u.get("judge_input_tokens")
+            else ""
+        )
+        print(
+            f"  tokens: answers {u['input_tokens']} in / {u['output_tokens']} out{judge} · "
+            f"est. cost ${u['cost_usd']:.4f}"
+        )
+    j = s.get("judge") or {}
+    if j.get("calls") or j.get("cache_hits"):
+        print(f"  judge: {j.get('model')} · {j.get('calls')} calls · {j.get('cache_hits')} cache hits")
+
+
+def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.runs.executor import recover_interrupted
+
+    store = _store(settings)
+    recover_interrupted(store)  # runs whose process died show as "interrupted"
+    runs = store.list_runs()
+    if not runs:
+        print("no runs yet")
+    for r in runs:
+        metrics = (r.summary or {}).get("metrics", {})
+        ms = " ".join(f"{k}={_fmt(v.get('mean'), '.2f')}" for k, v in metrics.items())
+        print(f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{r.n_questions} q\t{ms}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store(settings)
+    summary = run_summary_json(store, args.run_id)
+    if args.format == "json":
+        text = json.dumps(summary, indent=2, allow_nan=False)
+    else:
+        text = results_csv(summary)
+    if args.out:
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"Cannot write {args.out}: {exc.strerror}.") from None
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_questions_import(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.ingest.questions import load_questions
+
+    store = _store(settings)
+    if args.if_missing and any(s.name == args.name for s in store.list_question_sets()):
+        print(f"question set {args.name!r} already exists; nothing to do")
+        return EXIT_OK
+    items = load_questions(args.path)
+    store.save_question_set(args.name, items)
+    print(f"saved {len(items)} questions as {args.name!r}")
+    return EXIT_OK
+
+
+def cmd_questions_list(args: argparse.Namespace, settings: Settings) -> int:
+    for s in _store(settings).list_question_sets():
+        print(f"{s.name}\t{s.n_items} questions\t{s.updated_at}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
