@@ -4,17 +4,16 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 PORT   ?= 8501
-export RAGAS_DO_NOT_TRACK := true
-export ANONYMIZED_TELEMETRY := False
-export HF_HUB_OFFLINE := 1
-export TOKENIZERS_PARALLELISM := false
+# Telemetry/offline defaults (RAGAS_DO_NOT_TRACK, ANONYMIZED_TELEMETRY, HF_HUB_OFFLINE, ...) are set
+# by rag_core/__init__.py for every process that imports rag_core; nothing here needs them.
 
-.PHONY: run test lint format bench sample-pdf clean-data help
+.PHONY: run test lint format bench lock sample-pdf clean-data help
 
 help:
 	@echo "make run    - install (first time), index the sample handbook if the index is empty, start the app"
-	@echo "make test   - install test tools, lint, run the whole test suite"
+	@echo "make test   - install test tools, lint and type-check, run the whole test suite"
 	@echo "make bench  - run the benchmarks (results in bench/results/)"
+	@echo "make lock   - regenerate requirements*.txt from pyproject.toml (pip-compile)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,25 +34,37 @@ run: $(VENV)/.runtime-installed
 	$(PY) -m rag_core questions import --if-missing data/sample/questions.json --name "Sample: staff handbook"
 	$(PY) -m streamlit run app.py --server.headless true --server.port $(PORT)
 
-test: $(VENV)/.dev-installed
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# Static checks: ruff (lint + format), mypy over rag_core ([tool.mypy] in pyproject.toml) and the
+# import contracts in [tool.importlinter] (rag_core never imports streamlit; its layers follow the
+# data flow: a lower layer never imports a higher one).
 lint: $(VENV)/.dev-installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.dev-installed
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
 bench: $(VENV)/.dev-installed
-	$(PY) bench/ingest.py
-	$(PY) bench/speedup.py
-	$(PY) bench/evaluate.py
-	$(PY) bench/load.py
-	$(PY) bench/ui.py
+	$(PY) -m bench.ingest
+	$(PY) -m bench.speedup
+	$(PY) -m bench.evaluate
+	$(PY) -m bench.load
+	$(PY) -m bench.ui
+
+# requirements.txt / requirements-dev.txt are exact locks generated from pyproject.toml (the
+# command is also at the top of each file). Edit pyproject.toml, then `make lock`; existing pins are
+# kept unless a range excludes them (add --upgrade-package NAME to move one on purpose).
+PIP_COMPILE := $(VENV)/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+	--no-emit-trusted-host
+lock: $(VENV)/.dev-installed
+	$(PIP_COMPILE) --output-file=requirements.txt pyproject.toml
+	$(PIP_COMPILE) --extra=dev --constraint=requirements.txt --output-file=requirements-dev.txt pyproject.toml
 
 sample-pdf: $(VENV)/.runtime-installed
 	$(PY) scripts/build_sample_pdf.py

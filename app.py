@@ -6,12 +6,7 @@ run in progress). Everything else lives in ``pages/`` (UI) and ``rag_core/`` (lo
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -19,11 +14,41 @@ from pages import _shared as ui
 
 st.set_page_config(page_title="HR Policy RAG Evaluation", page_icon=":material/policy:", layout="wide")
 
-documents_page = st.Page(ui.DOCUMENTS_PAGE, title="Documents", icon=":material/description:", default=True)
-qsets_page = st.Page(ui.QSETS_PAGE, title="Question sets", icon=":material/quiz:")
-run_page = st.Page(ui.RUN_PAGE, title="Run", icon=":material/play_circle:")
-history_page = st.Page(ui.HISTORY_PAGE, title="History", icon=":material/monitoring:")
-nav = st.navigation([documents_page, qsets_page, run_page, history_page])
+# Explicit, lower-case URL paths (the default page is served at "/").
+documents_page = st.Page(
+    ui.DOCUMENTS_PAGE, title="Documents", icon=":material/description:", default=True, url_path=""
+)
+qsets_page = st.Page(ui.QSETS_PAGE, title="Question sets", icon=":material/quiz:", url_path="question_sets")
+run_page = st.Page(ui.RUN_PAGE, title="Run", icon=":material/play_circle:", url_path="run")
+history_page = st.Page(ui.HISTORY_PAGE, title="History", icon=":material/monitoring:", url_path="history")
+#: Every URL path a page answers to, folded to lower case ("/documents" names the default page too).
+PAGES_BY_PATH = {
+    "documents": (ui.DOCUMENTS_PAGE, documents_page),
+    "question_sets": (ui.QSETS_PAGE, qsets_page),
+    "run": (ui.RUN_PAGE, run_page),
+    "history": (ui.HISTORY_PAGE, history_page),
+}
+
+
+def case_alias() -> tuple[st.Page | None, st.Page | None]:
+    """``(hidden alias, page)`` when the browser asked for one of our pages in another spelling.
+
+    Streamlit matches URL paths exactly, so ``/Run``, ``/HISTORY`` or ``/documents`` would open
+    "Page not found". The requested spelling is registered as a hidden page for this run, so the
+    navigation resolves it; the router then switches to the real page (the address bar then shows
+    its canonical path). ``(None, None)`` for every other URL, and under AppTest (no URL).
+    """
+    requested = urlparse(st.context.url or "").path.rstrip("/").rsplit("/", 1)[-1]
+    file, page = PAGES_BY_PATH.get(requested.casefold(), (None, None))
+    if page is None or requested == page.url_path:
+        return None, None
+    return st.Page(file, title=page.title, url_path=requested, visibility="hidden"), page
+
+
+alias, aliased = case_alias()
+nav = st.navigation([documents_page, qsets_page, run_page, history_page, *([alias] if alias else [])])
+if alias is not None and nav is alias:
+    st.switch_page(aliased)
 intended = st.session_state.pop("app.intended_page", None)
 if intended:  # a deep link that arrived before the router ran (see ui.ensure_routed)
     st.switch_page(intended)

@@ -7,7 +7,6 @@ process's GIL, so what we measure is the client side: the SDK plus the engine.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -36,19 +35,19 @@ class StandIn:
 
 @contextmanager
 def standin_process(*, startup_timeout_s: float = 60.0, **options: Any) -> Iterator[StandIn]:
-    """Run ``python -m tests.fakes.anthropic_server`` with ``--<option> value`` flags.
+    """Run ``python -m tests.support.anthropic_server`` with ``--<option> value`` flags.
 
     Option names use underscores (``rate_429=0.1`` → ``--rate-429 0.1``). Raises RuntimeError if
     the server does not print its READY line within ``startup_timeout_s``. The process is
     terminated (then killed after 5 s) on exit.
     """
-    args = [sys.executable, "-m", "tests.fakes.anthropic_server", "--port", "0"]
+    args = [sys.executable, "-m", "tests.support.anthropic_server", "--port", "0"]
     for name, value in options.items():
         if value is None:
             continue
         args += [f"--{name.replace('_', '-')}", str(value)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
+    # `-m` from the project root puts the root on the child's sys.path: no PYTHONPATH needed.
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line: list[str] = []
     reader = threading.Thread(
         target=lambda: line.append(proc.stdout.readline() if proc.stdout else ""), daemon=True

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import os
 import re
 import sys
 import tempfile
@@ -34,20 +33,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from rag_core.engine import BatchPolicy, Engine
+from rag_core.evaluation import JUDGE_METRICS, Sample, make_suite, submit_scoring
+from rag_core.settings import Secret, Settings
+from rag_core.storage import HistoryStore
+from tests.support.anthropic_server import FakeAnthropic
+from tests.support.ragas_responder import RagasResponder
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from rag_core.engine.core import BatchPolicy, Engine  # noqa: E402
-from rag_core.evaluation.core import JUDGE_METRICS, Sample, make_suite, submit_scoring, summarize  # noqa: E402
-from rag_core.settings import Secret, Settings  # noqa: E402
-from rag_core.storage.store import HistoryStore  # noqa: E402
-from tests.fakes.anthropic_server import FakeAnthropic  # noqa: E402
-from tests.fakes.ragas_responder import RagasResponder  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "evaluate.json"
 HANDBOOK = ROOT / "data" / "sample" / "handbook.md"
@@ -136,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             ideal = max(calls * lat / conc, critical * lat)
             lpt = lpt_makespan([c * lat for c in per_job], conc)
             peak = srv.peak_concurrency
-            failed = sum(v["failed"] for v in summarize(out.scores).values())
+            failed = sum(1 for row in out.scores for sc in row.values() if sc.value is None)
             busy = sum(t.end - t.start for t in out.timings)
 
             # 2. sequential scoring

@@ -19,23 +19,18 @@ import random
 import re
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from rag_core.ingest.documents import parse_document
+from rag_core.ingest.embeddings import get_embedder
+from rag_core.ingest.index import PolicyIndex
+from rag_core.ingest.retrieval import retrieve
+from rag_core.settings import Settings
 
-from rag_core.ingest.documents import parse_document  # noqa: E402
-from rag_core.ingest.embeddings import get_embedder  # noqa: E402
-from rag_core.ingest.index import PolicyIndex  # noqa: E402
-from rag_core.ingest.retrieval import retrieve  # noqa: E402
-from rag_core.settings import Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 HANDBOOK = ROOT / "data" / "sample" / "handbook.md"
 SAMPLE_PDF = ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"

@@ -22,21 +22,20 @@ Measured
 - responsiveness: while the run goes, a second thread of the *same process* (as Streamlit would
   render a page next to a background run, sharing the GIL and the one store connection) renders
   the History page's data in a loop: ``store.list_runs()`` → ``Workspace.runs_table`` (i.e.
-  ``charts.runs_frame``) + ``charts.results_frame(store.get_results(running run))``
+  ``figures.runs_frame``) + ``figures.results_frame(store.get_results(running run))``
   ("data"), and the same plus the page's figures (speedup, phases, trend, heatmap, timeline of
   one run) ("page"). Goal: ≤ 1 s per render. The page's ``st.cache_data`` is keyed on the store
   version, which changes on every answer written, so during a run every render is a cache miss:
   these timings are what the user waits.
 - ``--also-fixed``: the same load with AIMD off (fixed C), for comparison.
 
-    .venv/bin/python bench/load.py [--quick] [--n 1000] [--concurrency 32] [--suite none|offline]
+    .venv/bin/python -m bench.load [--quick] [--n 1000] [--concurrency 32] [--suite none|offline]
                                    [--also-fixed] [--out bench/results/load.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import os
@@ -51,21 +50,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from bench._standin import standin_process
+from rag_core.models import MetricScore, QAItem, RequestTiming
+from rag_core.reporting import frames
+from rag_core.reporting.compare import runs_table
+from rag_core.runs import executor as pipeline
+from rag_core.settings import Secret, Settings
+from rag_core.storage import HistoryStore
+from rag_core.summary import GenerationStats, JudgeStats, MetricStats, PassUsage, RunSummary, Timings, Usage
 
-from bench._standin import standin_process  # noqa: E402
-from rag_core.engine.core import BatchPolicy  # noqa: E402
-from rag_core.models import MetricScore, QAItem, RequestTiming  # noqa: E402
-from rag_core.reporting import charts  # noqa: E402
-from rag_core.runs import executor as pipeline  # noqa: E402
-from rag_core.settings import Secret, Settings  # noqa: E402
-from rag_core.storage.store import HistoryStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FAKE_KEY = "sk-bench-not-a-real-key"
 SAMPLE_PDF = ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"
@@ -168,41 +162,60 @@ def seed_history(store: HistoryStore, n_runs: int, rng: random.Random) -> float:
                 )
             )
         store.save_requests(run_id, timings)
-        means = {
-            m: {"mean": rng.random(), "stdev": 0.1, "scored": PRIOR_QUESTIONS, "failed": 0} for m in metrics
-        }
         store.update_run(
             run_id,
             status="completed",
             finished=True,
             timings={"retrieval_s": 0.4, "generation_s": 5.0, "evaluation_s": 2.0, "total_s": 7.4},
-            summary={
-                "n_questions": PRIOR_QUESTIONS,
-                "errors": 0,
-                "generation": {
-                    "sequential_s": 10.0 if mode == "compare" else None,
-                    "async_s": 1.1,
-                    "speedup_measured": 9.0 if mode == "compare" else None,
-                    "speedup_estimated": 8.5,
-                    "ideal_speedup": 10.0,
-                    "concurrency": 8,
-                },
-                "metrics": means,
-                "usage": {"input_tokens": 9000, "output_tokens": 800, "cost_usd": 0.039},
-                "judge": {"suite": "offline", "model": None, "calls": 0, "cache_hits": 0, "versions": {}},
-            },
+            summary=RunSummary(
+                run_id=run_id,
+                status="completed",
+                backend="claude",
+                mode=mode,
+                suite="offline",
+                n_questions=PRIOR_QUESTIONS,
+                answered=PRIOR_QUESTIONS,
+                timings=Timings(retrieval_s=0.4, generation_s=5.0, evaluation_s=2.0, total_s=7.4),
+                generation=GenerationStats(
+                    concurrency=8,
+                    sequential_s=10.0 if mode == "compare" else None,
+                    async_s=1.1,
+                    speedup_measured=9.0 if mode == "compare" else None,
+                    speedup_estimated=8.5,
+                    ideal_speedup=10.0,
+                ),
+                metrics=tuple(
+                    MetricStats(
+                        suite="offline",
+                        name=m,
+                        mean=rng.random(),
+                        stdev=0.1,
+                        scored=PRIOR_QUESTIONS,
+                        total=PRIOR_QUESTIONS,
+                    )
+                    for m in metrics
+                ),
+                usage=Usage(
+                    passes=(
+                        PassUsage(
+                            kind="answers",
+                            model="claude-sonnet-4-5",
+                            calls=PRIOR_QUESTIONS,
+                            input_tokens=9000,
+                            output_tokens=800,
+                            cost_usd=0.039,
+                        ),
+                    )
+                ),
+                judge=JudgeStats(suite="offline"),
+            ),
         )
     return time.perf_counter() - t
 
 
 def _runs_table(runs: list[Any]) -> Any:
-    """What the History table shows: ``Workspace.runs_table`` when importable, else runs_frame."""
-    try:
-        from rag_core.workspace import Workspace
-
-        return Workspace.runs_table(runs)
-    except ImportError:  # pragma: no cover - workspace not present
-        return charts.runs_frame(runs)
+    """What the History table shows."""
+    return runs_table(runs)
 
 
 def render_history(
@@ -229,17 +242,17 @@ def render_history(
     lap("runs_table")
     results = store.get_results(run_id) if run_id is not None else []
     lap("get_results")
-    rf = charts.results_frame(results) if run_id is not None else None
+    rf = frames.results_frame(results, suite=store.get_run(run_id).suite) if run_id is not None else None
     lap("results_frame")
     if figures:
-        runs_df = charts.runs_frame(runs)
+        runs_df = frames.runs_frame(runs)
         recent = runs_df.tail(20)
-        charts.speedup_figure(recent)
-        charts.phase_figure(recent)
-        charts.metric_trend_figure(runs_df)
+        figures.speedup_figure(recent)
+        figures.phase_figure(recent)
+        figures.metric_trend_figure(runs_df)
         lap("run_figures")
-        charts.timeline_figure(charts.timeline_frame(store.get_requests(timeline_run)))
-        charts.heatmap_figure(rf)
+        figures.timeline_figure(frames.timeline_frame(store.get_requests(timeline_run)))
+        figures.heatmap_figure(rf)
         lap("timeline_heatmap")
     return time.perf_counter() - t0
 
@@ -301,15 +314,8 @@ def load_run(
     adaptive: bool,
 ) -> dict[str, Any]:
     """One run through the pipeline; its numbers."""
-    original = pipeline._policy
-    if not adaptive:
-
-        def fixed(s: Settings, c: int) -> BatchPolicy:
-            return dataclasses.replace(original(s, c), adaptive=False)
-
-        pipeline._policy = fixed  # type: ignore[assignment]
     limits: list[int] = []
-    try:
+    if True:  # one block: the run and its probe
         req = pipeline.RunRequest(
             items=tuple(items),
             backend="claude",
@@ -321,7 +327,7 @@ def load_run(
         )
         rss_before = vm_rss_mb()
         t0 = time.perf_counter()
-        handle = pipeline.start_run(req, settings=settings, store=store)
+        handle = pipeline.start_run(req, settings=settings, store=store, adaptive=adaptive)
         if probe is not None:
             probe.run_id = handle.run_id
             probe.phase = lambda: handle.progress().phase
@@ -333,22 +339,21 @@ def load_run(
             time.sleep(0.25)
         if not handle.done():
             handle.cancel()
-        summary = handle.wait(60) or {}
+        handle.wait(60)
         wall = time.perf_counter() - t0
-    finally:
-        pipeline._policy = original  # type: ignore[assignment]
+    summary = pipeline.summarize_run(store, handle.run_id, settings)
     results = store.get_results(handle.run_id)
     n = len(items)
     ideal = math.ceil(n / concurrency) * latency
-    timings = summary.get("timings", {})
-    gen_s = timings.get("generation_s") or float("nan")
+    timings = summary.timings.to_json()
+    gen_s = summary.timings.generation_s or float("nan")
     kinds: dict[str, int] = {}
     for r in results:
         if r.error_kind:
             kinds[r.error_kind] = kinds.get(r.error_kind, 0) + 1
     return {
         "run_id": handle.run_id,
-        "status": summary.get("status"),
+        "status": str(summary.status),
         "adaptive": adaptive,
         "n": n,
         "concurrency": concurrency,

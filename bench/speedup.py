@@ -1,7 +1,7 @@
 """Benchmark: Claude answers through the engine against the loopback Messages API stand-in.
 
 The real ``anthropic`` SDK (via :class:`rag_core.answer.claude.ClaudeAnswerer`, fake key, ``base_url``
-pointing at the stand-in) runs through :class:`rag_core.engine.core.Engine`. The stand-in runs in its own
+pointing at the stand-in) runs through :class:`rag_core.engine.Engine`. The stand-in runs in its own
 process (``--in-process`` to run it in a thread instead). Scenarios and goals (issue 3):
 
   a) N=10, L=1 s, C=10: sequential (C=1) wall ÷ async wall (measured speedup) ≥ 9.5 (limit 10).
@@ -21,7 +21,7 @@ Warm-up: before each scenario one request goes through the engine, so the SDK's 
 client's creation are not charged to the first batch (compare mode does the same implicitly: its
 sequential pass runs first).
 
-    .venv/bin/python bench/speedup.py [--quick] [--out bench/results/speedup.json] [--in-process]
+    .venv/bin/python -m bench.speedup [--quick] [--out bench/results/speedup.json] [--in-process]
 """
 
 from __future__ import annotations
@@ -40,15 +40,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench._standin import StandIn, standin_process
+from rag_core.answer.claude import ClaudeAnswerer
+from rag_core.engine import BatchPolicy, Engine, ItemResult
+from rag_core.models import Chunk, ScoredChunk
+from rag_core.settings import Secret, Settings
 
-from bench._standin import StandIn, standin_process  # noqa: E402
-from rag_core.answer.claude import ClaudeAnswerer  # noqa: E402
-from rag_core.engine.core import BatchPolicy, Engine, ItemResult  # noqa: E402
-from rag_core.models import Chunk, ScoredChunk  # noqa: E402
-from rag_core.settings import Secret, Settings  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FAKE_KEY = "sk-bench-not-a-real-key"
 CONTEXT = [
@@ -85,7 +83,7 @@ def standin(in_process: bool, **opts: Any) -> Iterator[StandIn]:
         with standin_process(**opts) as s:
             yield s
         return
-    from tests.fakes.anthropic_server import FakeAnthropic, FaultPlan
+    from tests.support.anthropic_server import FakeAnthropic, FaultPlan
 
     plan = FaultPlan(
         rate_429=opts.get("rate_429", 0.0),

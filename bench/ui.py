@@ -1,7 +1,7 @@
 """Benchmark: how fast every dashboard page renders with 100 runs in history (issue 5, item 8).
 
 Builds a temporary data dir with the sample handbook indexed and ``--runs`` runs in history
-(created straight through :class:`~rag_core.storage.store.HistoryStore`: 10 results each with answers,
+(created straight through :class:`~rag_core.storage.HistoryStore`: 10 results each with answers,
 4 retrieved chunks of real handbook text, 3 offline metric scores with reasons, a request
 timeline, and the summary/timings a pipeline run stores), starts ``streamlit run app.py`` on a
 free loopback port and drives Debian's Chromium with Playwright.
@@ -12,7 +12,7 @@ Streamlit reports ``[data-test-script-state='notRunning']``. The first cycle ove
 "first load" (the server's caches are cold); then ``--repeats`` more cycles, reported as the
 median ("warm", the goal: ≤ 1 s) and the max. Also the initial ``page.goto`` of the app.
 
-    .venv/bin/python bench/ui.py [--runs 100] [--repeats 5] [--out bench/results/ui.json]
+    .venv/bin/python -m bench.ui [--runs 100] [--repeats 5] [--out bench/results/ui.json]
 
 Prints a table and writes JSON. Exit status 1 when a warm median is over the goal.
 """
@@ -32,20 +32,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rag_core.models import MetricScore, QAItem, RequestTiming
+from rag_core.settings import Settings
+from rag_core.storage import HistoryStore
+from rag_core.workspace import SAMPLE_SET_NAME, Workspace
+from tests.e2e.conftest import APP_PATH, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, StreamlitServer
+
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-from rag_core.models import MetricScore, QAItem, RequestTiming  # noqa: E402
-from rag_core.settings import Settings  # noqa: E402
-from rag_core.storage.store import HistoryStore  # noqa: E402
-from rag_core.workspace import SAMPLE_SET_NAME, Workspace  # noqa: E402
-from tests.e2e.conftest import APP_PATH, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, StreamlitServer  # noqa: E402
 
 #: Warm render goal per page, seconds (issue 5, item 8).
 GOAL_S = 1.0

@@ -19,9 +19,10 @@ import streamlit as st
 
 from rag_core.errors import RagError
 from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming
-from rag_core.reporting import charts
+from rag_core.reporting import frames
 from rag_core.settings import Settings
-from rag_core.storage.store import QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.storage import QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.summary import RunSummary
 from rag_core.workspace import Comparison, Workspace
 
 #: Page files, relative to app.py (used by st.navigation, st.page_link and st.switch_page).
@@ -157,7 +158,7 @@ def runs() -> list[RunRecord]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner=False)
 def _runs_frame(data_dir: str, ver: str) -> pd.DataFrame:
-    return charts.runs_frame(_runs(data_dir, ver))
+    return frames.runs_frame(_runs(data_dir, ver))
 
 
 def runs_frame() -> pd.DataFrame:
@@ -174,6 +175,16 @@ def runs_table() -> pd.DataFrame:
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
+def _summary(data_dir: str, ver: str, run_id: int) -> RunSummary:
+    return workspace().summary(run_id)
+
+
+def summary(run_id: int) -> RunSummary:
+    """A run's summary (computed from the store; cached until the next write)."""
+    return _summary(*_key(), run_id)
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
 def _results(data_dir: str, ver: str, run_id: int) -> list[ResultRecord]:
     return workspace().results(run_id)
 
@@ -184,7 +195,7 @@ def results(run_id: int) -> list[ResultRecord]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
 def _results_frame(data_dir: str, ver: str, run_id: int) -> pd.DataFrame:
-    return charts.results_frame(_results(data_dir, ver, run_id))
+    return frames.results_frame(_results(data_dir, ver, run_id), suite=workspace().run(run_id).suite)
 
 
 def results_frame(run_id: int) -> pd.DataFrame:

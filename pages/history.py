@@ -10,9 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from pages import _shared as ui
+from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
-from rag_core.reporting import charts
-from rag_core.workspace import duration, metric_label, metric_line, speedup_line
+from rag_core.reporting import figures, frames
+from rag_core.vocab import metric as metric_spec
 
 ui.ensure_routed(__file__)
 ss = st.session_state
@@ -70,7 +71,7 @@ config = {
     "Speedup": st.column_config.NumberColumn("Speedup", format="%.1f×"),
     "Cost ($)": st.column_config.NumberColumn("Cost ($)", format="$%.4f"),
     "Time (s)": st.column_config.NumberColumn("Time (s)", format="%.1f"),
-    **{c: st.column_config.NumberColumn(metric_label(c), format="%.2f") for c in metric_cols},
+    **{c: st.column_config.NumberColumn(c, format="%.2f") for c in metric_cols},
 }
 st.dataframe(
     table,
@@ -127,7 +128,7 @@ with compare_tab:
                 for w in cmp.warnings:
                     st.warning(ui.md(w), icon=":material/warning:")
                 ui.plot(
-                    charts.metric_compare_figure(cmp.baseline_row, cmp.candidate_row),
+                    figures.metric_compare_figure(cmp.baseline_row, cmp.candidate_row),
                     key="history.fig_compare",
                 )
                 deltas = cmp.deltas
@@ -138,11 +139,11 @@ with compare_tab:
                     if cmp.regressions:
                         st.warning(
                             f"{cmp.regressions} question{'s' if cmp.regressions != 1 else ''} regressed by "
-                            f"more than {charts.REGRESSION_THRESHOLD:.2f} on at least one metric (flagged ▼)."
+                            f"more than {frames.REGRESSION_THRESHOLD:.2f} on at least one metric (flagged ▼)."
                         )
                     else:
                         st.success(
-                            f"No question dropped by more than {charts.REGRESSION_THRESHOLD:.2f} on any metric."
+                            f"No question dropped by more than {frames.REGRESSION_THRESHOLD:.2f} on any metric."
                         )
                     view = pd.DataFrame(
                         {
@@ -153,12 +154,13 @@ with compare_tab:
                     )
                     col_cfg: dict = {"Question": st.column_config.TextColumn("Question", width="large")}
                     for m in metrics:
-                        view[f"{m} base"] = deltas[f"base:{m}"]
-                        view[f"{m} cand"] = deltas[f"cand:{m}"]
-                        view[f"{m} Δ"] = deltas[f"delta:{m}"]
-                        col_cfg[f"{m} base"] = st.column_config.NumberColumn(format="%.2f")
-                        col_cfg[f"{m} cand"] = st.column_config.NumberColumn(format="%.2f")
-                        col_cfg[f"{m} Δ"] = st.column_config.NumberColumn(format="%+.2f")
+                        name = frames.metric_label(m)
+                        view[f"{name} base"] = deltas[f"base:{m}"]
+                        view[f"{name} cand"] = deltas[f"cand:{m}"]
+                        view[f"{name} Δ"] = deltas[f"delta:{m}"]
+                        col_cfg[f"{name} base"] = st.column_config.NumberColumn(format="%.2f")
+                        col_cfg[f"{name} cand"] = st.column_config.NumberColumn(format="%.2f")
+                        col_cfg[f"{name} Δ"] = st.column_config.NumberColumn(format="%+.2f")
                     only_reg = st.toggle(
                         "Show regressions only", key="history.only_regressions", persist_state="session"
                     )
@@ -175,23 +177,25 @@ with charts_tab:
     if charts_tab.open:
         runs_df = ui.runs_frame()
         recent = runs_df.tail(RECENT_FOR_BARS)
-        ui.plot(charts.speedup_figure(recent), key="history.fig_speedup")
-        ui.plot(charts.phase_figure(recent), key="history.fig_phases")
+        ui.plot(figures.speedup_figure(recent), key="history.fig_speedup")
+        ui.plot(figures.phase_figure(recent), key="history.fig_phases")
         if len(runs_df) > RECENT_FOR_BARS:
             st.caption(f"Bar charts show the latest {RECENT_FOR_BARS} runs; trends show all {len(runs_df)}.")
-        ui.plot(charts.metric_trend_figure(runs_df), key="history.fig_trend")
+        ui.plot(figures.metric_trend_figure(runs_df), key="history.fig_trend")
 
         st.markdown("#### One run in detail")
         ui.ensure_choice("history.timeline_run", ids, default=ss.get("history.candidate", ids[0]))
         tl_id = st.selectbox(
             "Run", ids, key="history.timeline_run", format_func=label, persist_state="session"
         )
-        ui.plot(charts.timeline_figure(charts.timeline_frame(ui.requests(tl_id))), key="history.fig_timeline")
+        ui.plot(
+            figures.timeline_figure(frames.timeline_frame(ui.requests(tl_id))), key="history.fig_timeline"
+        )
         st.caption(
             "Each bar is one request, from start to end. With async execution the bars overlap — "
             "that overlap is the speedup."
         )
-        ui.plot(charts.heatmap_figure(ui.results_frame(tl_id)), key="history.fig_heatmap")
+        ui.plot(figures.heatmap_figure(ui.results_frame(tl_id)), key="history.fig_heatmap")
 
 # --------------------------------------------------------------------------------------------
 # Run details and drill-down
@@ -201,26 +205,26 @@ with details_tab:
         ui.ensure_choice("history.run", ids, default=ss.get("history.candidate", ids[0]))
         run_id = st.selectbox("Run", ids, key="history.run", format_func=label, persist_state="session")
         run = by_id[run_id]
-        s = run.summary or {}
+        s = ui.summary(run_id)
         cfg = run.config or {}
         st.markdown(
             f"**Status:** {run.status} · **Questions:** {run.n_questions} · **Backend:** {run.backend} · "
             f"**Mode:** {run.mode} · **Concurrency:** {cfg.get('concurrency', '—')} · **Top-k:** "
             f"{cfg.get('top_k', '—')} · **Suite:** {run.suite} · **Total time:** "
-            f"{duration((run.timings or {}).get('total_s'))}"
+            f"{duration(s.timings.total_s)}"
+            + (f" over {s.timings.attempts} attempts" if s.timings.attempts > 1 else "")
         )
-        facts = [
-            f"**{ui.md(metric_label(name))}:** {metric_line(stats)}"
-            for name, stats in (s.get("metrics") or {}).items()
-        ]
-        line = speedup_line(s.get("generation"))
+        facts = [f"**{ui.md(m.label)}:** {metric_line(m)}" for m in s.metrics]
+        line = speedup_line(s.generation)
         if line:
             facts.append(f"**Speedup:** {line}")
-        usage = s.get("usage") or {}
-        if usage.get("input_tokens"):
-            facts.append(f"**Cost:** ≈ ${usage.get('cost_usd', 0):.4f}")
-        if s.get("failure"):
-            facts.append(f"**Failure:** {ui.md(s['failure'])}")
+        if s.usage.cost_usd:
+            facts.append(
+                f"**Cost:** ≈ ${s.usage.cost_usd:.4f} (answers ${s.usage.answer_cost_usd:.4f} in "
+                f"{s.usage.answer_calls} calls, judge ${s.usage.judge_cost_usd:.4f} in {s.usage.judge_calls} calls)"
+            )
+        if s.failure:
+            facts.append(f"**Failure:** {ui.md(s.failure)}")
         if facts:
             st.markdown("  \n".join(facts))
 
@@ -296,8 +300,8 @@ with details_tab:
                 "Tokens": [r.input_tokens + r.output_tokens for r in res],
             }
         )
-        for col in charts.metric_columns(frame):
-            overview[charts.metric_name(col)] = frame[col].to_numpy()
+        for col in frames.metric_columns(frame):
+            overview[frames.metric_label(col)] = frame[col].to_numpy()
         st.dataframe(
             overview,
             hide_index=True,
@@ -308,8 +312,8 @@ with details_tab:
                 "Answer": st.column_config.TextColumn(width="large"),
                 "Latency (s)": st.column_config.NumberColumn(format="%.2f"),
                 **{
-                    charts.metric_name(c): st.column_config.NumberColumn(format="%.2f")
-                    for c in charts.metric_columns(frame)
+                    frames.metric_label(c): st.column_config.NumberColumn(format="%.2f")
+                    for c in frames.metric_columns(frame)
                 },
             },
         )
@@ -343,7 +347,7 @@ with details_tab:
             st.markdown("**Metrics**")
             table = pd.DataFrame(
                 {
-                    "Metric": list(r.scores),
+                    "Metric": [metric_spec(name, run.suite).label for name in r.scores],
                     "Value": pd.Series([sc.value for sc in r.scores.values()], dtype=float),
                     "± stdev": pd.Series([sc.stdev for sc in r.scores.values()], dtype=float),
                     "Reason or error": [sc.reason or sc.error or "" for sc in r.scores.values()],
@@ -368,7 +372,8 @@ with details_tab:
                 if not detail:
                     continue
                 with st.expander(
-                    f"Why {metric_label(name)} = {'failed' if sc.value is None else f'{sc.value:.2f}'}"
+                    f"Why {metric_spec(name, run.suite).label} = "
+                    f"{'failed' if sc.value is None else f'{sc.value:.2f}'}"
                 ):
                     try:
                         st.json(json.loads(detail), expanded=2)

@@ -7,21 +7,14 @@ its progress is still here after visiting another page.
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from pages import _shared as ui
+from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
-from rag_core.runs.executor import MODES, default_suite
-from rag_core.workspace import (
-    SAMPLE_SET_NAME,
-    duration,
-    metric_label,
-    metric_line,
-    speedup_line,
-    suite_metrics,
-)
+from rag_core.runs.request import default_suite
+from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, suite_metrics
+from rag_core.workspace import SAMPLE_SET_NAME
 
 ui.ensure_routed(__file__)
 ss = st.session_state
@@ -29,28 +22,28 @@ ws = ui.workspace()
 settings = ws.settings
 
 PHASES = {
-    "starting": "Starting",
-    "retrieval": "Retrieving context",
-    "generation-sequential": "Generating answers — sequential pass (timing baseline)",
-    "generation": "Generating answers",
-    "batch-submit": "Sending the Message Batch to Anthropic",
-    "batch-wait": "Waiting for Anthropic to process the batch",
-    "batch-collect": "Collecting the batch's answers",
-    "evaluation": "Scoring answers",
-    "done": "Finishing",
+    Phase.STARTING: "Starting",
+    Phase.RETRIEVAL: "Retrieving context",
+    Phase.GENERATION_SEQUENTIAL: "Generating answers — sequential pass (timing baseline)",
+    Phase.GENERATION: "Generating answers",
+    Phase.BATCH_SUBMIT: "Sending the Message Batch to Anthropic",
+    Phase.BATCH_WAIT: "Waiting for Anthropic to process the batch",
+    Phase.BATCH_COLLECT: "Collecting the batch's answers",
+    Phase.EVALUATION: "Scoring answers",
+    Phase.DONE: "Finishing",
 }
 MODE_LABELS = {
-    "sequential": "Sequential — one request at a time",
-    "async": "Async — concurrent requests",
-    "compare": "Compare — sequential then async, measures the speedup",
-    "batch": "Batch — Anthropic Message Batches: half price, minutes to hours",
+    Mode.SEQUENTIAL: "Sequential — one request at a time",
+    Mode.ASYNC: "Async — concurrent requests",
+    Mode.COMPARE: "Compare — sequential then async, measures the speedup",
+    Mode.BATCH: "Batch — Anthropic Message Batches: half price, minutes to hours",
 }
 SUITE_LABELS = {
-    "offline": "Offline metrics (local, no API calls)",
-    "judge": f"Claude as judge · {settings.judge_model}",
-    "none": "No metrics (answers only)",
+    Suite.OFFLINE: "Offline metrics (local, no API calls)",
+    Suite.JUDGE: f"Claude as judge · {settings.judge_model}",
+    Suite.NONE: "No metrics (answers only)",
 }
-RESUMABLE = ("cancelled", "interrupted", "failed")
+RESUMABLE = tuple(s.value for s in RunStatus if s.resumable)
 
 
 def show_summary(run_id: int) -> None:
@@ -61,27 +54,28 @@ def show_summary(run_id: int) -> None:
         st.error(ui.md(str(exc)))
         ss.pop("run.active_id", None)
         return
-    s = run.summary or {}
-    t = run.timings or {}
-    n = run.n_questions
-    if run.status == "completed":
+    s = ws.summary(run_id)
+    t = s.timings
+    n = s.n_questions
+    if run.status == RunStatus.COMPLETED:
         st.success(
-            f"Run #{run.id} completed: {n} questions in {duration(t.get('total_s'))}"
-            + (f" · {s.get('errors')} answers failed" if s.get("errors") else "")
+            f"Run #{run.id} completed: {n} questions in {duration(t.total_s)}"
+            + (f" over {t.attempts} attempts" if t.attempts > 1 else "")
+            + (f" · {s.errors} answers failed" if s.errors else "")
             + "."
         )
-    elif run.status == "cancelled":
+    elif run.status == RunStatus.CANCELLED:
         st.warning(
             f"Run #{run.id} was cancelled. Finished answers and scores are kept; resume it to "
             "complete the rest."
         )
-    elif run.status == "interrupted":
+    elif run.status == RunStatus.INTERRUPTED:
         st.warning(
             f"Run #{run.id} was interrupted (the app stopped). Finished work is kept; resume it "
             "to complete the rest."
         )
-    elif run.status == "failed":
-        st.error(f"Run #{run.id} failed: {ui.md(s.get('failure') or 'see the server log.')}")
+    elif run.status == RunStatus.FAILED:
+        st.error(f"Run #{run.id} failed: {ui.md(s.failure or 'see the server log.')}")
     else:
         st.info(
             f"Run #{run.id} is running in another process (e.g. the command line). Its results "
@@ -89,55 +83,50 @@ def show_summary(run_id: int) -> None:
         )
         return
 
-    metrics: dict[str, Any] = s.get("metrics") or {}
-    if metrics:
-        cols = st.columns(min(len(metrics), 4))
-        for i, (name, stats) in enumerate(metrics.items()):
-            mean = stats.get("mean")
+    if s.metrics:
+        cols = st.columns(min(len(s.metrics), 4))
+        for i, m in enumerate(s.metrics):
             with cols[i % len(cols)]:
                 st.metric(
-                    metric_label(name),
-                    "—" if mean is None else f"{mean:.2f}",
+                    m.label,
+                    "—" if m.mean is None else f"{m.mean:.2f}",
                     border=True,
-                    help=f"{name}: mean over the questions it could score",
+                    help=f"{m.id}: mean over the questions it could score",
                 )
-                st.caption(metric_line(stats))
-    elif run.suite != "none" and run.status == "completed":
+                st.caption(metric_line(m))
+    elif run.suite != Suite.NONE and run.status == RunStatus.COMPLETED:
         st.caption("No metric scores were recorded.")
 
-    g = s.get("generation") or {}
+    g = s.generation
     facts = []
     line = speedup_line(g)
     if line:
         facts.append(f"**Speedup:** {line}")
-    if g.get("sequential_s") is not None and g.get("async_s") is not None:
+    if g.sequential_s is not None and g.async_s is not None:
         facts.append(
-            f"sequential {duration(g['sequential_s'])} → async {duration(g['async_s'])} "
-            f"at concurrency {g.get('concurrency')}"
+            f"sequential {duration(g.sequential_s)} → async {duration(g.async_s)} "
+            f"at concurrency {g.concurrency}"
         )
     facts.append(
-        f"**Time:** retrieval {duration(t.get('retrieval_s'))} · generation "
-        f"{duration(t.get('generation_s'))} · evaluation {duration(t.get('evaluation_s'))} · "
-        f"total {duration(t.get('total_s'))}"
+        f"**Time:** retrieval {duration(t.retrieval_s)} · generation "
+        f"{duration(t.generation_s)} · evaluation {duration(t.evaluation_s)} · "
+        f"total {duration(t.total_s)}"
     )
-    u = s.get("usage") or {}
-    if u.get("input_tokens") or u.get("output_tokens") or u.get("judge_input_tokens"):
+    u = s.usage
+    if u.passes and u.cost_usd:
         parts = [
-            f"answers {u.get('input_tokens', 0):,} in / {u.get('output_tokens', 0):,} out"
-            + (" at Message Batches price" if u.get("batch_discount") else "")
+            f"{p.kind} {p.calls:,} calls, {p.input_tokens + p.estimated_input_tokens:,} in / "
+            f"{p.output_tokens:,} out" + (" at Message Batches price" if p.batch else "")
+            for p in u.passes
         ]
-        if u.get("judge_input_tokens"):
-            parts.append(f"judge {u['judge_input_tokens']:,} in / {u.get('judge_output_tokens', 0):,} out")
-        facts.append(f"**Cost:** ≈ ${u.get('cost_usd', 0):.4f} (tokens: {'; '.join(parts)})")
+        facts.append(f"**Cost:** ≈ ${u.cost_usd:.4f} ({'; '.join(parts)})")
     else:
         facts.append("**Cost:** none (offline)")
-    j = s.get("judge") or {}
-    if j.get("calls") or j.get("cache_hits"):
-        facts.append(
-            f"**Judge:** {ui.md(j.get('model'))} · {j.get('calls')} calls · {j.get('cache_hits')} cache hits"
-        )
+    j = s.judge
+    if j.calls or j.cache_hits:
+        facts.append(f"**Judge:** {ui.md(j.model)} · {j.calls} calls · {j.cache_hits} cache hits")
     st.markdown("  \n".join(facts))
-    if run.backend == "offline" and (g.get("speedup_measured") or 2.0) < 1.5:
+    if run.backend == Backend.OFFLINE and (g.speedup_measured or 2.0) < 1.5:
         st.caption(
             "Offline answers are computed on this machine's CPU, so concurrency barely speeds "
             "them up; with Claude the requests wait on the network and overlap."
@@ -234,7 +223,7 @@ with st.container(border=True):
                 "This set has unsaved edits on the Question sets page; the run uses the saved version."
             )
 
-        backends = ["offline", "claude"]
+        backends = [b.value for b in Backend]
         ui.ensure_choice("run.backend", backends, default=settings.default_backend)
         if not settings.has_key:
             ss["run.backend"] = "offline"
@@ -253,7 +242,7 @@ with st.container(border=True):
                 "Claude needs an Anthropic API key: set ANTHROPIC_API_KEY (or add it to "
                 ".streamlit/secrets.toml) and restart the app."
             )
-        modes = [m for m in MODES if m != "batch" or backend == "claude"]
+        modes = [m.value for m in Mode if m != Mode.BATCH or backend == Backend.CLAUDE]
         ui.ensure_choice("run.mode", modes, default="async")
         mode = st.radio(
             "Execution",
@@ -280,8 +269,8 @@ with st.container(border=True):
         )
         ss.setdefault("run.top_k", min(settings.top_k, 10))
         top_k = st.slider("Chunks per question (top-k)", 1, 10, key="run.top_k", persist_state="session")
-        suites = ["offline", "judge", "none"] if settings.has_key else ["offline", "none"]
-        ui.ensure_choice("run.suite", suites, default=default_suite(settings))
+        suites = [x.value for x in Suite if x != Suite.JUDGE or settings.has_key]
+        ui.ensure_choice("run.suite", suites, default=default_suite(settings).value)
         suite = st.selectbox(
             "Metric suite",
             suites,
@@ -291,7 +280,8 @@ with st.container(border=True):
         )
         if not settings.has_key:
             st.caption("Claude-as-judge metrics need an API key.")
-        all_metrics = list(suite_metrics(suite))
+        specs = {m.name: m for m in suite_metrics(suite)}
+        all_metrics = list(specs)
         metrics: list[str] = []
         judge_repeats, fresh = 1, False
         if all_metrics:
@@ -299,7 +289,11 @@ with st.container(border=True):
             ss.setdefault(mkey, all_metrics)
             ss[mkey] = [m for m in ss[mkey] if m in all_metrics]
             metrics = st.multiselect(
-                "Metrics", all_metrics, key=mkey, persist_state="session", format_func=metric_label
+                "Metrics",
+                all_metrics,
+                key=mkey,
+                persist_state="session",
+                format_func=lambda m: specs[m].label,
             )
         if suite == "judge":
             ss.setdefault("run.judge_repeats", 1)

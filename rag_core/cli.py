@@ -7,22 +7,17 @@ or the run failed, 2 bad input (message on stderr, naming the file/row/setting).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 from rag_core.errors import InputError, RagError
-from rag_core.reporting.export import results_csv, run_summary_json
+from rag_core.reporting.export import results_csv, run_export, run_json_text
 from rag_core.settings import Settings
+from rag_core.summary import RunSummary
+from rag_core.vocab import Backend, Mode, RunStatus, Suite, choice, suite_metrics
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
 
@@ -62,11 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         "--questions", required=True, type=Path, help="JSON list of {question, ground_truth} or CSV"
     )
     s.add_argument(
-        "--backend", choices=["offline", "claude"], help="default: claude if ANTHROPIC_API_KEY is set"
+        "--backend", choices=[b.value for b in Backend], help="default: claude if ANTHROPIC_API_KEY is set"
     )
     s.add_argument(
         "--mode",
-        choices=["sequential", "async", "compare", "batch"],
+        choices=[m.value for m in Mode],
         default="async",
         help="batch: Anthropic Message Batches (half price, Claude backend, resumable)",
     )
@@ -74,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", type=int)
     s.add_argument(
         "--suite",
-        choices=["offline", "judge", "none"],
+        choices=[s.value for s in Suite],
         help="metrics: default judge if a key is set, else offline",
     )
     s.add_argument("--metrics", help="comma-separated subset of the suite's metrics")
@@ -120,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------------------
 def _store(settings: Settings):
-    from rag_core.storage.store import HistoryStore
+    from rag_core.storage import HistoryStore
 
     return HistoryStore(settings.db_path)
 
@@ -191,13 +186,13 @@ def _parse_gates(specs: list[str], metrics: tuple[str, ...]) -> dict[str, float]
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.evaluation.core import JUDGE_METRICS, OFFLINE_METRICS
     from rag_core.ingest.index import PolicyIndex
-    from rag_core.ingest.questions import load_questions
-    from rag_core.runs.executor import RunRequest, default_suite, recover_interrupted, start_run
+    from rag_core.questions import load_questions
+    from rag_core.runs.executor import recover_interrupted, start_run
+    from rag_core.runs.request import RunRequest, default_suite
 
-    suite = args.suite or default_suite(settings)
-    allowed = {"offline": OFFLINE_METRICS, "judge": JUDGE_METRICS}.get(suite, ())
+    suite = Suite(args.suite) if args.suite else default_suite(settings)
+    allowed = tuple(m.name for m in suite_metrics(suite))
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip()) if args.metrics else None
     unknown = [m for m in metrics or () if m not in allowed]
     if unknown:
@@ -214,11 +209,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 "`python -m rag_core ingest FILE…` first (or check --data-dir)."
             )
     store = _store(settings)
-    recover_interrupted(store)
+    recover_interrupted(store, settings)
     req = RunRequest(
         items=tuple(items),
-        backend=args.backend or settings.default_backend,
-        mode=args.mode,
+        backend=choice(Backend, args.backend or settings.default_backend, "backend"),
+        mode=choice(Mode, args.mode, "mode"),
         concurrency=settings.concurrency if args.concurrency is None else args.concurrency,
         top_k=settings.top_k if args.top_k is None else args.top_k,
         suite=suite,
@@ -235,7 +230,7 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.runs.executor import recover_interrupted, resume_run
 
     store = _store(settings)
-    recover_interrupted(store)
+    recover_interrupted(store, settings)
     handle = resume_run(args.run_id, settings=settings, store=store)
     return _follow(handle, store, settings, args, {})
 
@@ -244,6 +239,8 @@ def _follow(
     handle: Any, store: Any, settings: Settings, args: argparse.Namespace, gates: dict[str, float]
 ) -> int:
     from tqdm import tqdm
+
+    from rag_core.runs.executor import summarize_run
 
     bar = None
     phase = ""
@@ -255,7 +252,7 @@ def _follow(
                 if bar is not None:
                     bar.close()
                 phase = p.phase
-                bar = tqdm(total=p.total, desc=phase, unit="job", disable=None, file=sys.stderr)
+                bar = tqdm(total=p.total, desc=str(phase), unit="job", disable=None, file=sys.stderr)
             if bar is not None and not args.quiet:
                 bar.n = p.done
                 bar.set_postfix(in_flight=p.in_flight, retries=p.retries, errors=p.errors, refresh=False)
@@ -270,41 +267,42 @@ def _follow(
         if bar is not None:
             bar.close()
     handle.wait()
-    summary = run_summary_json(store, handle.run_id)
+    summary = summarize_run(store, handle.run_id, settings)
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        args.json_out.write_text(json.dumps(summary, indent=2, allow_nan=False))
+        data = run_export(store.get_run(handle.run_id), summary, store.get_results(handle.run_id))
+        args.json_out.write_text(run_json_text(data), encoding="utf-8")
     _print_summary(summary)
     if interrupted:  # Ctrl-C: the run is stored as cancelled; `resume` finishes it
         return 130
-    if summary["status"] == "cancelled":
+    if summary.status == RunStatus.CANCELLED:
         print("run cancelled: finished work is kept; `resume RUN_ID` finishes it", file=sys.stderr)
         return EXIT_GATE
-    if summary["status"] == "failed":
-        print(f"run failed: {summary.get('failure', 'see the log')}", file=sys.stderr)
+    if summary.status == RunStatus.FAILED:
+        print(f"run failed: {summary.failure or 'see the log'}", file=sys.stderr)
         return EXIT_GATE
-    if summary["status"] == "interrupted":  # batch mode stopped waiting; `resume` collects the rest
-        note = ((summary.get("generation") or {}).get("batch") or {}).get("message") or "see the log"
+    if summary.status == RunStatus.INTERRUPTED:  # batch mode stopped waiting; `resume` collects the rest
+        note = (summary.generation.batch or {}).get("message") or "see the log"
         print(f"run interrupted: {note}", file=sys.stderr)
         return EXIT_GATE
     rc = EXIT_OK
     for name, floor in gates.items():
-        m = summary["metrics"].get(name)
-        if m is None or m["mean"] is None:
+        m = summary.metric(name)
+        if m is None or m.mean is None:
             print(f"gate {name}>={floor}: FAILED (metric not scored in this run)", file=sys.stderr)
             rc = EXIT_GATE
-        elif m["mean"] < floor:
-            print(f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f})", file=sys.stderr)
+        elif m.mean < floor:
+            print(f"gate {name}>={floor}: FAILED (mean {m.mean:.3f})", file=sys.stderr)
             rc = EXIT_GATE
-        elif m["failed"]:  # a mean over the few that could be scored is no pass
+        elif m.failed or m.missing:  # a mean over the few that could be scored is no pass
             print(
-                f"gate {name}>={floor}: FAILED (mean {m['mean']:.3f}, but {m['failed']} of "
-                f"{m['scored'] + m['failed']} could not be scored)",
+                f"gate {name}>={floor}: FAILED (mean {m.mean:.3f}, but {m.total - m.scored} of "
+                f"{m.total} could not be scored)",
                 file=sys.stderr,
             )
             rc = EXIT_GATE
         else:
-            print(f"gate {name}>={floor}: ok (mean {m['mean']:.3f})")
+            print(f"gate {name}>={floor}: ok (mean {m.mean:.3f})")
     return rc
 
 
@@ -312,70 +310,71 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "—" if v is None else format(v, spec)
 
 
-def _print_summary(s: dict[str, Any]) -> None:
-    t = s["timings"]
+def _print_summary(s: RunSummary) -> None:
+    t = s.timings
     print(
-        f"run {s['run_id']}: {s['status']} · backend {s['backend']} · mode {s['mode']} · "
-        f"{s['n_questions']} questions · {s['errors']} errors"
+        f"run {s.run_id}: {s.status} · backend {s.backend} · mode {s.mode} · "
+        f"{s.n_questions} questions · {s.errors} errors"
+        + (f" · {t.attempts} attempts" if t.attempts > 1 else "")
     )
     print(
-        f"  time: retrieval {_fmt(t.get('retrieval_s'), '.2f')} s · generation "
-        f"{_fmt(t.get('generation_s'), '.2f')} s · evaluation {_fmt(t.get('evaluation_s'), '.2f')} s · "
-        f"total {_fmt(t.get('total_s'), '.2f')} s"
+        f"  time: retrieval {t.retrieval_s:.2f} s · generation {t.generation_s:.2f} s · "
+        f"evaluation {t.evaluation_s:.2f} s · total {t.total_s:.2f} s"
     )
-    g = s.get("generation") or {}
-    if g.get("speedup_measured") is not None:
+    g = s.generation
+    if g.speedup_measured is not None and g.sequential_s and g.async_s:
         print(
-            f"  speedup: sequential {g['sequential_s']:.2f} s → async {g['async_s']:.2f} s = "
-            f"{g['speedup_measured']:.2f}× measured (ideal {g['ideal_speedup']:.0f}×, "
-            f"estimated {_fmt(g.get('speedup_estimated'), '.2f')}×)"
+            f"  speedup: sequential {g.sequential_s:.2f} s → async {g.async_s:.2f} s = "
+            f"{g.speedup_measured:.2f}× measured (ideal {g.ideal_speedup:.1f}× for {s.n_questions} "
+            f"requests at concurrency {g.concurrency}, estimated {_fmt(g.speedup_estimated, '.2f')}×)"
         )
-    elif g.get("speedup_estimated") is not None:
-        print(f"  speedup: estimated {g['speedup_estimated']:.2f}× (ideal {g['ideal_speedup']:.0f}×)")
-    for name, m in (s.get("metrics") or {}).items():
-        total = m["scored"] + m["failed"]
-        sd = f" ± {m['stdev']:.3f} across questions" if m.get("stdev") is not None else ""
-        if m.get("judge_stdev") is not None:
-            sd += f", judge ± {m['judge_stdev']:.3f} between repeats"
-        print(f"  {name:22} {_fmt(m['mean'])}{sd}  ({m['scored']} of {total} scored)")
-    u = s.get("usage") or {}
-    if u.get("input_tokens"):
-        judge = (
-            f" · judge {u['judge_input_tokens']} in / {u.get('judge_output_tokens', 0)} out"
-            if u.get("judge_input_tokens")
-            else ""
-        )
+    elif g.speedup_estimated is not None:
+        print(f"  speedup: estimated {g.speedup_estimated:.2f}× (ideal {g.ideal_speedup:.1f}×)")
+    for m in s.metrics:
+        sd = f" ± {m.stdev:.3f} across questions" if m.stdev is not None else ""
+        if m.judge_stdev is not None:
+            sd += f", judge ± {m.judge_stdev:.3f} between repeats"
+        print(f"  {m.label:26} {_fmt(m.mean)}{sd}  ({m.scored} of {m.total} scored)")
+    u = s.usage
+    if u.passes and u.cost_usd:
+        parts = [
+            f"{p.kind} {p.calls} calls, {p.input_tokens} in / {p.output_tokens} out"
+            + (f" (+{p.estimated_input_tokens} est.)" if p.estimated_input_tokens else "")
+            + (" batch" if p.batch else "")
+            for p in u.passes
+        ]
         print(
-            f"  tokens: answers {u['input_tokens']} in / {u['output_tokens']} out{judge} · "
-            f"est. cost ${u['cost_usd']:.4f}"
+            f"  cost: ${u.cost_usd:.4f} (answers ${u.answer_cost_usd:.4f}, judge ${u.judge_cost_usd:.4f}) · {'; '.join(parts)}"
         )
-    j = s.get("judge") or {}
-    if j.get("calls") or j.get("cache_hits"):
-        print(f"  judge: {j.get('model')} · {j.get('calls')} calls · {j.get('cache_hits')} cache hits")
+    j = s.judge
+    if j.calls or j.cache_hits:
+        print(f"  judge: {j.model} · {j.calls} calls · {j.cache_hits} cache hits")
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.runs.executor import recover_interrupted
 
     store = _store(settings)
-    recover_interrupted(store)  # runs whose process died show as "interrupted"
+    recover_interrupted(store, settings)  # runs whose process died show as "interrupted"
     runs = store.list_runs()
     if not runs:
         print("no runs yet")
     for r in runs:
-        metrics = (r.summary or {}).get("metrics", {})
-        ms = " ".join(f"{k}={_fmt(v.get('mean'), '.2f')}" for k, v in metrics.items())
+        ms = " ".join(f"{m.id}={_fmt(m.mean, '.2f')}" for m in (r.summary.metrics if r.summary else ()))
         print(f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{r.n_questions} q\t{ms}")
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.runs.executor import summarize_run
+
     store = _store(settings)
-    summary = run_summary_json(store, args.run_id)
-    if args.format == "json":
-        text = json.dumps(summary, indent=2, allow_nan=False)
-    else:
-        text = results_csv(summary)
+    data = run_export(
+        store.get_run(args.run_id),
+        summarize_run(store, args.run_id, settings),
+        store.get_results(args.run_id),
+    )
+    text = run_json_text(data) if args.format == "json" else results_csv(data)
     if args.out:
         try:
             args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -388,7 +387,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_questions_import(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.ingest.questions import load_questions
+    from rag_core.questions import load_questions
 
     store = _store(settings)
     if args.if_missing and any(s.name == args.name for s in store.list_question_sets()):

@@ -1,8 +1,8 @@
 """The dashboard's one entry into ``rag_core``: a facade so that pages stay thin.
 
 A :class:`Workspace` bundles what the pages need for one data directory — the
-:class:`~rag_core.storage.store.HistoryStore`, the :class:`~rag_core.ingest.index.PolicyIndex` (opened lazily)
-and the process-wide :class:`~rag_core.engine.core.Engine` — behind plain methods: documents, question
+:class:`~rag_core.storage.HistoryStore`, the :class:`~rag_core.ingest.index.PolicyIndex` (opened lazily)
+and the process-wide :class:`~rag_core.engine.Engine` — behind plain methods: documents, question
 sets, cost estimates, runs, comparison and export. It never imports streamlit; the app caches one
 ``Workspace`` per data directory with ``st.cache_resource(on_release=Workspace.close)``.
 
@@ -28,7 +28,6 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,30 +35,38 @@ import pandas as pd
 
 from rag_core.errors import InputError, RagError
 from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming, ScoredChunk
-from rag_core.reporting import charts
-from rag_core.reporting.export import (
-    questions_csv,
-    questions_json,
-    results_csv,
-    run_json_text,
-    run_summary_json,
-)
+from rag_core.reporting.compare import Comparison, compare_runs, runs_table
+from rag_core.reporting.export import questions_csv, questions_json, results_csv, run_export, run_json_text
+from rag_core.runs.cost import CostEstimate, estimate_run
 from rag_core.runs.executor import (
-    RunProgress,
-    RunRequest,
-    active_runs,
-    get_handle,
+    live_handle,
+    live_runs,
     recover_interrupted,
     resume_run,
     start_run,
+    summarize_run,
 )
+from rag_core.runs.request import RunProgress, RunRequest
 from rag_core.settings import PROJECT_ROOT, Settings
-from rag_core.storage.store import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.storage import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.summary import RunSummary
+from rag_core.vocab import Backend, Mode, Suite, choice
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
-    from rag_core.engine.core import Engine
+    from rag_core.engine import Engine
     from rag_core.ingest.index import PolicyIndex
     from rag_core.ingest.service import IngestOutcome
+
+__all__ = [
+    "SAMPLE_PDF",
+    "SAMPLE_QUESTIONS",
+    "SAMPLE_SET_NAME",
+    "Comparison",
+    "CostEstimate",
+    "Workspace",
+    "items_to_rows",
+    "rows_to_items",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,229 +75,13 @@ SAMPLE_SET_NAME = "Sample: staff handbook"
 SAMPLE_QUESTIONS = PROJECT_ROOT / "data" / "sample" / "questions.json"
 SAMPLE_PDF = PROJECT_ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"
 
-#: Metric names per suite (the evaluation module is the source of truth; see :func:`suite_metrics`).
-_FALLBACK_SUITES: dict[str, tuple[str, ...]] = {
-    "offline": ("semantic_similarity", "rouge_l", "context_recall"),
-    "judge": ("faithfulness", "answer_relevancy", "context_precision", "context_recall"),
-    "none": (),
-}
-
-# --- cost estimate assumptions (tokens ≈ characters / 4) -----------------------------------------
-#: Characters per token used for estimates.
-CHARS_PER_TOKEN = 4.0
-#: Prompt tokens of the answer prompt around the question and the context.
-ANSWER_PROMPT_TOKENS = 350
-#: Tokens of a typical question.
-QUESTION_TOKENS = 30
-#: Tokens of a typical answer (also the answer's share of judge prompts).
-ANSWER_TOKENS = 250
-#: Prompt tokens of a RAGAS judge template (instructions + few-shot examples).
-JUDGE_PROMPT_TOKENS = 700
-#: Output tokens of a judge call (verdict JSON); faithfulness writes more.
-JUDGE_OUTPUT_TOKENS = 200
-FAITHFULNESS_OUTPUT_TOKENS = 500
-
-#: Runs started by any Workspace of this process: run id → data dir (handles are process-wide,
-#: and a new Workspace for the same data dir, e.g. after a cache clear, must find them again).
-_STARTED: dict[int, str] = {}
-_STARTED_LOCK = threading.Lock()
-
-
-def suite_metrics(suite: str) -> tuple[str, ...]:
-    """The metric names of a suite (``"offline"``, ``"judge"``, ``"none"``); ``()`` for ``"none"``.
-
-    Raises :class:`InputError` for an unknown suite.
-    """
-    names = dict(_FALLBACK_SUITES)
-    try:
-        from rag_core.evaluation import core as evaluation
-
-        names["offline"] = tuple(evaluation.OFFLINE_METRICS)
-        names["judge"] = tuple(evaluation.JUDGE_METRICS)
-    except (ImportError, AttributeError):  # pragma: no cover - evaluation always ships these
-        pass
-    if suite not in names:
-        raise InputError(f"Unknown metric suite {suite!r}: choose one of {', '.join(names)}.")
-    return names[suite]
-
-
-def batch_discount() -> float:
-    """Price factor of the ``batch`` mode's answers (Message Batches cost half)."""
-    try:
-        from rag_core.runs.batch_mode import BATCH_DISCOUNT
-
-        return float(BATCH_DISCOUNT)
-    except (ImportError, AttributeError):  # pragma: no cover - batches always ships it
-        return 0.5
-
-
-def judge_calls_per_question(metric: str, top_k: int) -> int:
-    """Claude calls one judged answer costs for ``metric`` with ``top_k`` chunks (owned by
-    :func:`rag_core.evaluation.core.judge_calls`, so the estimate and the scoring agree)."""
-    from rag_core.evaluation.core import judge_calls
-
-    return judge_calls(metric, top_k)
-
-
-@dataclass(frozen=True)
-class CostEstimate:
-    """What a run would cost with Claude, before it starts. An upper estimate: cache hits are free."""
-
-    answer_calls: int
-    """Claude calls that write answers (twice the questions in compare mode)."""
-    judge_calls: int
-    """Claude calls that judge answers (metric calls × questions × repeats)."""
-    input_tokens: int
-    """Estimated prompt tokens over all calls."""
-    output_tokens: int
-    """Estimated completion tokens over all calls."""
-    cost_usd: float
-    """Estimated price in USD from ``settings.cost_usd`` (answer model + judge model)."""
-
-    @property
-    def calls(self) -> int:
-        return self.answer_calls + self.judge_calls
-
-    @property
-    def uses_claude(self) -> bool:
-        return self.calls > 0
-
-
-def estimate_run(
-    settings: Settings,
-    *,
-    n_questions: int,
-    backend: str,
-    mode: str,
-    suite: str,
-    metrics: Sequence[str] | None,
-    top_k: int,
-    judge_repeats: int = 1,
-    context_chars: int | None = None,
-) -> CostEstimate:
-    """Estimate Claude calls, tokens and cost for a run.
-
-    Answers: one call per question (two in ``compare`` mode: a sequential and an async pass) when
-    ``backend == "claude"``; in ``batch`` mode they cost :func:`batch_discount` of the price. Judge (``suite == "judge"``): per question and repeat, faithfulness 2 +
-    answer relevancy 3 + context precision ``top_k`` + context recall 1 calls (only the chosen
-    ``metrics``). Tokens are estimated as characters / 4, with ``context_chars`` per retrieved
-    chunk (default: ``settings.chunk_size``, the largest a chunk can be).
-    """
-    n = max(0, int(n_questions))
-    k = max(1, int(top_k))
-    repeats = max(1, int(judge_repeats))
-    chunk_tokens = math.ceil((context_chars or settings.chunk_size) / CHARS_PER_TOKEN)
-    context_tokens = k * chunk_tokens
-
-    answer_calls = 0
-    a_in = a_out = 0
-    if backend == "claude":  # compare: a sequential and an async pass; batch: one request each
-        answer_calls = n * (2 if mode == "compare" else 1)
-        a_in = answer_calls * (ANSWER_PROMPT_TOKENS + QUESTION_TOKENS + context_tokens)
-        a_out = answer_calls * ANSWER_TOKENS
-
-    judge_calls = 0
-    j_in = j_out = 0
-    if suite == "judge":
-        chosen = list(metrics) if metrics else list(suite_metrics("judge"))
-        per_q_in = per_q_out = per_q_calls = 0
-        for m in chosen:
-            calls = judge_calls_per_question(m, k)
-            per_q_calls += calls
-            if m == "faithfulness":  # statements from the answer, then verdicts against the context
-                per_q_in += 2 * (JUDGE_PROMPT_TOKENS + QUESTION_TOKENS + ANSWER_TOKENS) + context_tokens
-                per_q_out += 2 * FAITHFULNESS_OUTPUT_TOKENS
-            elif m == "answer_relevancy":  # generated questions from the answer
-                per_q_in += calls * (JUDGE_PROMPT_TOKENS + ANSWER_TOKENS)
-                per_q_out += calls * JUDGE_OUTPUT_TOKENS
-            elif m == "context_precision":  # one chunk per call
-                per_q_in += calls * (JUDGE_PROMPT_TOKENS + QUESTION_TOKENS + ANSWER_TOKENS + chunk_tokens)
-                per_q_out += calls * JUDGE_OUTPUT_TOKENS
-            elif m == "context_recall":
-                per_q_in += calls * (JUDGE_PROMPT_TOKENS + QUESTION_TOKENS + ANSWER_TOKENS + context_tokens)
-                per_q_out += calls * JUDGE_OUTPUT_TOKENS
-        judge_calls = n * repeats * per_q_calls
-        j_in = n * repeats * per_q_in
-        j_out = n * repeats * per_q_out
-
-    cost = 0.0
-    if answer_calls:
-        answer_cost = settings.cost_usd(settings.answer_model, a_in, a_out)
-        cost += answer_cost * (batch_discount() if mode == "batch" else 1.0)
-    if judge_calls:
-        cost += settings.cost_usd(settings.judge_model, j_in, j_out)
-    return CostEstimate(
-        answer_calls=answer_calls,
-        judge_calls=judge_calls,
-        input_tokens=a_in + j_in,
-        output_tokens=a_out + j_out,
-        cost_usd=round(cost, 4),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Small formatting helpers shared by pages (pure)
-# --------------------------------------------------------------------------------------------
-def metric_line(stats: Mapping[str, Any] | None) -> str:
-    """``"0.86 · 9 of 10 scored"`` from a summary's metric stats; ``"— · 0 of 10 scored"`` if none."""
-    stats = stats or {}
-    scored = int(stats.get("scored") or 0)
-    total = scored + int(stats.get("failed") or 0)
-    mean = stats.get("mean")
-    value = "—" if mean is None or not math.isfinite(float(mean)) else f"{float(mean):.2f}"
-    sd = stats.get("stdev")
-    spread = f" ± {float(sd):.2f}" if sd is not None and math.isfinite(float(sd)) and sd > 0 else ""
-    return f"{value}{spread} · {scored} of {total} scored"
-
-
-def speedup_line(generation: Mapping[str, Any] | None) -> str | None:
-    """``"3.4× measured (ideal 8×)"`` / ``"2.9× estimated (ideal 8×)"``; ``None`` when unknown."""
-    g = generation or {}
-    ideal = g.get("ideal_speedup")
-    ideal_txt = f" (ideal {float(ideal):.0f}×)" if ideal else ""
-    if g.get("speedup_measured") is not None:
-        return f"{float(g['speedup_measured']):.1f}× measured{ideal_txt}"
-    if g.get("speedup_estimated") is not None:
-        return f"{float(g['speedup_estimated']):.1f}× estimated{ideal_txt}"
-    return None
-
-
-def duration(seconds: float | None) -> str:
-    """``"—"``, ``"0.8 s"``, ``"42 s"`` or ``"3 min 05 s"``."""
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    m, s = divmod(round(seconds), 60)
-    return f"{m} min {s:02d} s"
-
-
-#: Display names of the known metrics (others: the name with spaces, capitalised).
-METRIC_LABELS: dict[str, str] = {
-    "faithfulness": "Faithfulness",
-    "answer_relevancy": "Answer relevancy",
-    "context_precision": "Context precision",
-    "context_recall": "Context recall",
-    "semantic_similarity": "Semantic similarity",
-    "rouge_l": "ROUGE-L",
-}
-
-
-def metric_label(name: str) -> str:
-    """``"rouge_l"`` → ``"ROUGE-L"``, ``"my_metric"`` → ``"My metric"``."""
-    return METRIC_LABELS.get(name) or name.replace("_", " ").capitalize()
-
 
 def rows_to_items(rows: Iterable[Mapping[str, Any]]) -> list[QAItem]:
     """Editor rows (dicts with ``question``/``ground_truth``; missing or None = ``''``) → items,
     unvalidated and in order (validation names rows by this order)."""
-    out: list[QAItem] = []
-    for r in rows:
-        q, gt = r.get("question"), r.get("ground_truth")
-        out.append(QAItem(question=_text(q), ground_truth=_text(gt)))
-    return out
+    return [
+        QAItem(question=_text(r.get("question")), ground_truth=_text(r.get("ground_truth"))) for r in rows
+    ]
 
 
 def items_to_rows(items: Iterable[QAItem]) -> list[dict[str, str]]:
@@ -304,28 +95,6 @@ def _text(value: Any) -> str:
     if isinstance(value, float) and math.isnan(value):
         return ""
     return str(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Comparison
-# --------------------------------------------------------------------------------------------
-@dataclass
-class Comparison:
-    """A baseline run next to a candidate run."""
-
-    baseline: RunRecord
-    candidate: RunRecord
-    baseline_row: pd.Series
-    """The baseline's row of :func:`charts.runs_frame` (input of ``metric_compare_figure``)."""
-    candidate_row: pd.Series
-    deltas: pd.DataFrame
-    """:func:`charts.per_question_deltas` (``regression`` column flags drops > threshold)."""
-    warnings: list[str] = field(default_factory=list)
-    """Why the numbers may not be comparable (different suites, judge models, question sets…)."""
-
-    @property
-    def regressions(self) -> int:
-        return int(self.deltas["regression"].sum()) if "regression" in self.deltas else 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,7 +122,7 @@ class Workspace:
     def engine(self) -> Engine:
         """The process-wide engine (started on first use; shut down at exit, not by :meth:`close`)."""
         if self._engine is None:
-            from rag_core.engine.core import get_engine
+            from rag_core.engine import get_engine
 
             self._engine = get_engine()
         return self._engine
@@ -386,10 +155,7 @@ class Workspace:
         Runs still executing in this process (started by another session or an earlier
         workspace) are left alone.
         """
-        active = self.active_run_ids()
-        if not active:
-            return recover_interrupted(self.store)
-        return self.store.mark_interrupted(exclude=active)
+        return recover_interrupted(self.store, self.settings, self.engine)
 
     def version(self) -> str:
         """A token that changes whenever stored data may have changed (cache key for reads).
@@ -518,7 +284,7 @@ class Workspace:
         """
         if self.store.list_question_sets() or not SAMPLE_QUESTIONS.is_file():
             return False
-        from rag_core.ingest.questions import load_questions
+        from rag_core.questions import load_questions
 
         self.store.save_question_set(SAMPLE_SET_NAME, load_questions(SAMPLE_QUESTIONS))
         self._touch()
@@ -563,7 +329,7 @@ class Workspace:
     def import_questions(filename: str, data: bytes) -> list[QAItem]:
         """Parse an uploaded CSV/JSON question file. Raises :class:`InputError` naming the file and
         the rows at fault."""
-        from rag_core.ingest.questions import parse_questions
+        from rag_core.questions import parse_questions
 
         return parse_questions(filename, data)
 
@@ -589,7 +355,7 @@ class Workspace:
         top_k: int,
         judge_repeats: int = 1,
     ) -> CostEstimate:
-        """:func:`estimate_run` with this workspace's settings."""
+        """:func:`~rag_core.runs.cost.estimate_run` with this workspace's settings."""
         return estimate_run(
             self.settings,
             n_questions=n_questions,
@@ -627,51 +393,38 @@ class Workspace:
         items = self.question_set(question_set)
         request = RunRequest(
             items=tuple(items),
-            backend=backend,
-            mode=mode,
+            backend=choice(Backend, backend, "backend"),
+            mode=choice(Mode, mode, "mode"),
             concurrency=int(concurrency or self.settings.concurrency),
             top_k=int(top_k or self.settings.top_k),
-            suite=suite,
+            suite=choice(Suite, suite, "metric suite"),
             metrics=tuple(metrics) if metrics else None,
             question_set=question_set,
             fresh=fresh,
             judge_repeats=int(judge_repeats),
         )
         handle = start_run(request, settings=self.settings, store=self.store, engine=self.engine)
-        self._remember(handle.run_id)
+        self._touch()
         return handle.run_id
 
     def resume_run(self, run_id: int) -> int:
-        """Finish an interrupted or cancelled run (only what is missing); returns its id.
+        """Finish an interrupted, cancelled or failed run (only what is missing); returns its id.
 
         Raises :class:`InputError` for an unknown run or one that is still running.
         """
-        if run_id in self.active_run_ids():
-            raise InputError(f"Run #{run_id} is still running; wait for it or cancel it first.")
         handle = resume_run(run_id, settings=self.settings, store=self.store, engine=self.engine)
-        self._remember(handle.run_id)
+        self._touch()
         return handle.run_id
 
-    def _remember(self, run_id: int) -> None:
-        with _STARTED_LOCK:
-            _STARTED[run_id] = str(self.settings.data_dir)
-        self._touch()
-
-    def _mine(self, run_id: int) -> bool:
-        with _STARTED_LOCK:
-            return _STARTED.get(run_id) == str(self.settings.data_dir)
-
     def progress(self, run_id: int) -> RunProgress | None:
-        """Live progress of a run started by this process for this data dir; ``None`` otherwise
-        (e.g. a run of another process: read :meth:`run` instead)."""
-        if not self._mine(run_id):
-            return None
-        handle = get_handle(run_id)
+        """Live progress of a run of this data dir executing in this process; ``None`` otherwise
+        (it has ended, or another process runs it: read :meth:`run` / :meth:`summary` instead)."""
+        handle = live_handle(self.engine, self.store, run_id)
         return handle.progress() if handle is not None else None
 
     def cancel_run(self, run_id: int) -> bool:
         """Ask a run to stop (finished answers and scores are kept). False if it is not running here."""
-        handle = get_handle(run_id) if self._mine(run_id) else None
+        handle = live_handle(self.engine, self.store, run_id)
         if handle is None or handle.done():
             return False
         handle.cancel()
@@ -680,7 +433,7 @@ class Workspace:
 
     def wait_run(self, run_id: int, timeout: float | None = None) -> bool:
         """Block until a run of this process ends (tests, scripts). True when it has ended."""
-        handle = get_handle(run_id) if self._mine(run_id) else None
+        handle = live_handle(self.engine, self.store, run_id)
         if handle is None:
             return True
         handle.wait(timeout)
@@ -689,7 +442,7 @@ class Workspace:
 
     def active_run_ids(self) -> list[int]:
         """Ids of this data dir's runs still executing in this process, newest first."""
-        return sorted((h.run_id for h in active_runs() if self._mine(h.run_id)), reverse=True)
+        return sorted((h.run_id for h in live_runs(self.engine, self.store)), reverse=True)
 
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         """Runs newest first (at most ``limit``); ``[]`` when none."""
@@ -698,6 +451,11 @@ class Workspace:
     def run(self, run_id: int) -> RunRecord:
         """One run. Raises :class:`InputError` naming the run when it does not exist."""
         return self.store.get_run(run_id)
+
+    def summary(self, run_id: int) -> RunSummary:
+        """A run's summary computed from the store now (also for running or interrupted runs).
+        Raises :class:`InputError` when there is no such run."""
+        return summarize_run(self.store, run_id, self.settings)
 
     def results(self, run_id: int) -> list[ResultRecord]:
         """A run's per-question results in input order. Raises :class:`InputError` if no such run."""
@@ -725,82 +483,22 @@ class Workspace:
 
         Raises :class:`InputError` for an unknown run or format.
         """
-        summary = run_summary_json(self.store, run_id)
-        if fmt == "json":
-            return run_json_text(summary)
-        if fmt == "csv":
-            return results_csv(summary)
-        raise InputError(f"Unknown export format {fmt!r}: choose csv or json.")
+        if fmt not in ("json", "csv"):
+            raise InputError(f"Unknown export format {fmt!r}: choose csv or json.")
+        data = run_export(self.run(run_id), self.summary(run_id), self.results(run_id))
+        return run_json_text(data) if fmt == "json" else results_csv(data)
 
     # --- tables and comparison (pure pandas over stored records) -----------------------------
     @staticmethod
     def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
-        """The History table: one row per run, newest first.
-
-        Columns: ``Run`` (id), ``Date`` (UTC datetime), ``Question set``, ``Backend``, ``Mode``,
-        ``Suite``, ``Status``, one column per metric named by the metric (mean, NaN when not
-        scored), ``Speedup`` (measured, else estimated; NaN when unknown), ``Cost ($)``,
-        ``Time (s)``, ``Questions``, ``Errors``.
-        """
-        df = charts.runs_frame(runs)
-        metric_cols = charts.metric_columns(df)
-        out = pd.DataFrame(
-            {
-                "Run": df["id"].astype(int),
-                "Date": df["created_at"],
-                "Question set": df["question_set"].fillna("—"),
-                "Backend": df["backend"],
-                "Mode": df["mode"],
-                "Suite": df["suite"],
-                "Status": df["status"],
-            }
-        )
-        for col in metric_cols:
-            out[charts.metric_name(col)] = df[col].astype(float)
-        out["Speedup"] = df["speedup_measured"].astype(float).fillna(df["speedup_estimated"].astype(float))
-        out["Cost ($)"] = df["cost_usd"].astype(float)
-        out["Time (s)"] = df["total_s"].astype(float)
-        out["Questions"] = df["n_questions"].astype(int)
-        out["Errors"] = df["errors"].astype(int)
-        return out.iloc[::-1].reset_index(drop=True)
+        """:func:`rag_core.reporting.compare.runs_table`."""
+        return runs_table(runs)
 
     def compare(self, baseline_id: int, candidate_id: int) -> Comparison:
         """Compare two runs. Raises :class:`InputError` for an unknown run."""
-        base, cand = self.run(baseline_id), self.run(candidate_id)
-        frame = charts.runs_frame([base, cand])
-        rows = {int(r["id"]): r for _, r in frame.iterrows()}
-        deltas = charts.per_question_deltas(
-            charts.results_frame(self.results(baseline_id)), charts.results_frame(self.results(candidate_id))
+        return compare_runs(
+            self.run(baseline_id),
+            self.run(candidate_id),
+            self.results(baseline_id),
+            self.results(candidate_id),
         )
-        warnings: list[str] = []
-        if baseline_id == candidate_id:
-            warnings.append("Baseline and candidate are the same run: pick two different runs.")
-        mismatch = _suite_mismatch(base, cand)
-        if mismatch:
-            warnings.append(mismatch + " Their scores are not comparable.")
-        if (base.question_set or "") != (cand.question_set or ""):
-            warnings.append(
-                f"The runs used different question sets ('{base.question_set or '—'}' vs "
-                f"'{cand.question_set or '—'}'); only questions present in both have deltas."
-            )
-        for r in (base, cand):
-            if r.status != "completed":
-                warnings.append(f"Run #{r.id} is {r.status}: some questions may be missing or unscored.")
-        return Comparison(base, cand, rows[baseline_id], rows[candidate_id], deltas, warnings)
-
-
-def _suite_mismatch(a: RunRecord, b: RunRecord) -> str | None:
-    ja = dict((a.summary or {}).get("judge") or {})
-    jb = dict((b.summary or {}).get("judge") or {})
-    ja.setdefault("suite", a.suite)
-    jb.setdefault("suite", b.suite)
-    try:
-        from rag_core.evaluation.core import suite_mismatch
-
-        return suite_mismatch(ja, jb)
-    except ImportError:  # pragma: no cover
-        if ja.get("suite") != jb.get("suite"):
-            return (
-                f"These runs were scored by different metric suites ({ja.get('suite')} vs {jb.get('suite')})."
-            )
-        return None

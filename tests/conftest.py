@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 
-# Offline by construction: no telemetry, no hub downloads, no real API key.
-os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Offline by construction: importing rag_core sets the no-telemetry / no-hub-download defaults
+# (rag_core/__init__.py) before any test module imports chromadb or ragas. No real API key.
+import rag_core  # noqa: F401
+
 os.environ.pop("ANTHROPIC_API_KEY", None)
 os.environ.pop("ANTHROPIC_BASE_URL", None)
 # Never read the developer's real .streamlit/secrets.toml from tests.

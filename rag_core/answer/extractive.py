@@ -55,7 +55,7 @@ __all__ = [
     "split_sentences",
 ]
 
-#: The exact answer given when the documents do not cover a question (generation.py shares it).
+#: The exact answer given when the documents do not cover a question (the Claude prompt asks for it too).
 NOT_COVERED = "The policy documents provided do not cover this question."
 #: ``Answer.model`` of every answer produced here.
 MODEL_NAME = "offline-extractive"
@@ -379,8 +379,8 @@ class ExtractiveAnswerer:
                 f"The offline embedder returned vectors of shape {vectors.shape} for {len(texts)} texts."
             )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.where(norms == 0, 1.0, norms)
-        return vectors[1:] @ vectors[0]
+        unit = vectors / np.where(norms == 0, 1.0, norms)
+        return unit[1:] @ unit[0]
 
     def answer_sync(self, question: str, contexts: Sequence[ScoredChunk]) -> Answer:
         """Answer ``question`` from ``contexts`` (retrieval order, best first), in this thread."""

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import chromadb
+from chromadb.api import ClientAPI
 
 from rag_core.errors import IngestError, RagError, RetrievalError
 from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
@@ -53,6 +54,7 @@ class PolicyIndex:
         self.settings = settings
         self._embedder = embedder
         self._lock = threading.RLock()
+        self._client: ClientAPI | None = None  # None once closed
         chroma_settings = chromadb.Settings(anonymized_telemetry=False)
         if settings.chroma_host:
             self.location = f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
@@ -190,7 +192,7 @@ class PolicyIndex:
                 self._collection.add(
                     ids=ids,
                     documents=[c.text for c in batch],
-                    embeddings=vectors,  # type: ignore[arg-type]
+                    embeddings=vectors,
                     metadatas=[
                         {
                             **c.metadata(),
@@ -291,7 +293,7 @@ class PolicyIndex:
         for start in range(0, len(questions), step):
             with self._errors(RetrievalError, "The policy index could not be queried"):
                 got = self._collection.query(
-                    query_embeddings=vectors[start : start + step],  # type: ignore[arg-type]
+                    query_embeddings=vectors[start : start + step],
                     n_results=k,
                     include=["documents", "metadatas", "distances"],
                 )

@@ -1,8 +1,7 @@
-"""Contexts for many questions at once, and how contexts are shown to an answerer.
+"""Contexts for many questions at once.
 
 :func:`retrieve` is one batched embed + one Chroma query for all questions (see
-:meth:`PolicyIndex.query`); :func:`format_context` renders retrieved chunks as the numbered
-context block used in prompts and in the UI.
+:meth:`PolicyIndex.query`). The prompt's context block is built by :mod:`rag_core.answer.prompt`.
 """
 
 from __future__ import annotations
@@ -31,15 +30,3 @@ def retrieve(index: PolicyIndex, questions: Sequence[str], top_k: int) -> list[l
         for i, chunks in zip(asked, found, strict=True):
             results[i] = chunks
     return results
-
-
-def format_context(chunks: Sequence[ScoredChunk]) -> str:
-    """Numbered context block: ``"[1] <source> p.<page>\\n<text>"`` entries separated by a blank line.
-
-    ``""`` when there are no chunks. Numbering follows the given order (best first from
-    :func:`retrieve`), so answers can cite ``[n]``.
-    """
-    return "\n\n".join(
-        f"[{n}] {sc.chunk.source} p.{sc.chunk.page}\n{sc.chunk.text.strip()}"
-        for n, sc in enumerate(chunks, start=1)
-    )

@@ -17,7 +17,7 @@ from rag_core.ingest.documents import parse_document, safe_filename
 from rag_core.ingest.index import PolicyIndex
 from rag_core.models import DocumentInfo
 from rag_core.settings import Settings
-from rag_core.storage.store import HistoryStore
+from rag_core.storage import HistoryStore
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Every function here is pure (no Streamlit, no file writes): it returns text the caller writes to a
 file, stdout or a download button.
 
-* :func:`run_summary_json` — the run record plus its results, in input order. Never contains NaN
+* :func:`run_export` — the run's summary plus its results, in input order. Never contains NaN
   or infinity (they become ``null``), so ``json.dumps(..., allow_nan=False)`` always works.
 * :func:`results_csv` — one row per question. Text cells that a spreadsheet would run as a formula
   (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) are prefixed with ``'``:
@@ -17,43 +17,29 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rag_core.models import QAItem
+from rag_core.storage.jsonsafe import clean
+from rag_core.storage.records import ResultRecord, RunRecord
+from rag_core.summary import RunSummary
+from rag_core.vocab import metric, metric_id
 
 #: First characters that make a spreadsheet treat a cell as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def run_summary_json(store: Any, run_id: int) -> dict[str, Any]:
-    """The run record + results in input order (the CLI's ``--json``). Never contains NaN.
-
-    Raises :class:`~rag_core.errors.InputError` (from the store) when the run does not exist.
-    """
-    run = store.get_run(run_id)
-    results = store.get_results(run_id)
-    s = run.summary or {}
-    out = {
-        "run_id": run.id,
-        "status": run.status,
-        "backend": run.backend,
-        "mode": run.mode,
-        "suite": run.suite,
-        "question_set": run.question_set,
-        "created_at": run.created_at,
-        "n_questions": len(results),
-        "config": run.config,
-        "timings": {
-            k: run.timings.get(k) for k in ("retrieval_s", "generation_s", "evaluation_s", "total_s")
-        },
-        "generation": s.get("generation", {}),
-        "metrics": s.get("metrics", {}),
-        "usage": s.get("usage", {}),
-        "judge": s.get("judge", {}),
-        "errors": s.get("errors", sum(1 for r in results if r.error)),
-        "results": [
+def run_export(run: RunRecord, summary: RunSummary, results: Sequence[ResultRecord]) -> dict[str, Any]:
+    """A run as the CLI's ``--json`` / the JSON export: the summary (the README's contract), the
+    run's identity and config, and its results in input order. Never contains NaN."""
+    out = summary.to_json()
+    out.update(
+        question_set=run.question_set,
+        created_at=run.created_at,
+        finished_at=run.finished_at,
+        config=run.config,
+        results=[
             {
                 "question": r.question,
                 "ground_truth": r.ground_truth,
@@ -62,6 +48,7 @@ def run_summary_json(store: Any, run_id: int) -> dict[str, Any]:
                 "scores": {k: v.value for k, v in r.scores.items()},
                 "score_details": {
                     k: {
+                        "metric_id": metric_id(summary.suite, k),
                         "value": v.value,
                         "stdev": v.stdev,
                         "reason": v.reason,
@@ -79,26 +66,13 @@ def run_summary_json(store: Any, run_id: int) -> dict[str, Any]:
             }
             for r in results
         ],
-    }
-    if "failure" in s:
-        out["failure"] = s["failure"]
-    return finite(out)
+    )
+    return clean(out)
 
 
-def finite(obj: Any) -> Any:
-    """``obj`` with every non-finite float (NaN, ±inf) replaced by ``None``, recursively."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [finite(v) for v in obj]
-    return obj
-
-
-def run_json_text(summary: dict[str, Any]) -> str:
-    """:func:`run_summary_json`'s dict as indented JSON text (UTF-8 safe, never NaN)."""
-    return json.dumps(finite(summary), indent=2, allow_nan=False, ensure_ascii=False)
+def run_json_text(export: dict[str, Any]) -> str:
+    """:func:`run_export`'s dict as indented JSON text (UTF-8 safe, never NaN)."""
+    return json.dumps(clean(export), indent=2, allow_nan=False, ensure_ascii=False)
 
 
 def _cell(value: Any) -> Any:
@@ -108,13 +82,17 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def results_csv(summary: dict[str, Any]) -> str:
+def results_csv(export: dict[str, Any]) -> str:
     """One row per question: question, ground truth, answer, error, latency, tokens, metrics, sources.
 
-    ``summary`` is :func:`run_summary_json`'s dict. Metric columns are sorted by name; a metric
-    that failed or was not scored is an empty cell (never 0).
+    ``export`` is :func:`run_export`'s dict. Metric columns are named by metric id
+    (``judge.faithfulness``) in display order; a metric that failed or was not scored is an
+    empty cell (never 0).
     """
-    metrics = sorted({m for r in summary["results"] for m in r["scores"]})
+    suite = str(export.get("suite", ""))
+    metrics = sorted(
+        {m for r in export["results"] for m in r["scores"]}, key=lambda m: (metric(m, suite).order, m)
+    )
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(
@@ -127,11 +105,11 @@ def results_csv(summary: dict[str, Any]) -> str:
             "latency_s",
             "input_tokens",
             "output_tokens",
-            *metrics,
+            *[metric_id(suite, m) for m in metrics],
             "sources",
         ]
     )
-    for i, r in enumerate(summary["results"]):
+    for i, r in enumerate(export["results"]):
         sources = "; ".join(f"{c['source']} p.{c['page']}" for c in r["contexts"])
         w.writerow(
             [

@@ -1,8 +1,8 @@
 """The ``batch`` execution mode: answers through Anthropic's Message Batches API (half price).
 
 One run in batch mode sends **one** Message Batch holding a request per question still to answer
-(``custom_id = f"q{index}"``, params built by :func:`rag_core.generation.build_messages`, so the
-prompts are identical to the sequential/async modes), stores the batch id in the run's config
+(built by :func:`rag_core.answer.batches_api.batch_requests`, so the prompts are identical to the
+sequential/async modes), stores the batch id in the run's config
 (``config["batch_id"]``, every id it ever used in ``config["batch_ids"]``) *before* it waits, polls
 the batch with a bounded backoff until it has ended, then streams the results and saves each
 answer the moment it is read. Because the id is stored first, a run whose process died (or whose
@@ -30,161 +30,66 @@ Outcomes per question (what is stored with :meth:`HistoryStore.save_answer`):
 
 Run outcomes (:attr:`BatchRunOutcome.status`): ``"ok"``; ``"cancelled"`` (the user cancelled:
 the batch is cancelled at Anthropic, and whatever it had finished by then is collected if it ends
-within :attr:`BatchPolling.cancel_wait_s`); ``"interrupted"`` (the run deadline passed or the API
+within :attr:`~rag_core.answer.batches_api.BatchPolling.cancel_wait_s`); ``"interrupted"`` (the run deadline passed or the API
 stayed unreachable while the batch was still processing: it keeps going at Anthropic and a resume
 collects it). Fatal errors (rejected key, endpoint missing, batch refused) raise
 :class:`~rag_core.errors.RagError` subclasses; SDK errors are mapped by
-:func:`rag_core.generation.map_api_error`.
+:func:`rag_core.answer.api_errors.map_api_error`.
 
-Cost: batch requests cost half the normal price (:data:`BATCH_DISCOUNT`); the pipeline's summary
+Cost: batch requests cost half the normal price (:data:`BATCH_DISCOUNT`); the executor's summary
 applies it to runs whose mode is ``"batch"``.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag_core.answer.claude import build_messages, map_api_error
-from rag_core.engine.core import Progress
-from rag_core.errors import (
-    AuthError,
-    BadRequestError,
-    GenerationError,
-    ModelNotFoundError,
-    OverloadedError,
-    RagError,
-    RateLimitError,
-    RequestTimeoutError,
+from rag_core.answer.batches_api import (
+    BatchNotFoundError,
+    BatchPolling,
+    BatchStatus,
+    MessageBatchClient,
+    batch_requests,
+    errored_result,
+    index_of,
 )
+from rag_core.engine import Progress
+from rag_core.errors import RagError
 from rag_core.models import Answer, ScoredChunk
+from rag_core.summary import BATCH_DISCOUNT
 
 if TYPE_CHECKING:
-    import anthropic
-
     from rag_core.settings import Settings
-    from rag_core.storage.store import HistoryStore
+    from rag_core.storage import HistoryStore
 
 __all__ = [
     "BATCH_DISCOUNT",
-    "CANCEL_WAIT_S",
-    "MAX_POLL_FAILURES",
-    "POLL_FACTOR",
-    "POLL_INITIAL_S",
-    "POLL_MAX_S",
-    "BatchNotFoundError",
-    "BatchPolling",
     "BatchProgress",
     "BatchRunOutcome",
-    "BatchStatus",
-    "MessageBatchClient",
-    "batch_requests",
-    "custom_id",
-    "index_of",
     "run_batch_generation",
 ]
 
 log = logging.getLogger(__name__)
 
-BATCH_DISCOUNT = 0.5
-"""Message Batches cost this fraction of the normal per-token price."""
-POLL_INITIAL_S = 2.0
-"""First wait between two status polls, seconds."""
-POLL_MAX_S = 60.0
-"""Longest wait between two status polls, seconds."""
-POLL_FACTOR = 1.5
-"""Each wait is this many times the previous one (up to :data:`POLL_MAX_S`)."""
-MAX_POLL_FAILURES = 6
-"""Consecutive failed polls (429/5xx/timeouts) after which the run stops waiting (interrupted)."""
-CANCEL_WAIT_S = 30.0
-"""After a cancel, how long to wait for the batch to end so its finished answers are kept."""
 MAX_POLLS = 100_000
 """Hard bound on status polls of one batch (the run deadline normally ends the wait first)."""
 RESULT_STREAM_ATTEMPTS = 3
 """Times the results stream is (re)read when it breaks off; saved answers are not read twice."""
 PHASES = ("batch-submit", "batch-wait", "batch-collect")
-"""The run phases of batch mode, in order (shown by :class:`~rag_core.pipeline.RunProgress`)."""
-
-_CUSTOM_ID_RE = re.compile(r"^q(\d{1,9})$")
+"""The run phases of batch mode, in order (shown by :class:`~rag_core.runs.request.RunProgress`)."""
 
 #: Test hook: called as ``hook(run_id, batch_id)`` right after the batch id is stored. A test can
 #: raise from it (e.g. a ``BaseException``) to simulate the process dying at that moment.
 after_create_hook: Callable[[int, str], None] | None = None
 
 
-# --- records -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BatchPolling:
-    """How a batch is polled. The defaults are the module constants; tests pass tiny values."""
-
-    initial_s: float = POLL_INITIAL_S
-    """First wait between polls, seconds."""
-    max_s: float = POLL_MAX_S
-    """Longest wait between polls, seconds."""
-    factor: float = POLL_FACTOR
-    """Growth of the wait per poll."""
-    max_failures: int = MAX_POLL_FAILURES
-    """Consecutive failed polls tolerated before giving up waiting (the run is interrupted)."""
-    cancel_wait_s: float = CANCEL_WAIT_S
-    """After a cancel, seconds to wait for the batch to end before leaving it."""
-
-    def __post_init__(self) -> None:
-        if not (
-            0 < self.initial_s <= self.max_s
-            and self.factor >= 1
-            and self.max_failures >= 1
-            and self.cancel_wait_s >= 0
-        ):
-            raise ValueError(f"invalid batch polling policy {self!r}")
-
-
 DEFAULT_POLLING = BatchPolling()
 """What :func:`run_batch_generation` uses when given no policy (tests may replace it)."""
-
-
-@dataclass(frozen=True)
-class BatchStatus:
-    """A snapshot of one Message Batch (plain data made from the SDK's ``MessageBatch``)."""
-
-    id: str
-    """``msgbatch_…``"""
-    processing_status: str
-    """``"in_progress"``, ``"canceling"`` or ``"ended"``."""
-    processing: int = 0
-    succeeded: int = 0
-    errored: int = 0
-    canceled: int = 0
-    expired: int = 0
-
-    @property
-    def ended(self) -> bool:
-        return self.processing_status == "ended"
-
-    @property
-    def total(self) -> int:
-        return self.processing + self.succeeded + self.errored + self.canceled + self.expired
-
-    @classmethod
-    def from_sdk(cls, batch: Any) -> BatchStatus:
-        counts = getattr(batch, "request_counts", None)
-
-        def n(name: str) -> int:
-            return int(getattr(counts, name, 0) or 0)
-
-        return cls(
-            id=str(batch.id),
-            processing_status=str(batch.processing_status),
-            processing=n("processing"),
-            succeeded=n("succeeded"),
-            errored=n("errored"),
-            canceled=n("canceled"),
-            expired=n("expired"),
-        )
 
 
 @dataclass
@@ -217,46 +122,6 @@ class BatchRunOutcome:
                 "message": self.message,
             }
         }
-
-
-class BatchNotFoundError(GenerationError):
-    """The Message Batch (or the batches endpoint) does not exist at the configured API."""
-
-
-def custom_id(index: int) -> str:
-    """The ``custom_id`` of question ``index`` (0-based) in a batch: ``"q<index>"``."""
-    return f"q{int(index)}"
-
-
-def index_of(cid: str) -> int | None:
-    """The question index of a ``custom_id`` made by :func:`custom_id`; None for anything else."""
-    m = _CUSTOM_ID_RE.match(cid or "")
-    return int(m.group(1)) if m else None
-
-
-def batch_requests(
-    items: Sequence[tuple[int, str, Sequence[ScoredChunk]]], *, model: str, max_tokens: int
-) -> list[dict[str, Any]]:
-    """The ``requests`` of a batch for ``(index, question, contexts)`` triples (order kept).
-
-    The params are those of a Messages API call of the other modes (same system prompt, same
-    user message), without ``temperature``/``top_p``.
-    """
-    out = []
-    for index, question, contexts in items:
-        system, messages = build_messages(question, list(contexts))
-        out.append(
-            {
-                "custom_id": custom_id(index),
-                "params": {
-                    "model": model,
-                    "max_tokens": int(max_tokens),
-                    "system": system,
-                    "messages": messages,
-                },
-            }
-        )
-    return out
 
 
 # --- progress for the run page -----------------------------------------------------------------
@@ -329,148 +194,6 @@ class BatchProgress:
                 self._t_end = time.perf_counter()
 
 
-# --- SDK wrapper --------------------------------------------------------------------------------
-class MessageBatchClient:
-    """The four Message Batches calls we use, on a sync ``anthropic.Anthropic`` client.
-
-    The client uses the settings' key, ``base_url`` and ``request_timeout_s`` with
-    ``max_retries=0`` (polling owns its retries). Every call raises mapped
-    :class:`~rag_core.errors.RagError` subclasses, never ``anthropic`` exceptions; HTTP 404
-    becomes :class:`BatchNotFoundError`. Raises :class:`AuthError` at construction when no key
-    is configured.
-    """
-
-    def __init__(self, settings: Settings, *, model: str, client: anthropic.Anthropic | None = None) -> None:
-        import anthropic
-
-        self.settings = settings
-        self.model = model
-        key = settings.api_key.get()
-        if client is None:
-            if not key:
-                raise AuthError(
-                    "No Anthropic API key is configured. Set ANTHROPIC_API_KEY (or add it to "
-                    ".streamlit/secrets.toml); batch mode needs the Claude backend."
-                )
-            client = anthropic.Anthropic(
-                api_key=key,
-                base_url=settings.base_url or None,
-                max_retries=0,
-                timeout=float(settings.request_timeout_s),
-            )
-            self._owned = True
-        else:
-            self._owned = False
-        self._client = client
-
-    def close(self) -> None:
-        if self._owned:
-            self._client.close()
-
-    def _map(self, exc: BaseException, what: str, batch_id: str | None = None) -> RagError:
-        import anthropic
-
-        if isinstance(exc, anthropic.NotFoundError):
-            where = self.settings.base_url or "https://api.anthropic.com"
-            if batch_id:
-                return BatchNotFoundError(
-                    f"The message batch {batch_id} was not found at {where} (HTTP 404): it may have been "
-                    "deleted, or its results are past Anthropic's 29-day retention. Start a new run."
-                )
-            return BatchNotFoundError(
-                f"The Message Batches API is not available at {where} (HTTP 404). Check "
-                "ANTHROPIC_BASE_URL, or use the async mode."
-            )
-        err = map_api_error(
-            exc,
-            model=self.model,
-            base_url=self.settings.base_url,
-            timeout_s=float(self.settings.request_timeout_s),
-            secret=self.settings.api_key.get(),
-        )
-        err.args = (f"{what}: {err}",)
-        return err
-
-    def create(self, requests: list[dict[str, Any]]) -> BatchStatus:
-        """Submit a batch. A timeout or dropped connection may still have created it: the
-        message says so (we do not retry a create, which could pay for the batch twice)."""
-        import anthropic
-
-        try:
-            return BatchStatus.from_sdk(self._client.messages.batches.create(requests=requests))  # type: ignore[arg-type]
-        except anthropic.AnthropicError as exc:
-            err = self._map(exc, "Submitting the message batch failed")
-            if isinstance(exc, (anthropic.APITimeoutError, anthropic.APIConnectionError)):
-                err.args = (
-                    f"{err} A batch may have been created anyway: check the Anthropic console "
-                    "before running again.",
-                )
-            raise err from exc
-
-    def retrieve(self, batch_id: str) -> BatchStatus:
-        import anthropic
-
-        try:
-            return BatchStatus.from_sdk(self._client.messages.batches.retrieve(batch_id))
-        except anthropic.AnthropicError as exc:
-            raise self._map(exc, f"Checking message batch {batch_id} failed", batch_id) from exc
-
-    def cancel(self, batch_id: str) -> BatchStatus:
-        import anthropic
-
-        try:
-            return BatchStatus.from_sdk(self._client.messages.batches.cancel(batch_id))
-        except anthropic.AnthropicError as exc:
-            raise self._map(exc, f"Cancelling message batch {batch_id} failed", batch_id) from exc
-
-    def results(self, batch_id: str) -> Iterator[tuple[str, Any]]:
-        """``(custom_id, result)`` pairs as the JSONL stream arrives (any order). ``result`` is the
-        SDK's ``MessageBatchResult`` (``.type`` succeeded/errored/canceled/expired)."""
-        import anthropic
-
-        try:
-            decoder = self._client.messages.batches.results(batch_id)
-            try:
-                for line in decoder:
-                    yield str(line.custom_id), line.result
-            finally:
-                decoder.close()
-        except anthropic.AnthropicError as exc:
-            raise self._map(exc, f"Reading the results of message batch {batch_id} failed", batch_id) from exc
-
-
-# --- errored results --------------------------------------------------------------------------------
-_RESULT_ERRORS: dict[str, type[RagError]] = {
-    "invalid_request_error": BadRequestError,
-    "authentication_error": AuthError,
-    "permission_error": AuthError,
-    "billing_error": AuthError,
-    "not_found_error": ModelNotFoundError,
-    "rate_limit_error": RateLimitError,
-    "timeout_error": RequestTimeoutError,
-    "gateway_timeout_error": RequestTimeoutError,
-    "api_error": OverloadedError,
-    "overloaded_error": OverloadedError,
-}
-
-
-def _errored(result: Any, secret: str | None) -> tuple[str, str]:
-    """(message, error_kind) for an ``errored`` batch result."""
-    inner = getattr(getattr(result, "error", None), "error", None)
-    etype = str(getattr(inner, "type", "") or "api_error")
-    detail = str(getattr(inner, "message", "") or "").strip()
-    if secret and len(secret) >= 4:
-        detail = detail.replace(secret, "[redacted]")
-    cls = _RESULT_ERRORS.get(etype, GenerationError)
-    hint = {
-        "BadRequestError": " Check the model and max_tokens settings; retrying will not help.",
-        "ModelNotFoundError": " Check the model name setting (RAG_ANSWER_MODEL).",
-        "AuthError": " Check the API key and the account's billing in the Anthropic console.",
-    }.get(cls.__name__, " Resume the run with errors retried, or run these questions again.")
-    said = f" The API said: {detail}" if detail else ""
-    return f"Claude could not answer this question in the batch ({etype}).{said}{hint}", cls.__name__
-
-
 # --- the run ---------------------------------------------------------------------------------------
 def run_batch_generation(
     *,
@@ -490,7 +213,7 @@ def run_batch_generation(
 ) -> BatchRunOutcome:
     """Answer questions ``todo`` (indices into ``questions``/``contexts``) through Message Batches.
 
-    ``answerer`` is the run's :class:`~rag_core.generation.ClaudeAnswerer` (its ``model`` and
+    ``answerer`` is the run's :class:`~rag_core.answer.claude.ClaudeAnswerer` (its ``model`` and
     ``max_tokens`` are used, and its message→answer conversion). Answers are saved to ``store`` as
     they are read and added to ``answers``; ``stop`` is the run's cancel event. Blocks the calling
     thread until the batch has ended and is collected, ``stop`` is set (then the batch is cancelled
@@ -628,7 +351,7 @@ def _wait(
 ) -> BatchStatus | str:
     """Poll until the batch ends (→ its status) or ``"cancel"``/``"deadline"``/``"unreachable"``.
 
-    Retryable poll failures are retried within the same backoff; :data:`MAX_POLL_FAILURES`
+    Retryable poll failures are retried within the same backoff; ``polling.max_failures``
     consecutive ones give ``"unreachable"``. Fatal/non-retryable errors are raised.
     """
     delay = polling.initial_s
@@ -759,7 +482,7 @@ def _collect(
                     tracker._count(ok=False)
                     out.saved["expired"] = out.saved.get("expired", 0) + 1
                 else:  # errored (or a result type this code does not know)
-                    msg, ekind = _errored(result, secret)
+                    msg, ekind = errored_result(result, secret)
                     _save_error(store, run_id, i, ctx, msg, ekind, answerer.model)
                     tracker._count(ok=False)
                     out.saved["errored"] = out.saved.get("errored", 0) + 1

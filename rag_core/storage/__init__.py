@@ -1,0 +1,16 @@
+"""The history: SQLite storage of question sets, documents, runs, results, timelines, judge cache.
+
+- :mod:`~rag_core.storage` — :class:`HistoryStore` and its contracts (start there).
+- :mod:`~rag_core.storage.records` — what it returns: :class:`QuestionSetInfo`, :class:`RunRecord`,
+  :class:`ResultRecord`.
+- :mod:`~rag_core.storage.schema` — migrations, schema version, run statuses, score error texts.
+- :mod:`~rag_core.storage.jsonsafe` — NaN cleaning and secret refusal at the storage boundary.
+- :mod:`~rag_core.storage.owner` — which process owns a running run.
+
+Import public names from here: ``from rag_core.storage import HistoryStore, RunRecord``.
+"""
+
+from rag_core.storage.records import QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.storage.store import HistoryStore
+
+__all__ = ["HistoryStore", "QuestionSetInfo", "ResultRecord", "RunRecord"]

@@ -143,9 +143,9 @@ def texts(at: AppTest, kind: str) -> list[str]:
 def wait_for_runs(data_dir: Path, timeout: float = 240) -> None:
     """Block until every run of this process for ``data_dir`` has finished (fragments do not tick
     in AppTest, so tests wait on the handles themselves)."""
-    from rag_core.runs.executor import active_runs
+    from rag_core.engine import get_engine
 
-    for handle in active_runs():
+    for _, handle in get_engine().runs.live(str((data_dir / "history.sqlite3").resolve())):
         assert handle.wait(timeout) is not None or handle.done(), f"run {handle.run_id} did not finish"
 
 

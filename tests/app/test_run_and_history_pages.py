@@ -56,7 +56,7 @@ def test_offline_run_shows_progress_then_summary(app, indexed_dir: Path) -> None
     captions = " ".join(texts(at, "caption"))
     assert "3 of 3 scored" in captions
     labels = [m.label for m in at.metric]
-    assert {"Semantic similarity", "ROUGE-L", "Context recall"} <= set(labels)
+    assert {"Semantic similarity", "ROUGE-L", "Context recall (offline)"} <= set(labels)
     # offline answers are CPU-bound: no (misleading) estimated speedup is claimed for them
     assert not any("Speedup" in m and "estimated" in m for m in texts(at, "markdown"))
 
@@ -126,7 +126,7 @@ def test_history_table_compare_and_charts(app, history_dir: Path) -> None:
         "Status",
         "Speedup",
         "Cost ($)",
-        "semantic_similarity",
+        "Semantic similarity",
     } <= set(table.columns)
     assert at.selectbox(key="history.baseline").value == 1
     assert at.selectbox(key="history.candidate").value == 2
@@ -175,7 +175,7 @@ def test_drill_down_export_and_delete(app, history_dir: Path) -> None:
     assert len([x for x in labels if "page" in x and "score" in x]) == 4
     assert any(x.startswith("Why ROUGE-L") for x in labels)  # metric reasons are one click away
     scores = next(df.value for df in at.dataframe if "Metric" in df.value.columns)
-    assert set(scores["Metric"]) == {"semantic_similarity", "rouge_l", "context_recall"}
+    assert set(scores["Metric"]) == {"Semantic similarity", "ROUGE-L", "Context recall (offline)"}
 
     downloads = {b.key for b in at.get("download_button")}
     assert {"history.export_csv", "history.export_json"} <= downloads

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rag_core.storage.store import HistoryStore
+from rag_core.storage import HistoryStore
 from tests.e2e.conftest import APP_PATH, StreamlitServer, wait_for_app
 from tests.e2e.test_user_journey import (
     assert_no_exception,
@@ -21,8 +21,8 @@ from tests.e2e.test_user_journey import (
     nav,
     wait_for_run_completed,
 )
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.ragas_responder import RagasResponder
+from tests.support.anthropic_server import FakeAnthropic
+from tests.support.ragas_responder import RagasResponder
 
 pytestmark = pytest.mark.e2e
 

@@ -25,8 +25,8 @@ from tests.e2e.test_user_journey import (
     wait_for_chart,
     wait_for_run_completed,
 )
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.ragas_responder import RagasResponder
+from tests.support.anthropic_server import FakeAnthropic
+from tests.support.ragas_responder import RagasResponder
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ link) reach the app through every path a user's text takes:
 (b) a question set whose *name*, questions and ground truths carry payloads;
 (c) answers: the offline answerer quotes the document sentence that holds a payload (a real run
     started in the browser), plus a run seeded straight into the server's ``RAG_DATA_DIR`` with
-    :class:`~rag_core.storage.store.HistoryStore` — payloads in the answer, an error message, metric
+    :class:`~rag_core.storage.HistoryStore` — payloads in the answer, an error message, metric
     reasons (plain and JSON), retrieved chunk sources/texts and request-timeline labels (Plotly
     tick labels and hover text).
 
@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from rag_core.models import MetricScore, QAItem, RequestTiming
-from rag_core.storage.store import HistoryStore
+from rag_core.storage import HistoryStore
 from tests.e2e.conftest import APP_PATH, ARTIFACTS_DIR, VIEWPORT, wait_for_app
 from tests.e2e.test_user_journey import (
     assert_no_exception,

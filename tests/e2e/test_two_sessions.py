@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from rag_core.storage.store import HistoryStore
+from rag_core.storage import HistoryStore
 from tests.e2e.conftest import APP_PATH, VIEWPORT, wait_for_app
 from tests.e2e.test_user_journey import (
     SAMPLE_SET,

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from rag_core.storage.store import HistoryStore
+from rag_core.storage import HistoryStore
 from tests.e2e.conftest import (
     APP_PATH,
     ARTIFACTS_DIR,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, SAMPLE_PDF, SAMPLE_QUESTIONS
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.ragas_responder import RagasResponder
+from tests.support.anthropic_server import FakeAnthropic
+from tests.support.ragas_responder import RagasResponder
 
 pytestmark = pytest.mark.slow
 

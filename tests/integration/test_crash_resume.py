@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rag_core.storage.store import HistoryStore
+from rag_core.storage import HistoryStore
 from tests.conftest import ROOT, SAMPLE_PDF, SAMPLE_QUESTIONS
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.support.anthropic_server import FakeAnthropic
 
 pytestmark = pytest.mark.slow
 FAKE_KEY = "sk-test-not-a-real-key-crash"
@@ -107,6 +107,7 @@ def test_sigkill_mid_run_then_resume_redoes_only_the_missing(tmp_path: Path) -> 
             timeout=300,
         )
         resumed_requests = srv.count - requests_before_resume
+        total_requests = srv.count
 
     summary = json.loads(out.read_text())
     assert summary["status"] == "completed"
@@ -117,3 +118,10 @@ def test_sigkill_mid_run_then_resume_redoes_only_the_missing(tmp_path: Path) -> 
     for i, text in before_kill.items():  # what was finished before the kill is kept as it was
         assert results[i]["answer"] == text
     assert summary["metrics"]["semantic_similarity"]["scored"] == 10
+    # The bill and the clock cover both attempts: every request the server saw (including those
+    # in flight at the kill) is counted, and the 5 waves of 1 s (10 questions at concurrency 2)
+    # are in the generation time although the resume itself needed fewer.
+    assert summary["timings"]["attempts"] == 2
+    assert summary["usage"]["answer_calls"] == total_requests
+    assert summary["generation"]["async_s"] >= 5 * 1.0 * 0.9
+    assert summary["timings"]["total_s"] >= summary["timings"]["generation_s"] >= 5 * 0.9

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.fakes.anthropic_server import NOT_COVERED, FakeAnthropic, FaultPlan, default_responder
+from tests.support.anthropic_server import NOT_COVERED, FakeAnthropic, FaultPlan, default_responder
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -122,7 +122,7 @@ def test_cli_prints_ready_and_serves_until_killed() -> None:
         [
             sys.executable,
             "-m",
-            "tests.fakes.anthropic_server",
+            "tests.support.anthropic_server",
             "--port",
             "0",
             "--latency",

@@ -1,6 +1,6 @@
 """Batch mode: generation through the Message Batches API, end to end against the loopback stand-in.
 
-The real ``anthropic`` SDK talks HTTP to :class:`tests.fakes.anthropic_server.FakeAnthropic`; runs go
+The real ``anthropic`` SDK talks HTTP to :class:`tests.support.anthropic_server.FakeAnthropic`; runs go
 through the real pipeline (``start_run`` / ``resume_run``) and the real SQLite store. Retrieval is
 replaced by fixed contexts (one chunk per question) so no embedding model loads; metrics are off
 (``suite="none"``) — phase 2 is not what these tests are about.
@@ -22,17 +22,18 @@ from typing import Any
 
 import pytest
 
-from rag_core.answer.claude import build_messages
+from rag_core.answer.batches_api import BatchPolling, custom_id, index_of
+from rag_core.answer.prompt import build_messages
 from rag_core.errors import InputError
 from rag_core.models import Chunk, QAItem, ScoredChunk
 from rag_core.runs import batch_mode as batches
 from rag_core.runs import executor as pipeline
-from rag_core.runs.batch_mode import BATCH_DISCOUNT, BatchPolling, custom_id, index_of
+from rag_core.runs.batch_mode import BATCH_DISCOUNT
 from rag_core.runs.executor import RunRequest, resume_run, start_run
 from rag_core.settings import Secret, Settings
-from rag_core.storage.store import HistoryStore
+from rag_core.storage import HistoryStore
 from tests.conftest import ROOT
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.support.anthropic_server import FakeAnthropic
 
 FAKE_KEY = "sk-test-not-a-real-key"
 N = 10
@@ -97,7 +98,7 @@ def test_batch_run_end_to_end(settings: Settings, store: HistoryStore) -> None:
         sent = srv.batch_requests(run.config["batch_id"])
         count = srv.count
 
-    assert summary is not None and summary["status"] == "completed"
+    assert summary is not None and summary.status == "completed"
     assert run.status == "completed" and run.mode == "batch"
     assert calls["create"] == 1 and calls["retrieve"] >= 2  # one batch, polled until it ended
     assert count == 0  # no per-question Messages API calls
@@ -120,12 +121,12 @@ def test_batch_run_end_to_end(settings: Settings, store: HistoryStore) -> None:
         assert r.input_tokens > 0 and r.output_tokens > 0 and r.attempts == 1
         assert r.contexts and r.contexts[0]["text"].startswith(f"Rule {i} ")
     # cost: half the normal price, said so in the summary
-    usage = run.summary["usage"]
+    usage = run.summary.usage
     full = sum(s.cost_usd(r.model or "", r.input_tokens, r.output_tokens) for r in results)
-    assert usage["batch_discount"] == BATCH_DISCOUNT == 0.5
-    assert usage["cost_usd"] == pytest.approx(round(full * 0.5, 6))
-    assert run.summary["generation"]["batch"]["created"] == 1
-    assert run.summary["generation"]["batch"]["results"] == {"succeeded": N}
+    assert BATCH_DISCOUNT == 0.5 and [p.batch for p in usage.passes] == [True]
+    assert usage.answer_calls == N and usage.cost_usd == pytest.approx(full * 0.5)
+    assert run.summary.generation.batch["created"] == 1
+    assert run.summary.generation.batch["results"] == {"succeeded": N}
 
 
 def test_errored_and_expired_results_are_stored_as_errors(settings: Settings, store: HistoryStore) -> None:
@@ -134,7 +135,7 @@ def test_errored_and_expired_results_are_stored_as_errors(settings: Settings, st
         summary = handle.wait(60)
         counts = srv.batch(store.get_run(handle.run_id).config["batch_id"])["request_counts"]
 
-    assert summary is not None and summary["status"] == "completed"
+    assert summary is not None and summary.status == "completed"
     assert counts["errored"] > 0 and counts["expired"] > 0 and counts["succeeded"] > 0
     results = store.get_results(handle.run_id)
     errored = [r for r in results if r.error_kind == "OverloadedError"]
@@ -143,7 +144,7 @@ def test_errored_and_expired_results_are_stored_as_errors(settings: Settings, st
     assert all("api_error" in r.error and r.answer is None for r in errored)
     assert all("expired" in r.error and r.answer is None for r in expired)
     assert sum(r.answer is not None for r in results) == counts["succeeded"]
-    assert summary["errors"] == counts["errored"] + counts["expired"]
+    assert summary.errors == counts["errored"] + counts["expired"]
     assert all(r.status != "pending" for r in results)
 
 
@@ -160,7 +161,7 @@ def test_cancel_cancels_the_batch_keeps_finished_answers_and_resume_asks_only_fo
         handle.cancel()
         summary = handle.wait(30)
         took = time.monotonic() - t_sent
-        assert summary is not None and summary["status"] == "cancelled"
+        assert summary is not None and summary.status == "cancelled"
         assert srv.batch_calls["cancel"] == 1
         assert took < 3.5  # did not wait for the whole batch (4 s)
         kept = {r.index for r in store.get_results(handle.run_id) if r.answer is not None}
@@ -200,7 +201,7 @@ def test_resume_after_a_crash_polls_the_same_batch_and_creates_none(
     with FakeAnthropic(batch_latency=0.5) as srv:
         s = _claude(settings, srv)
         handle = start_run(_request(), settings=s, store=store)
-        handle._thread.join(30)  # type: ignore[union-attr]
+        handle.thread.join(30)
         assert died and isinstance(died[0], _SimulatedCrash)
         run_id = handle.run_id
         assert store.get_run(run_id).status == "running"  # nobody finished it
@@ -215,14 +216,14 @@ def test_resume_after_a_crash_polls_the_same_batch_and_creates_none(
         summary = resumed.wait(60)
         calls = srv.batch_calls
 
-    assert summary is not None and summary["status"] == "completed"
+    assert summary is not None and summary.status == "completed"
     assert calls["create"] == 1  # NO second batch
     run = store.get_run(run_id)
     assert run.config["batch_id"] == batch_id and run.config["batch_ids"] == [batch_id]
-    assert run.summary["generation"]["batch"]["created"] == 0
+    assert run.summary.generation.batch["created"] == 0
     results = store.get_results(run_id)
     assert all(r.answer and r.answer.startswith(f"Rule {r.index} ") for r in results)
-    assert run.summary["usage"]["batch_discount"] == 0.5
+    assert all(p.batch for p in run.summary.usage.passes)
 
 
 def test_deadline_leaves_the_batch_running_and_resume_collects_it(
@@ -232,7 +233,7 @@ def test_deadline_leaves_the_batch_running_and_resume_collects_it(
         s = _claude(settings, srv, run_deadline_s=0.5)
         handle = start_run(_request(), settings=s, store=store)
         summary = handle.wait(30)
-        assert summary is not None and summary["status"] == "interrupted"
+        assert summary is not None and summary.status == "interrupted"
         assert srv.batch_calls["cancel"] == 0  # the batch is left to finish
         msg = handle.progress().message
         assert "resume" in msg.lower() and store.get_run(handle.run_id).config["batch_id"] in msg
@@ -251,7 +252,7 @@ def test_polling_survives_transient_errors(settings: Settings, store: HistorySto
         handle = start_run(_request(), settings=_claude(settings, srv), store=store)
         summary = handle.wait(60)
         assert srv.batch_calls["retrieve"] >= 3
-    assert summary is not None and summary["status"] == "completed"
+    assert summary is not None and summary.status == "completed"
     assert all(r.answer is not None for r in store.get_results(handle.run_id))
 
 
@@ -261,8 +262,8 @@ def test_rejected_key_fails_the_run_with_an_actionable_message(
     with FakeAnthropic(api_key="sk-test-the-only-good-key") as srv:
         handle = start_run(_request(), settings=_claude(settings, srv), store=store)
         summary = handle.wait(30)
-    assert summary is not None and summary["status"] == "failed"
-    assert "API key was rejected" in summary["failure"] and FAKE_KEY not in summary["failure"]
+    assert summary is not None and summary.status == "failed"
+    assert "API key was rejected" in summary.failure and FAKE_KEY not in summary.failure
     assert "batch_id" not in store.get_run(handle.run_id).config
 
 
@@ -336,7 +337,7 @@ def test_standalone_standin_keeps_batches_and_answers_judge_calls_with_ragas() -
         [
             sys.executable,
             "-m",
-            "tests.fakes.anthropic_server",
+            "tests.support.anthropic_server",
             "--port",
             "0",
             "--ragas",
@@ -461,5 +462,5 @@ def test_cli_batch_run_killed_then_resumed_in_a_new_process(tmp_path: Path) -> N
     assert summary["status"] == "completed" and summary["mode"] == "batch"
     assert calls["create"] == 1 and summary["config"]["batch_id"] == batch_id
     assert all(r["answer"] for r in summary["results"])
-    assert summary["usage"]["batch_discount"] == 0.5
+    assert [p["batch"] for p in summary["usage"]["passes"]] == [True]  # billed at half price
     store.close()

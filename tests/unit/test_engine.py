@@ -1,7 +1,7 @@
 """The engine: loop thread, batch runner (order, cap, retries, timeouts, cancel, fatal, AIMD).
 
 Requests that must be *seen by a server* go through the real anthropic SDK (ClaudeAnswerer) to the
-loopback stand-in in tests/fakes/anthropic_server.py. Time bounds are generous: the machine is shared.
+loopback stand-in in tests/support/anthropic_server.py. Time bounds are generous: the machine is shared.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import anyio
 import pytest
 
 from rag_core.answer.claude import ClaudeAnswerer
-from rag_core.engine.core import BatchPolicy, Engine, ItemResult, get_engine, report_requests_remaining
+from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine, report_requests_remaining
 from rag_core.errors import AuthError, OverloadedError, RateLimitError
 from rag_core.models import Chunk, ScoredChunk
 from rag_core.settings import Secret, Settings
-from tests.fakes.anthropic_server import FakeAnthropic, FaultPlan
+from tests.support.anthropic_server import FakeAnthropic, FaultPlan
 
 FAKE_KEY = "sk-test-not-a-real-key"
 CTX = [

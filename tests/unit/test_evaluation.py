@@ -13,22 +13,23 @@ from typing import Any
 
 import pytest
 
-from rag_core.engine.core import BatchPolicy, Engine
+from rag_core.engine import BatchPolicy, Engine
 from rag_core.errors import InputError
-from rag_core.evaluation.core import (
+from rag_core.evaluation import (
     JUDGE_METRICS,
     OFFLINE_METRICS,
     Sample,
     make_suite,
     submit_scoring,
-    suite_mismatch,
-    summarize,
 )
 from rag_core.models import MetricScore
+from rag_core.runs.summary import metric_stats
 from rag_core.settings import Secret, Settings
-from rag_core.storage.store import HistoryStore
-from tests.fakes.anthropic_server import FakeAnthropic, FaultPlan
-from tests.fakes.ragas_responder import RagasResponder
+from rag_core.storage import HistoryStore
+from rag_core.summary import JudgeStats
+from rag_core.vocab import Suite
+from tests.support.anthropic_server import FakeAnthropic, FaultPlan
+from tests.support.ragas_responder import RagasResponder
 
 KEY = "sk-test-not-a-real-key"
 
@@ -114,8 +115,10 @@ def test_offline_suite_scores_in_unit_interval_and_fails_without_ground_truth(se
     assert detail["sentences"][0]["attributed"] is True
     assert out.scores[0]["semantic_similarity"].value > out.scores[1]["semantic_similarity"].value
 
-    summary = summarize(out.scores)
-    assert summary["rouge_l"]["scored"] == 2 and summary["rouge_l"]["failed"] == 1
+    summary = {
+        m.name: m for m in metric_stats(Suite(suite.name), suite.metrics, out.scores, total=len(out.scores))
+    }
+    assert summary["rouge_l"].scored == 2 and summary["rouge_l"].failed == 1
     assert out.calls == 0 and out.cache_hits == 0
     assert len(seen) == 9 and all(not name.startswith("rag-engine") for _, _, name in seen)
     p = batch.progress()
@@ -221,9 +224,13 @@ def test_server_errors_become_failed_scores_with_reasons(settings, engine, store
     for row in out.scores:
         for s in row.values():
             assert s.value is None and "500" in (s.error or ""), s
-    summary = summarize(out.scores)
-    expected = {"mean": None, "stdev": None, "scored": 0, "failed": 2, "judge_stdev": None}
-    assert all(summary[m] == expected for m in JUDGE_METRICS)
+    summary = {
+        m.name: m for m in metric_stats(Suite(suite.name), suite.metrics, out.scores, total=len(out.scores))
+    }
+    assert all(
+        (summary[m].mean, summary[m].stdev, summary[m].scored, summary[m].failed) == (None, None, 0, 2)
+        for m in JUDGE_METRICS
+    )
     assert batch.progress().errors == 8 and batch.progress().retries == 8  # engine retried once each
     assert len(seen) == 8
     # failures are never cached
@@ -345,30 +352,37 @@ def test_make_suite_validates_name_metrics_and_key(settings):
         submit_scoring([LEAVE], suite=suite, engine=Engine(), policy=FAST, repeats=0)
 
 
-def test_summarize_excludes_failures_and_never_returns_nan():
+def test_metric_stats_exclude_failures_and_never_return_nan():
     rows = [
         {"m": MetricScore("m", 0.5), "n": MetricScore("n", None, error="x")},
         {"m": MetricScore("m", 1.0), "n": MetricScore("n", float("nan"))},
     ]
-    out = summarize(rows)
-    assert out["m"] == {
-        "mean": 0.75,
-        "stdev": pytest.approx(math.sqrt(0.125)),
-        "scored": 2,
-        "failed": 0,
-        "judge_stdev": None,
-    }
-    assert out["n"] == {"mean": None, "stdev": None, "scored": 0, "failed": 2, "judge_stdev": None}
-    assert summarize([]) == {}
+    m, n = metric_stats(Suite.OFFLINE, ["m", "n"], rows, total=2)
+    assert (m.mean, m.stdev, m.scored, m.failed, m.judge_stdev) == (
+        0.75,
+        pytest.approx(math.sqrt(0.125)),
+        2,
+        0,
+        None,
+    )
+    assert (n.mean, n.stdev, n.scored, n.failed, n.judge_stdev) == (None, None, 0, 2, None)
+    assert metric_stats(Suite.OFFLINE, [], [], total=0) == ()
     # judge variance (between repeats) is reported apart from the spread across questions
-    repeated = summarize([{"m": MetricScore("m", 0.5, stdev=0.1)}, {"m": MetricScore("m", 0.9, stdev=0.3)}])
-    assert repeated["m"]["judge_stdev"] == pytest.approx(0.2)
-    assert repeated["m"]["stdev"] == pytest.approx(math.sqrt(0.08))
+    (rep,) = metric_stats(
+        Suite.JUDGE,
+        ["m"],
+        [{"m": MetricScore("m", 0.5, stdev=0.1)}, {"m": MetricScore("m", 0.9, stdev=0.3)}],
+        total=2,
+    )
+    assert rep.judge_stdev == pytest.approx(0.2)
+    assert rep.stdev == pytest.approx(math.sqrt(0.08))
 
 
-def test_suite_mismatch_warns_about_incomparable_runs():
-    a = {"suite": "judge", "model": "claude-a", "versions": {"faithfulness": "ragas-0.4.3:Faithfulness"}}
-    assert suite_mismatch(a, dict(a)) is None
-    assert "suites" in suite_mismatch(a, {"suite": "offline"})
-    assert "models" in suite_mismatch(a, a | {"model": "claude-b"})
-    assert "faithfulness" in suite_mismatch(a, a | {"versions": {"faithfulness": "ragas-0.5:Faithfulness"}})
+def test_judge_stats_mismatch_warns_about_incomparable_runs():
+    a = JudgeStats(suite="judge", model="claude-a", versions={"faithfulness": "ragas-0.4.3:Faithfulness"})
+    assert a.mismatch(a.model_copy()) is None
+    assert "suites" in a.mismatch(JudgeStats(suite="offline"))
+    assert "models" in a.mismatch(a.model_copy(update={"model": "claude-b"}))
+    assert "faithfulness" in a.mismatch(
+        a.model_copy(update={"versions": {"faithfulness": "ragas-0.5:Faithfulness"}})
+    )

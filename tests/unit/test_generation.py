@@ -1,6 +1,6 @@
 """Claude answerer: prompt building, the sync/async twins, error mapping, key hygiene.
 
-The real anthropic SDK talks to the loopback stand-in (tests/fakes/anthropic_server.py).
+The real anthropic SDK talks to the loopback stand-in (tests/support/anthropic_server.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
-from rag_core.answer.claude import NOT_COVERED, SYSTEM_PROMPT, Answerer, ClaudeAnswerer, build_messages
-from rag_core.engine.core import Engine
+from rag_core.answer.claude import Answerer, ClaudeAnswerer
+from rag_core.answer.extractive import NOT_COVERED
+from rag_core.answer.prompt import SYSTEM_PROMPT, build_messages
+from rag_core.engine import Engine
 from rag_core.errors import (
     AuthError,
     BadRequestError,
@@ -28,7 +30,7 @@ from rag_core.errors import (
 )
 from rag_core.models import Answer, Chunk, ScoredChunk
 from rag_core.settings import Secret, Settings
-from tests.fakes.anthropic_server import FakeAnthropic, FaultPlan
+from tests.support.anthropic_server import FakeAnthropic, FaultPlan
 
 FAKE_KEY = "sk-test-not-a-real-key-0123456789"
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from rag_core.errors import InputError
-from rag_core.ingest.questions import (
+from rag_core.models import QAItem
+from rag_core.questions import (
     MAX_GROUND_TRUTH_CHARS,
     MAX_QUESTION_CHARS,
     load_questions,
     parse_questions,
     validate_items,
 )
-from rag_core.models import QAItem
 
 GOOD = [
     {"question": "How many days of leave?", "ground_truth": "25 days."},
@@ -126,7 +126,7 @@ def test_csv_missing_columns_are_named() -> None:
 
 
 def test_too_large_file_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import rag_core.ingest.questions as questions
+    import rag_core.questions as questions
 
     monkeypatch.setattr(questions, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.csv"

@@ -1,4 +1,4 @@
-"""Batched retrieval for many questions and the context block shown to answerers."""
+"""Batched retrieval for many questions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 from rag_core.errors import RetrievalError
 from rag_core.ingest.documents import parse_document
 from rag_core.ingest.index import PolicyIndex
-from rag_core.ingest.retrieval import format_context, retrieve
-from rag_core.models import Chunk, ScoredChunk
+from rag_core.ingest.retrieval import retrieve
 
 HANDBOOK = "\n\n".join(
     [
@@ -18,21 +17,6 @@ HANDBOOK = "\n\n".join(
         "Expenses. Claims must be submitted within 30 days with receipts attached.",
     ]
 )
-
-
-def scored(text: str, source: str, page: int, score: float, position: int = 0) -> ScoredChunk:
-    return ScoredChunk(Chunk(f"abc:{position}", text, source, page, position, "abc"), score)
-
-
-def test_format_context_numbers_chunks_with_source_and_page():
-    chunks = [
-        scored("Leave is 25 days.\n", "handbook.pdf", 3, 0.9),
-        scored("Fire alarm on Mondays.", "safety.md", 1, 0.5),
-    ]
-    assert format_context(chunks) == (
-        "[1] handbook.pdf p.3\nLeave is 25 days.\n\n[2] safety.md p.1\nFire alarm on Mondays."
-    )
-    assert format_context([]) == ""
 
 
 @pytest.fixture

@@ -12,19 +12,12 @@ import pytest
 
 from rag_core.errors import InputError
 from rag_core.models import MetricScore, QAItem
+from rag_core.runs.summary import metric_stats
 from rag_core.settings import Settings
-from rag_core.storage.store import HistoryStore
-from rag_core.workspace import (
-    SAMPLE_SET_NAME,
-    Workspace,
-    duration,
-    estimate_run,
-    judge_calls_per_question,
-    metric_line,
-    rows_to_items,
-    speedup_line,
-    suite_metrics,
-)
+from rag_core.storage import HistoryStore
+from rag_core.summary import GenerationStats, JudgeStats, RunSummary, Timings
+from rag_core.vocab import Suite
+from rag_core.workspace import SAMPLE_SET_NAME, Workspace, rows_to_items
 
 ITEMS = [
     QAItem("How many days of annual leave do I get?", "25 days plus public holidays."),
@@ -57,111 +50,36 @@ def _fake_run(
         store.save_answer(run_id, i, answer=f"answer {i}", contexts=[], latency_s=0.1, attempts=1)
         err = None if v is not None else "no ground truth"
         store.save_scores(run_id, i, [MetricScore("rouge_l", v, error=err)])
-    scored = [v for v in values if v is not None]
-    summary = {
-        "n_questions": len(values),
-        "errors": 0,
-        "generation": {
-            "sequential_s": 3.0,
-            "async_s": 1.0,
-            "speedup_measured": 3.0,
-            "speedup_estimated": 2.8,
-            "ideal_speedup": 3.0,
-            "concurrency": 4,
-        },
-        "metrics": {
-            "rouge_l": {
-                "mean": sum(scored) / len(scored),
-                "stdev": None,
-                "scored": len(scored),
-                "failed": len(values) - len(scored),
-            }
-        },
-        "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
-        "judge": {"suite": suite, "model": None, "calls": 0, "cache_hits": 0, "versions": {}},
-    }
+    summary = RunSummary(
+        run_id=run_id,
+        status=status,
+        backend="offline",
+        mode=mode,
+        suite=suite,
+        n_questions=len(values),
+        answered=len(values),
+        timings=Timings(retrieval_s=0.1, generation_s=1.0, evaluation_s=0.5, total_s=1.6),
+        generation=GenerationStats(
+            concurrency=4,
+            sequential_s=3.0,
+            async_s=1.0,
+            speedup_measured=3.0,
+            speedup_estimated=2.8,
+            ideal_speedup=3.0,
+        ),
+        metrics=metric_stats(
+            Suite(suite), ["rouge_l"], [r.scores for r in store.get_results(run_id)], total=len(values)
+        ),
+        judge=JudgeStats(suite=suite),
+    )
     store.update_run(
         run_id,
         status=status,
         summary=summary,
-        timings={"retrieval_s": 0.1, "generation_s": 1.0, "evaluation_s": 0.5, "total_s": 1.6},
+        timings=summary.timings.to_json(),
         finished=True,
     )
     return run_id
-
-
-# --- estimates ------------------------------------------------------------------------------
-def test_offline_run_costs_nothing(settings: Settings) -> None:
-    est = estimate_run(
-        settings, n_questions=10, backend="offline", mode="async", suite="offline", metrics=None, top_k=4
-    )
-    assert (est.calls, est.input_tokens, est.cost_usd) == (0, 0, 0.0)
-    assert not est.uses_claude
-
-
-def test_claude_answers_one_call_per_question_two_in_compare(settings: Settings) -> None:
-    kw = dict(n_questions=10, backend="claude", suite="none", metrics=None, top_k=4)
-    assert estimate_run(settings, mode="async", **kw).answer_calls == 10
-    assert estimate_run(settings, mode="sequential", **kw).answer_calls == 10
-    compare = estimate_run(settings, mode="compare", **kw)
-    assert compare.answer_calls == 20 and compare.judge_calls == 0
-    # tokens ≈ chars / 4: 4 chunks of chunk_size chars dominate the prompt
-    assert compare.input_tokens >= 20 * 4 * settings.chunk_size / 4
-    expected = settings.cost_usd(settings.answer_model, compare.input_tokens, compare.output_tokens)
-    assert compare.cost_usd == pytest.approx(expected, abs=1e-4)
-
-
-def test_batch_mode_answers_cost_half(settings: Settings) -> None:
-    kw = dict(n_questions=10, backend="claude", suite="none", metrics=None, top_k=4)
-    normal = estimate_run(settings, mode="async", **kw)
-    batch = estimate_run(settings, mode="batch", **kw)
-    assert batch.answer_calls == normal.answer_calls == 10
-    assert batch.cost_usd == pytest.approx(normal.cost_usd / 2, abs=1e-4)
-
-
-def test_judge_calls_follow_the_metric_recipe(settings: Settings) -> None:
-    assert [judge_calls_per_question(m, 5) for m in suite_metrics("judge")] == [2, 3, 5, 1]
-    est = estimate_run(
-        settings,
-        n_questions=10,
-        backend="offline",
-        mode="async",
-        suite="judge",
-        metrics=None,
-        top_k=5,
-        judge_repeats=2,
-    )
-    assert est.answer_calls == 0
-    assert est.judge_calls == 10 * 2 * (2 + 3 + 5 + 1)
-    only = estimate_run(
-        settings,
-        n_questions=10,
-        backend="offline",
-        mode="async",
-        suite="judge",
-        metrics=["faithfulness"],
-        top_k=5,
-    )
-    assert only.judge_calls == 20
-    assert 0 < only.cost_usd < est.cost_usd
-
-
-def test_suite_metrics() -> None:
-    assert suite_metrics("offline") == ("semantic_similarity", "rouge_l", "context_recall")
-    assert suite_metrics("none") == ()
-    with pytest.raises(InputError, match="Unknown metric suite"):
-        suite_metrics("vibes")
-
-
-# --- formatting -----------------------------------------------------------------------------
-def test_formatting_helpers() -> None:
-    assert metric_line({"mean": 0.8612, "stdev": None, "scored": 9, "failed": 1}) == "0.86 · 9 of 10 scored"
-    assert metric_line({"mean": None, "scored": 0, "failed": 3}) == "— · 0 of 3 scored"
-    assert "± 0.05" in metric_line({"mean": 0.5, "stdev": 0.05, "scored": 2, "failed": 0})
-    assert speedup_line({"speedup_measured": 3.42, "ideal_speedup": 8}) == "3.4× measured (ideal 8×)"
-    assert speedup_line({"speedup_estimated": 2.9, "ideal_speedup": 4}) == "2.9× estimated (ideal 4×)"
-    assert speedup_line({}) is None
-    assert duration(None) == "—" and duration(0.84) == "0.8 s" and duration(185) == "3 min 05 s"
 
 
 def test_editor_rows_become_items_with_blanks_for_missing_cells() -> None:
@@ -285,8 +203,8 @@ def test_runs_table_newest_first_with_metrics_speedup_and_cost(ws: Workspace) ->
     b = _fake_run(ws.store, values=(0.2, 0.5, 0.4))
     table = Workspace.runs_table(ws.runs())
     assert list(table["Run"]) == [b, a]
-    assert table.loc[0, "rouge_l"] == pytest.approx((0.2 + 0.5 + 0.4) / 3)
-    assert table.loc[1, "rouge_l"] == pytest.approx(0.7)
+    assert table.loc[0, "ROUGE-L"] == pytest.approx((0.2 + 0.5 + 0.4) / 3)
+    assert table.loc[1, "ROUGE-L"] == pytest.approx(0.7)
     assert list(table["Speedup"]) == [3.0, 3.0]
     assert {"Date", "Question set", "Backend", "Mode", "Suite", "Status", "Cost ($)"} <= set(table.columns)
     assert Workspace.runs_table([]).empty
@@ -298,7 +216,7 @@ def test_compare_flags_regressions_and_different_suites(ws: Workspace) -> None:
     cmp = ws.compare(base, cand)
     assert cmp.regressions == 1
     assert bool(cmp.deltas.loc[0, "regression"]) and not bool(cmp.deltas.loc[1, "regression"])
-    assert math.isnan(cmp.deltas.loc[2, "delta:rouge_l"])  # a failed score is not a 0
+    assert math.isnan(cmp.deltas.loc[2, "delta:offline.rouge_l"])  # a failed score is not a 0
     assert cmp.warnings == []
     judged = _fake_run(ws.store, suite="judge", question_set="other")
     warnings = " ".join(ws.compare(base, judged).warnings)
@@ -316,7 +234,7 @@ def test_export_run_json_and_csv_are_safe(ws: Workspace) -> None:
     rows = list(csv.reader(io.StringIO(ws.export_run(run_id, "csv"))))
     assert rows[0][:3] == ["index", "question", "ground_truth"]
     assert rows[3][1].startswith("'=HYPERLINK") and rows[3][2] == "'-1"  # no formula runs in Excel
-    assert rows[3][rows[0].index("rouge_l")] == ""  # failed metric: empty, not 0
+    assert rows[3][rows[0].index("offline.rouge_l")] == ""  # failed metric: empty, not 0
     with pytest.raises(InputError):
         ws.export_run(run_id, "xlsx")
 

@@ -1,4 +1,4 @@
-"""A responder for :class:`tests.fakes.anthropic_server.FakeAnthropic` that answers RAGAS' judge calls.
+"""A responder for :class:`tests.support.anthropic_server.FakeAnthropic` that answers RAGAS' judge calls.
 
 RAGAS 0.4 collections metrics ask for structured output through ``instructor`` in Anthropic
 *tools* mode: each request carries ``tools=[{name, description, input_schema}]`` and
@@ -25,7 +25,7 @@ content words occur in the context), a fixed ``0``/``1``, or ``callable(statemen
 (e.g. an ``itertools.cycle`` to create judge variance for repeat tests).
 
 Non-judge requests (no ``tools``, e.g. the answerer's own calls) go to ``fallback`` (default: the
-stand-in's :func:`~tests.fakes.anthropic_server.default_responder`), so one server can serve a
+stand-in's :func:`~tests.support.anthropic_server.default_responder`), so one server can serve a
 whole claude-backend run with judge metrics. Thread-safe counters: ``calls`` (total) and
 ``by_tool`` (tool name → count; ``"text"`` for non-judge requests).
 """
@@ -132,7 +132,7 @@ class RagasResponder:
         self._verdict = verdict
         self.text_only = text_only
         if fallback is None:
-            from tests.fakes.anthropic_server import default_responder
+            from tests.support.anthropic_server import default_responder
 
             fallback = default_responder
         self._fallback = fallback

@@ -1,22 +1,10 @@
-"""The engine: one event-loop thread per process and a resilient batch runner on it.
+"""The batch runner: one batch of jobs on the engine's loop thread, with limits, retries and AIMD.
 
-The loop thread is made by anyio's :func:`~anyio.from_thread.start_blocking_portal`, entered lazily
-through a :class:`contextlib.ExitStack` and stopped by :meth:`Engine.shutdown` (also ``atexit`` for
-the process-wide engine from :func:`get_engine`). Nothing here calls ``asyncio.run``.
+A :class:`BatchHandle` is made by :meth:`rag_core.engine.Engine.submit` and runs as one task on the
+engine's loop thread; its public methods are thread-safe and return snapshots: progress, results in
+input order, ``cancel()``, ``wait()``. Several batches run side by side, each with its own limiter.
 
-Two ways in, both usable from any thread that is *not* the loop thread:
-
-- :meth:`Engine.call` runs one coroutine function on the loop thread and blocks for its result.
-  It works from plain sync code, from Streamlit's script thread and from a thread that already
-  runs its own asyncio loop (a notebook, an ``async def`` test): that thread is simply blocked
-  until the result arrives — its own loop does not run meanwhile, which is acceptable for the
-  short request/response calls this is meant for. Calling it *from the loop thread itself*
-  (i.e. from inside a job) raises ``RuntimeError``: await the coroutine directly there.
-- :meth:`Engine.submit` starts a batch as a task on the loop (``portal.start_task_soon``) and
-  returns a :class:`BatchHandle` at once: progress snapshots, results in input order, ``cancel()``,
-  ``wait()``. Several batches (e.g. two browser sessions) run side by side, each with its own limiter.
-
-The batch runner
+Rules
 - At most ``policy.concurrency`` jobs run at once (an :class:`anyio.CapacityLimiter`). With
   ``policy.adaptive`` the limit follows AIMD: *repeated* :class:`~rag_core.errors.RateLimitError`
   s halve it — at least :data:`AIMD_MIN_429` and :data:`AIMD_429_RATE` of the last
@@ -44,9 +32,7 @@ The batch runner
 
 from __future__ import annotations
 
-import atexit
 import collections
-import contextlib
 import contextvars
 import copy
 import logging
@@ -56,180 +42,29 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.from_thread import BlockingPortal, start_blocking_portal
 
-from rag_core.errors import InputError, RagError, RateLimitError, RequestTimeoutError
+from rag_core.engine.policy import (
+    _TERMINAL,
+    AIMD_429_RATE,
+    AIMD_DECREASE_WINDOW_S,
+    AIMD_MIN_429,
+    AIMD_OUTCOME_WINDOW,
+    LOOP_THREAD_NAME,
+    BatchPolicy,
+    ItemResult,
+    Progress,
+)
+from rag_core.errors import RagError, RateLimitError, RequestTimeoutError
 
-__all__ = [
-    "AIMD_DECREASE_WINDOW_S",
-    "DEFAULT_BACKOFF_BASE_S",
-    "DEFAULT_BACKOFF_MAX_S",
-    "DEFAULT_CONCURRENCY",
-    "DEFAULT_MAX_RETRIES",
-    "DEFAULT_RETRY_AFTER_CAP_S",
-    "DEFAULT_TIMEOUT_S",
-    "BatchHandle",
-    "BatchPolicy",
-    "Engine",
-    "ItemResult",
-    "Progress",
-    "get_engine",
-    "report_requests_remaining",
-]
+__all__ = ["BatchHandle", "report_requests_remaining"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-DEFAULT_CONCURRENCY = 8
-"""Jobs in flight at once unless the policy says otherwise."""
-DEFAULT_TIMEOUT_S = 60.0
-"""Per-attempt timeout, seconds."""
-DEFAULT_MAX_RETRIES = 4
-"""Retries after the first attempt, for retryable errors."""
-DEFAULT_BACKOFF_BASE_S = 0.5
-"""First backoff ceiling; doubles per retry (full jitter below it)."""
-DEFAULT_BACKOFF_MAX_S = 8.0
-"""Largest backoff ceiling."""
-DEFAULT_RETRY_AFTER_CAP_S = 20.0
-"""Longest server-requested ``retry-after`` we honour."""
-AIMD_DECREASE_WINDOW_S = 1.0
-"""The concurrency limit is halved at most once per this many seconds."""
-AIMD_OUTCOME_WINDOW = 100
-"""How many recent outcomes (success or 429) decide whether 429s are "repeated"."""
-AIMD_429_RATE = 0.10
-"""Share of 429s among recent outcomes that counts as being rate limited."""
-AIMD_MIN_429 = 3
-"""Fewest 429s among recent outcomes before the limit is lowered."""
-LOOP_THREAD_NAME = "rag-engine-loop"
-"""Name of the engine's event-loop thread (handy in logs and debuggers)."""
-
-STATUSES = ("pending", "running", "ok", "error", "cancelled")
-"""Item statuses; ``ok``/``error``/``cancelled`` are terminal."""
-_TERMINAL = frozenset({"ok", "error", "cancelled"})
-
-
-# --- records ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BatchPolicy:
-    """How a batch runs. Build from settings with :meth:`from_settings`.
-
-    Raises :class:`~rag_core.errors.InputError` naming the field when a value is out of range.
-    """
-
-    concurrency: int = DEFAULT_CONCURRENCY
-    """Most jobs in flight at once (the AIMD cap)."""
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    """Per-attempt timeout, seconds."""
-    max_retries: int = DEFAULT_MAX_RETRIES
-    """Retries after the first attempt for retryable errors (0 = no retry)."""
-    backoff_base_s: float = DEFAULT_BACKOFF_BASE_S
-    """Backoff ceiling for the first retry; doubles per retry."""
-    backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
-    """Largest backoff ceiling."""
-    retry_after_cap_s: float = DEFAULT_RETRY_AFTER_CAP_S
-    """Longest ``retry-after`` honoured; longer requests are shortened to this."""
-    deadline_s: float | None = None
-    """Whole-batch deadline from submission, seconds; None = no deadline."""
-    adaptive: bool = True
-    """Lower the concurrency on 429s and raise it back (AIMD)."""
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.concurrency >= 1, "concurrency must be at least 1"),
-            (self.timeout_s > 0, "timeout_s must be positive"),
-            (self.max_retries >= 0, "max_retries must be 0 or more"),
-            (self.backoff_base_s >= 0 and self.backoff_max_s >= 0, "backoff times must be 0 or more"),
-            (self.retry_after_cap_s >= 0, "retry_after_cap_s must be 0 or more"),
-            (self.deadline_s is None or self.deadline_s > 0, "deadline_s must be positive or None"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise InputError(f"Batch policy: {msg}.")
-
-    @classmethod
-    def from_settings(cls, settings: Any, concurrency: int | None = None) -> BatchPolicy:
-        """Policy from :class:`~rag_core.settings.Settings` (``concurrency`` overrides the setting)."""
-        return cls(
-            concurrency=int(concurrency if concurrency is not None else settings.concurrency),
-            timeout_s=float(settings.request_timeout_s),
-            max_retries=int(settings.max_retries),
-            retry_after_cap_s=float(settings.retry_after_cap_s),
-            deadline_s=float(settings.run_deadline_s) if settings.run_deadline_s else None,
-        )
-
-
-@dataclass
-class ItemResult:
-    """The outcome of one job of a batch (snapshots are copies; mutate freely)."""
-
-    index: int
-    """Position of the job in the submitted sequence."""
-    label: str
-    """Caller's label (e.g. the question), ``""`` when none was given."""
-    status: str = "pending"
-    """``"pending"`` | ``"running"`` | ``"ok"`` | ``"error"`` | ``"cancelled"``."""
-    value: Any = None
-    """What the job returned (None unless status is ``"ok"``)."""
-    error: str | None = None
-    """Message for the analyst when status is ``"error"``/``"cancelled"``."""
-    error_kind: str | None = None
-    """Machine-readable error name, e.g. ``"RateLimitError"``, ``"AuthError"``, ``"ValueError"``."""
-    attempts: int = 0
-    """Attempts started (0 = never started)."""
-    started_at: float | None = None
-    """Epoch seconds when the first attempt started (None = never started)."""
-    ended_at: float | None = None
-    """Epoch seconds when the item reached a terminal status."""
-    latency_s: float = 0.0
-    """Sum of the attempts' durations, seconds (excludes backoff and queueing)."""
-    throttled_s: float = 0.0
-    """Seconds spent in backoff / retry-after waits."""
-
-    @property
-    def done(self) -> bool:
-        return self.status in _TERMINAL
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A consistent snapshot of a batch's counters."""
-
-    total: int
-    done: int
-    """Items in a terminal status (ok + errors + cancelled)."""
-    ok: int
-    errors: int
-    in_flight: int
-    """Attempts underway right now (items waiting in backoff are not counted)."""
-    retries: int
-    """Retry attempts scheduled so far."""
-    elapsed_s: float
-    """Seconds since submission (frozen once finished)."""
-    throttled_s: float
-    """Sum of all items' backoff / retry-after waits."""
-    concurrency_limit: int
-    """Current limit (lower than the policy's cap while AIMD is backing off)."""
-    cancelled: bool
-    """``cancel()`` was called before the batch finished."""
-    finished: bool
-    """Every item is in a terminal status and the batch task has ended."""
-    backing_off: int = 0
-    """Items waiting out a backoff / retry-after right now."""
-
-    @property
-    def eta_s(self) -> float | None:
-        """Seconds until done at the rate so far; 0.0 when finished, None before the first result."""
-        if self.finished:
-            return 0.0
-        if self.done == 0 or self.elapsed_s <= 0:
-            return None
-        return self.elapsed_s / self.done * (self.total - self.done)
 
 
 # --- server hints ------------------------------------------------------------------------------
@@ -362,10 +197,6 @@ class BatchHandle(Generic[T]):
         if not self._finished.wait(timeout):
             raise TimeoutError(f"The batch is still running after {timeout:g} s.")
         return self.results()
-
-    @property
-    def policy(self) -> BatchPolicy:
-        return self._policy
 
     def __repr__(self) -> str:
         p = self.progress()
@@ -612,134 +443,3 @@ class BatchHandle(Generic[T]):
         self._ceiling = max(1, min(self._policy.concurrency, remaining))
         if self._limit > self._ceiling:
             self._set_limit(self._ceiling)
-
-
-# --- engine --------------------------------------------------------------------------------------
-class Engine:
-    """Owns one event-loop thread (started lazily) and runs calls and batches on it.
-
-    Thread-safe. After :meth:`shutdown` the engine may be used again: the loop thread restarts.
-    """
-
-    def __init__(self, *, backend: str = "asyncio", backend_options: dict[str, Any] | None = None) -> None:
-        self._backend = backend
-        self._backend_options = backend_options
-        self._lock = threading.Lock()
-        self._stack: contextlib.ExitStack | None = None
-        self._portal_obj: BlockingPortal | None = None
-        self._handles: set[BatchHandle[Any]] = set()
-
-    def _portal(self) -> BlockingPortal:
-        with self._lock:
-            if self._portal_obj is None:
-                stack = contextlib.ExitStack()
-                self._portal_obj = stack.enter_context(
-                    start_blocking_portal(self._backend, self._backend_options, name=LOOP_THREAD_NAME)
-                )
-                self._stack = stack
-            return self._portal_obj
-
-    @property
-    def running(self) -> bool:
-        """Whether the loop thread is currently up."""
-        return self._portal_obj is not None
-
-    def call(self, async_fn: Callable[..., Awaitable[T]] | Callable[..., T], *args: Any) -> T:
-        """Run ``async_fn(*args)`` on the loop thread and return its result (or raise its error).
-
-        Blocks the calling thread. Works from sync code, from a thread running its own asyncio
-        loop (that loop is blocked meanwhile) and from many threads at once. Raises
-        ``RuntimeError`` when called from the loop thread itself.
-        """
-        return self._portal().call(async_fn, *args)  # type: ignore[arg-type]
-
-    def submit(
-        self,
-        jobs: Sequence[Callable[[], Awaitable[T]]],
-        *,
-        labels: Sequence[str] | None = None,
-        policy: BatchPolicy | None = None,
-        on_result: Callable[[ItemResult], None] | None = None,
-    ) -> BatchHandle[T]:
-        """Start running ``jobs`` (zero-argument coroutine functions) and return a handle at once.
-
-        ``labels`` (same length as ``jobs``) name the items; ``policy`` defaults to
-        ``BatchPolicy()``. ``on_result(item)`` is called on the loop thread, exactly once per item,
-        when it reaches a terminal status (including items swept by cancel/fatal/deadline); it
-        must be quick and must not block; its exceptions are logged, not raised. An empty
-        ``jobs`` gives a handle that is already finished. Raises ``ValueError`` when ``labels``
-        has the wrong length and ``RuntimeError`` when called from the loop thread.
-        """
-        jobs = list(jobs)
-        if labels is None:
-            labels = [""] * len(jobs)
-        elif len(labels) != len(jobs):
-            raise ValueError(f"{len(labels)} labels for {len(jobs)} jobs")
-        handle: BatchHandle[T] = BatchHandle(jobs, labels, policy or BatchPolicy(), on_result)
-        if not jobs:
-            with handle._lock:
-                handle._t_end = time.perf_counter()
-                handle._finished.set()
-            return handle
-        portal = self._portal()
-        with self._lock:
-            self._handles.add(handle)
-        future = portal.start_task_soon(handle._run, name="rag-engine-batch")
-        handle._future = future
-        if handle._cancel_requested:  # cancelled (from on_result) before the future was stored
-            future.cancel()
-        future.add_done_callback(lambda _f: self._forget(handle))
-        return handle
-
-    def _forget(self, handle: BatchHandle[Any]) -> None:
-        with self._lock:
-            self._handles.discard(handle)
-
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Cancel running batches, stop the loop thread and join it. Idempotent.
-
-        Waits up to ``timeout`` seconds for batches to wind down. Must not be called from the
-        loop thread (raises ``RuntimeError``).
-        """
-        with self._lock:
-            portal, stack = self._portal_obj, self._stack
-            handles = list(self._handles)
-        if portal is None or stack is None:
-            return
-        if threading.current_thread().name == LOOP_THREAD_NAME:
-            raise RuntimeError("Engine.shutdown() cannot be called from the engine's loop thread.")
-        for h in handles:
-            h.cancel()
-        limit = time.monotonic() + timeout
-        for h in handles:
-            h._finished.wait(max(0.0, limit - time.monotonic()))
-        try:
-            portal.call(portal.stop, True)
-        except RuntimeError:
-            pass
-        with self._lock:
-            if self._portal_obj is portal:
-                self._portal_obj = None
-                self._stack = None
-                self._handles.clear()
-        stack.close()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-
-
-_ENGINE: Engine | None = None
-_ENGINE_LOCK = threading.Lock()
-
-
-def get_engine() -> Engine:
-    """The process-wide engine (created on first use, thread-safe; shut down ``atexit``)."""
-    global _ENGINE
-    with _ENGINE_LOCK:
-        if _ENGINE is None:
-            _ENGINE = Engine()
-            atexit.register(_ENGINE.shutdown)
-        return _ENGINE

@@ -44,9 +44,9 @@ Bounds: at most ``max_requests`` requests are served (later ones get 503), a han
 
 Run standalone (the CLI tests use this)::
 
-    python -m tests.fakes.anthropic_server --port 0 --latency 1 [--ragas] [--batch-latency 5]
+    python -m tests.support.anthropic_server --port 0 --latency 1 [--ragas] [--batch-latency 5]
     # prints "READY http://127.0.0.1:PORT" on one line, then serves until killed
-    # --ragas answers RAGAS judge (tool) calls too (tests.fakes.ragas_responder.RagasResponder)
+    # --ragas answers RAGAS judge (tool) calls too (tests.support.ragas_responder.RagasResponder)
 """
 
 from __future__ import annotations
@@ -791,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ragas",
         action="store_true",
-        help="answer RAGAS judge (tool) calls too (tests.fakes.ragas_responder.RagasResponder)",
+        help="answer RAGAS judge (tool) calls too (tests.support.ragas_responder.RagasResponder)",
     )
     p.add_argument("--batch-latency", type=float, default=1.0, help="seconds until a message batch ends")
     p.add_argument("--batch-cancel-latency", type=float, default=0.2)
@@ -800,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     responder = None
     if args.ragas:
-        from tests.fakes.ragas_responder import RagasResponder
+        from tests.support.ragas_responder import RagasResponder
 
         responder = RagasResponder()
     plan = FaultPlan(

@@ -1,0 +1,47 @@
+"""Display formatting shared by the pages (numbers, durations, metric lines). UI side only:
+``rag_core`` returns typed records; how they read on screen is decided here."""
+
+from __future__ import annotations
+
+import math
+
+from rag_core.summary import GenerationStats, MetricStats
+
+
+def duration(seconds: float | None) -> str:
+    """``"—"``, ``"0.8 s"``, ``"42 s"`` or ``"3 min 05 s"``."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    m, s = divmod(round(seconds), 60)
+    return f"{m} min {s:02d} s"
+
+
+def metric_line(stats: MetricStats | None) -> str:
+    """``"0.86 ± 0.10 · 9 of 12 scored"`` (12 = every question of the run); ``"— · 0 of 12 scored"``
+    when nothing was scored, with failures and unscored questions named."""
+    if stats is None:
+        return "— · not scored"
+    value = "—" if stats.mean is None else f"{stats.mean:.2f}"
+    spread = f" ± {stats.stdev:.2f}" if stats.stdev is not None and stats.stdev > 0 else ""
+    extra = []
+    if stats.failed:
+        extra.append(f"{stats.failed} failed")
+    if stats.missing:
+        extra.append(f"{stats.missing} not scored")
+    tail = f" ({', '.join(extra)})" if extra else ""
+    return f"{value}{spread} · {stats.scored} of {stats.total} scored{tail}"
+
+
+def speedup_line(g: GenerationStats | None) -> str | None:
+    """``"5.8× measured (ideal 6.0× for 12 questions at concurrency 8)"``; None when unknown."""
+    if g is None or g.speedup is None:
+        return None
+    kind = "measured" if g.speedup_measured is not None else "estimated"
+    ideal = f" (ideal {g.ideal_speedup:.1f}×"
+    if g.efficiency is not None:
+        ideal += f", {g.efficiency:.0%} of it"
+    return f"{g.speedup:.1f}× {kind}{ideal})"

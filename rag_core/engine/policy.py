@@ -1,0 +1,172 @@
+"""Batch policy, per-item results and progress snapshots: the engine's plain records and constants.
+
+Named constants for limits, retries and timeouts live here; a :class:`BatchPolicy` overrides them per
+batch. An :class:`ItemResult`'s status is ``"pending"`` → ``"running"`` → one of the terminal
+``"ok"`` | ``"error"`` | ``"cancelled"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rag_core.errors import InputError
+
+__all__ = [
+    "AIMD_429_RATE",
+    "AIMD_DECREASE_WINDOW_S",
+    "AIMD_MIN_429",
+    "AIMD_OUTCOME_WINDOW",
+    "DEFAULT_BACKOFF_BASE_S",
+    "DEFAULT_BACKOFF_MAX_S",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_RETRY_AFTER_CAP_S",
+    "DEFAULT_TIMEOUT_S",
+    "LOOP_THREAD_NAME",
+    "BatchPolicy",
+    "ItemResult",
+    "Progress",
+]
+
+DEFAULT_CONCURRENCY = 8
+"""Jobs in flight at once unless the policy says otherwise."""
+DEFAULT_TIMEOUT_S = 60.0
+"""Per-attempt timeout, seconds."""
+DEFAULT_MAX_RETRIES = 4
+"""Retries after the first attempt, for retryable errors."""
+DEFAULT_BACKOFF_BASE_S = 0.5
+"""First backoff ceiling; doubles per retry (full jitter below it)."""
+DEFAULT_BACKOFF_MAX_S = 8.0
+"""Largest backoff ceiling."""
+DEFAULT_RETRY_AFTER_CAP_S = 20.0
+"""Longest server-requested ``retry-after`` we honour."""
+AIMD_DECREASE_WINDOW_S = 1.0
+"""The concurrency limit is halved at most once per this many seconds."""
+AIMD_OUTCOME_WINDOW = 100
+"""How many recent outcomes (success or 429) decide whether 429s are "repeated"."""
+AIMD_429_RATE = 0.10
+"""Share of 429s among recent outcomes that counts as being rate limited."""
+AIMD_MIN_429 = 3
+"""Fewest 429s among recent outcomes before the limit is lowered."""
+LOOP_THREAD_NAME = "rag-engine-loop"
+"""Name of the engine's event-loop thread (handy in logs and debuggers)."""
+
+_TERMINAL = frozenset({"ok", "error", "cancelled"})
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How a batch runs. Build from settings with :meth:`from_settings`.
+
+    Raises :class:`~rag_core.errors.InputError` naming the field when a value is out of range.
+    """
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    """Most jobs in flight at once (the AIMD cap)."""
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    """Per-attempt timeout, seconds."""
+    max_retries: int = DEFAULT_MAX_RETRIES
+    """Retries after the first attempt for retryable errors (0 = no retry)."""
+    backoff_base_s: float = DEFAULT_BACKOFF_BASE_S
+    """Backoff ceiling for the first retry; doubles per retry."""
+    backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
+    """Largest backoff ceiling."""
+    retry_after_cap_s: float = DEFAULT_RETRY_AFTER_CAP_S
+    """Longest ``retry-after`` honoured; longer requests are shortened to this."""
+    deadline_s: float | None = None
+    """Whole-batch deadline from submission, seconds; None = no deadline."""
+    adaptive: bool = True
+    """Lower the concurrency on 429s and raise it back (AIMD)."""
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.concurrency >= 1, "concurrency must be at least 1"),
+            (self.timeout_s > 0, "timeout_s must be positive"),
+            (self.max_retries >= 0, "max_retries must be 0 or more"),
+            (self.backoff_base_s >= 0 and self.backoff_max_s >= 0, "backoff times must be 0 or more"),
+            (self.retry_after_cap_s >= 0, "retry_after_cap_s must be 0 or more"),
+            (self.deadline_s is None or self.deadline_s > 0, "deadline_s must be positive or None"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise InputError(f"Batch policy: {msg}.")
+
+    @classmethod
+    def from_settings(cls, settings: Any, concurrency: int | None = None) -> BatchPolicy:
+        """Policy from :class:`~rag_core.settings.Settings` (``concurrency`` overrides the setting)."""
+        return cls(
+            concurrency=int(concurrency if concurrency is not None else settings.concurrency),
+            timeout_s=float(settings.request_timeout_s),
+            max_retries=int(settings.max_retries),
+            retry_after_cap_s=float(settings.retry_after_cap_s),
+            deadline_s=float(settings.run_deadline_s) if settings.run_deadline_s else None,
+        )
+
+
+@dataclass
+class ItemResult:
+    """The outcome of one job of a batch (snapshots are copies; mutate freely)."""
+
+    index: int
+    """Position of the job in the submitted sequence."""
+    label: str
+    """Caller's label (e.g. the question), ``""`` when none was given."""
+    status: str = "pending"
+    """``"pending"`` | ``"running"`` | ``"ok"`` | ``"error"`` | ``"cancelled"``."""
+    value: Any = None
+    """What the job returned (None unless status is ``"ok"``)."""
+    error: str | None = None
+    """Message for the analyst when status is ``"error"``/``"cancelled"``."""
+    error_kind: str | None = None
+    """Machine-readable error name, e.g. ``"RateLimitError"``, ``"AuthError"``, ``"ValueError"``."""
+    attempts: int = 0
+    """Attempts started (0 = never started)."""
+    started_at: float | None = None
+    """Epoch seconds when the first attempt started (None = never started)."""
+    ended_at: float | None = None
+    """Epoch seconds when the item reached a terminal status."""
+    latency_s: float = 0.0
+    """Sum of the attempts' durations, seconds (excludes backoff and queueing)."""
+    throttled_s: float = 0.0
+    """Seconds spent in backoff / retry-after waits."""
+
+    @property
+    def done(self) -> bool:
+        return self.status in _TERMINAL
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A consistent snapshot of a batch's counters."""
+
+    total: int
+    done: int
+    """Items in a terminal status (ok + errors + cancelled)."""
+    ok: int
+    errors: int
+    in_flight: int
+    """Attempts underway right now (items waiting in backoff are not counted)."""
+    retries: int
+    """Retry attempts scheduled so far."""
+    elapsed_s: float
+    """Seconds since submission (frozen once finished)."""
+    throttled_s: float
+    """Sum of all items' backoff / retry-after waits."""
+    concurrency_limit: int
+    """Current limit (lower than the policy's cap while AIMD is backing off)."""
+    cancelled: bool
+    """``cancel()`` was called before the batch finished."""
+    finished: bool
+    """Every item is in a terminal status and the batch task has ended."""
+    backing_off: int = 0
+    """Items waiting out a backoff / retry-after right now."""
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until done at the rate so far; 0.0 when finished, None before the first result."""
+        if self.finished:
+            return 0.0
+        if self.done == 0 or self.elapsed_s <= 0:
+            return None
+        return self.elapsed_s / self.done * (self.total - self.done)

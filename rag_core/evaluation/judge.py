@@ -1,0 +1,295 @@
+"""The ``judge`` suite: RAGAS LLM metrics judged by Claude (needs a key), and its judge client.
+
+RAGAS 0.4 collections metrics ``Faithfulness``, ``AnswerRelevancy`` (local embeddings),
+``ContextPrecisionWithReference`` (ground truth as reference) and ``ContextRecall``, with an
+``llm_factory(judge_model, provider="anthropic", client=AsyncAnthropic(...))`` LLM whose
+``temperature``/``top_p`` are removed (anthropic 2.x rejects them with some models) and whose
+``max_tokens`` is ``settings.judge_max_tokens``. One client per event loop, SDK retries off:
+the engine owns retries, timeouts, concurrency, cancel and progress. RAGAS' explanations
+(faithfulness verdicts per statement, generated questions, per-chunk verdicts, recall
+classifications) are kept as :attr:`MetricScore.reason` (compact JSON, :mod:`~rag_core.evaluation.reasons`).
+
+Nothing here raises a third-party exception: anthropic / instructor / ragas errors are mapped to
+:mod:`rag_core.errors` (:func:`_judge_error`; API errors through :mod:`rag_core.answer.api_errors`).
+:func:`judge_calls` is the one owner of how many Claude calls a judged answer costs.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rag_core.answer.api_errors import map_api_error, redact
+from rag_core.errors import EvaluationError, InputError, RagError
+from rag_core.evaluation.base import (
+    _TRACE,
+    JUDGE_METRICS,
+    Sample,
+    Suite,
+    _clip01,
+    _Embedder,
+    _Judgement,
+    _missing,
+    _pick,
+    _ragas_version,
+    _Trace,
+)
+from rag_core.evaluation.embedding import _embedding_cls
+from rag_core.evaluation.reasons import _cut, _reason
+from rag_core.models import MetricScore
+from rag_core.settings import Settings
+from rag_core.usage import estimate_tokens, request_done, request_sent
+from rag_core.vocab import ANSWER_RELEVANCY_STRICTNESS
+from rag_core.vocab import Suite as SuiteName
+from rag_core.vocab import metric as metric_spec
+
+__all__ = ["ANSWER_RELEVANCY_STRICTNESS", "JUDGE_PARSE_RETRIES", "JudgeSuite", "judge_calls"]
+
+JUDGE_PARSE_RETRIES = 1
+"""instructor re-asks once when the judge's tool call does not match RAGAS' schema (one more call)."""
+"""Questions AnswerRelevancy generates per answer (RAGAS' default): 3 sequential judge calls."""
+
+_JUDGE_CLASSES = {
+    "faithfulness": "Faithfulness",
+    "answer_relevancy": "AnswerRelevancy",
+    "context_precision": "ContextPrecisionWithReference",
+    "context_recall": "ContextRecall",
+}
+
+
+@dataclass
+class _JudgeKit:
+    """One AsyncAnthropic client and its RAGAS LLM, shared by every judge suite on one loop."""
+
+    client: Any
+    llm: Any
+
+
+_KITS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], _JudgeKit]] = weakref.WeakKeyDictionary()
+_KITS_LOCK = threading.Lock()
+
+
+class JudgeSuite(Suite):
+    """RAGAS LLM metrics judged by Claude (see module docstring). Needs ``settings.api_key``."""
+
+    name = "judge"
+    cacheable = True
+
+    def __init__(
+        self, settings: Settings, metrics: Sequence[str] | None = None, *, embedder: _Embedder | None = None
+    ) -> None:
+        """Raises :class:`InputError` when no API key is configured or a metric is unknown."""
+        if not settings.has_key:
+            raise InputError(
+                "The judge metrics need an Anthropic API key: set ANTHROPIC_API_KEY (or add it to "
+                ".streamlit/secrets.toml), or choose the offline metrics."
+            )
+        self.settings = settings
+        self.metrics = _pick(metrics, JUDGE_METRICS, "judge")
+        self.model = settings.judge_model
+        self._emb = _embedding_cls()(embedder)
+        self._metrics: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+    def versions(self) -> dict[str, str]:
+        v = _ragas_version()
+        return {m: f"ragas-{v}:{_JUDGE_CLASSES[m]}" for m in self.metrics}
+
+    def precheck(self, metric: str, sample: Sample) -> MetricScore | None:
+        if metric == "faithfulness":
+            return _missing(metric, sample, answer=True, contexts=True)
+        if metric == "answer_relevancy":
+            return _missing(metric, sample, answer=True)
+        if metric == "context_precision":
+            return _missing(metric, sample, truth=True, contexts=True)
+        early = _missing(metric, sample, truth=True)  # context_recall
+        if early is None and not any(c.strip() for c in sample.contexts):
+            return MetricScore(metric=metric, value=0.0, reason="nothing was retrieved")
+        return early
+
+    def expected_calls(self, metric: str, sample: Sample) -> int:
+        return judge_calls(metric, len(sample.contexts))
+
+    # -- one client per event loop --------------------------------------------------------------
+    def _metric(self, metric: str) -> Any:
+        """The RAGAS metric object for the running loop, on that loop's shared judge client."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        s = self.settings
+        key_digest = hashlib.sha256((s.api_key.get() or "").encode()).hexdigest()[:16]
+        cfg = (key_digest, s.base_url, s.judge_model, s.judge_max_tokens, s.request_timeout_s)
+        with _KITS_LOCK:
+            per_loop = _KITS.setdefault(loop, {})
+            kit = per_loop.get(cfg)
+            if kit is None:
+                kit = per_loop[cfg] = self._build_kit()
+            mine = self._metrics.setdefault(loop, {})
+            if metric not in mine:  # metric objects are cheap; the client is what must be shared
+                mine[metric] = self._build_metric(metric, kit.llm)
+            return mine[metric]
+
+    def _build_kit(self) -> _JudgeKit:
+        import anthropic
+        from anthropic import AsyncAnthropic
+        from ragas.llms import InstructorLLM, llm_factory
+
+        s = self.settings
+        client = AsyncAnthropic(
+            api_key=s.api_key.get(),
+            base_url=s.base_url,
+            max_retries=0,
+            timeout=s.request_timeout_s,
+        )
+        messages = client.messages
+        original = messages.create
+
+        @functools.wraps(original)
+        async def counted_create(*args: Any, **kwargs: Any) -> Any:
+            trace = _TRACE.get()
+            if trace is not None:
+                trace.calls += 1
+            model = str(kwargs.get("model") or s.judge_model)
+            est = estimate_tokens(kwargs.get("system"), kwargs.get("messages"))
+            await request_sent(model, est)  # counted from the moment it is sent (rag_core.usage)
+            try:
+                response = await original(*args, **kwargs)
+            except anthropic.APIStatusError:
+                request_done(model, est)  # an error response is not billed
+                raise
+            except BaseException:
+                request_done(model, est, responded=False)  # may have been billed: keep the estimate
+                raise
+            usage = getattr(response, "usage", None)
+            request_done(model, est, usage=usage)
+            if trace is not None and usage is not None:  # priced in the run summary
+                trace.input_tokens += int(getattr(usage, "input_tokens", 0) or 0)
+                trace.output_tokens += int(getattr(usage, "output_tokens", 0) or 0)
+            return response
+
+        # Deliberately wraps this client's bound method (instructor patches it in turn below).
+        messages.create = counted_create  # type: ignore[method-assign]
+        try:
+            llm = llm_factory(s.judge_model, provider="anthropic", client=client)
+        except Exception as exc:
+            raise EvaluationError(f"Could not set up the judge model {s.judge_model!r}: {exc}") from exc
+        if not isinstance(llm, InstructorLLM):  # model_args below exist only on the instructor adapter
+            raise EvaluationError(
+                f"The installed ragas returned a {type(llm).__name__} judge for provider 'anthropic'; "
+                "this app needs its instructor adapter. Reinstall the pinned requirements."
+            )
+        llm.model_args.pop("temperature", None)
+        llm.model_args.pop("top_p", None)
+        llm.model_args["max_tokens"] = int(s.judge_max_tokens)
+        llm.model_args["max_retries"] = JUDGE_PARSE_RETRIES
+        agenerate = llm.agenerate
+
+        async def traced_agenerate(prompt: str, response_model: Any) -> Any:
+            out = await agenerate(prompt, response_model)
+            trace = _TRACE.get()
+            if trace is not None:
+                trace.outputs.append(out)
+            return out
+
+        llm.agenerate = traced_agenerate  # type: ignore[method-assign]  # per-instance trace hook
+        return _JudgeKit(client=client, llm=llm)
+
+    def _build_metric(self, metric: str, llm: Any) -> Any:
+        from ragas.metrics import collections as mc
+
+        if metric == "answer_relevancy":
+            return mc.AnswerRelevancy(llm=llm, embeddings=self._emb, strictness=ANSWER_RELEVANCY_STRICTNESS)
+        return getattr(mc, _JUDGE_CLASSES[metric])(llm=llm)
+
+    # -- scoring ------------------------------------------------------------------------------
+    async def score(self, metric: str, sample: Sample) -> _Judgement:
+        trace = _TRACE.get()
+        if trace is None:  # called directly, not through submit_scoring: trace locally
+            trace = _Trace()
+            token = _TRACE.set(trace)
+        else:
+            token = None
+        try:
+            m = self._metric(metric)
+            trace.outputs.clear()
+            q, a, ctx, gt = sample.question, sample.answer, list(sample.contexts), sample.ground_truth
+            if metric == "faithfulness":
+                result = await m.ascore(user_input=q, response=a, retrieved_contexts=ctx)
+            elif metric == "answer_relevancy":
+                result = await m.ascore(user_input=q, response=a)
+            elif metric == "context_precision":
+                result = await m.ascore(user_input=q, reference=gt, retrieved_contexts=ctx)
+            else:
+                result = await m.ascore(user_input=q, retrieved_contexts=ctx, reference=gt)
+        except RagError:
+            raise
+        except Exception as exc:
+            raise _judge_error(exc, metric, self.settings) from exc
+        finally:
+            if token is not None:
+                _TRACE.reset(token)
+        reason = _reason(metric, trace.outputs)
+        value = result.value
+        if value is None or not math.isfinite(float(value)):
+            raise EvaluationError(_NAN_REASONS.get(metric, f"{metric}: RAGAS returned no value (NaN)."))
+        return _Judgement(_clip01(value, metric), reason)
+
+
+_NAN_REASONS = {
+    "faithfulness": "faithfulness: the judge found no factual statements in the answer to check.",
+    "context_recall": "context_recall: the judge found no statements in the ground truth to look for.",
+    "context_precision": "context_precision: the judge gave no verdicts for the retrieved chunks.",
+    "answer_relevancy": "answer_relevancy: the judge generated no questions from the answer.",
+}
+
+
+def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagError:
+    """Map anthropic / instructor / ragas exceptions to the project's tree (messages for analysts).
+
+    API errors anywhere in the exception chain go through
+    :func:`~rag_core.answer.api_errors.map_api_error`; other messages are redacted by
+    :func:`~rag_core.answer.api_errors.redact`.
+    """
+    import anthropic
+
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 10 and e not in chain:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    names = {type(x).__name__ for x in chain}
+    api = next((x for x in chain if isinstance(x, anthropic.APIError)), None)
+    if api is not None:
+        return map_api_error(
+            api,
+            model=settings.judge_model,
+            base_url=settings.base_url,
+            timeout_s=settings.request_timeout_s,
+            secret=settings.api_key.get(),
+        )
+    if "IncompleteOutputException" in names:
+        return EvaluationError(
+            f"{metric}: the judge's answer was cut off at max_tokens={settings.judge_max_tokens}; "
+            "raise RAG_JUDGE_MAX_TOKENS."
+        )
+    if "InstructorRetryException" in names or "ValidationError" in names:
+        return EvaluationError(
+            f"{metric}: the judge's answer did not match the structure RAGAS expects, "
+            f"even after {JUDGE_PARSE_RETRIES + 1} attempts."
+        )
+    detail = _cut(redact(str(exc), settings.api_key.get()), 200)
+    if isinstance(exc, ValueError):
+        return EvaluationError(f"{metric}: RAGAS refused the sample: {detail}")
+    return EvaluationError(f"{metric} could not be computed: {type(exc).__name__}: {detail}")
+
+
+def judge_calls(metric: str, n_contexts: int) -> int:
+    """Claude calls one judged answer costs for ``metric`` (the registry's count:
+    :meth:`rag_core.vocab.MetricSpec.judge_calls`); 0 for a metric not judged by Claude."""
+    spec = metric_spec(metric, SuiteName.JUDGE)
+    return spec.judge_calls(n_contexts) if spec.suite == SuiteName.JUDGE else 0

@@ -1,0 +1,106 @@
+"""A baseline run next to a candidate run, and the History page's runs table (pure pandas)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from rag_core.reporting.frames import (
+    metric_columns,
+    metric_label,
+    per_question_deltas,
+    results_frame,
+    runs_frame,
+)
+from rag_core.storage.records import ResultRecord, RunRecord
+from rag_core.summary import JudgeStats
+from rag_core.vocab import RunStatus, Suite
+
+__all__ = ["Comparison", "compare_runs", "runs_table"]
+
+
+@dataclass
+class Comparison:
+    """A baseline run next to a candidate run."""
+
+    baseline: RunRecord
+    candidate: RunRecord
+    baseline_row: pd.Series
+    """The baseline's row of :func:`~rag_core.reporting.frames.runs_frame`."""
+    candidate_row: pd.Series
+    deltas: pd.DataFrame
+    """:func:`~rag_core.reporting.frames.per_question_deltas` (``regression`` flags drops > threshold)."""
+    warnings: list[str] = field(default_factory=list)
+    """Why the numbers may not be comparable (different suites, judge models, question sets…)."""
+
+    @property
+    def regressions(self) -> int:
+        return int(self.deltas["regression"].sum()) if "regression" in self.deltas else 0
+
+
+def _judge(run: RunRecord) -> JudgeStats:
+    if run.summary is not None:
+        return run.summary.judge
+    return JudgeStats(suite=Suite(run.suite))
+
+
+def compare_runs(
+    base: RunRecord,
+    cand: RunRecord,
+    base_results: Sequence[ResultRecord],
+    cand_results: Sequence[ResultRecord],
+) -> Comparison:
+    """Compare two runs: their summary rows, per-question deltas and what makes them incomparable."""
+    frame = runs_frame([base, cand])
+    rows = {int(r["id"]): r for _, r in frame.iterrows()}
+    deltas = per_question_deltas(
+        results_frame(base_results, suite=base.suite), results_frame(cand_results, suite=cand.suite)
+    )
+    warnings: list[str] = []
+    if base.id == cand.id:
+        warnings.append("Baseline and candidate are the same run: pick two different runs.")
+    mismatch = _judge(base).mismatch(_judge(cand))
+    if mismatch:
+        warnings.append(mismatch + " Their scores are not comparable.")
+    if (base.question_set or "") != (cand.question_set or ""):
+        warnings.append(
+            f"The runs used different question sets ('{base.question_set or '—'}' vs "
+            f"'{cand.question_set or '—'}'); only questions present in both have deltas."
+        )
+    for r in (base, cand):
+        if r.status != RunStatus.COMPLETED:
+            warnings.append(f"Run #{r.id} is {r.status}: some questions may be missing or unscored.")
+    return Comparison(base, cand, rows[base.id], rows[cand.id], deltas, warnings)
+
+
+def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
+    """The History table: one row per run, newest first.
+
+    Columns: ``Run`` (id), ``Date`` (UTC datetime), ``Question set``, ``Backend``, ``Mode``,
+    ``Suite``, ``Status``, one column per metric named by its label (unique across suites: the
+    offline and the judged context recall are two columns; mean, NaN when not scored),
+    ``Speedup`` (measured, else estimated; NaN when unknown), ``Cost ($)``, ``Time (s)``,
+    ``Questions``, ``Errors``.
+    """
+    df = runs_frame(runs)
+    out = pd.DataFrame(
+        {
+            "Run": df["id"].astype(int),
+            "Date": df["created_at"],
+            "Question set": df["question_set"].fillna("—"),
+            "Backend": df["backend"],
+            "Mode": df["mode"],
+            "Suite": df["suite"],
+            "Status": df["status"],
+        }
+    )
+    for col in metric_columns(df):
+        out[metric_label(col)] = df[col].astype(float)
+    out["Speedup"] = df["speedup_measured"].astype(float).fillna(df["speedup_estimated"].astype(float))
+    out["Cost ($)"] = df["cost_usd"].astype(float)
+    out["Time (s)"] = df["total_s"].astype(float)
+    out["Questions"] = df["n_questions"].astype(int)
+    out["Errors"] = df["errors"].astype(int)
+    return out.iloc[::-1].reset_index(drop=True)

@@ -1,0 +1,164 @@
+"""The history database's schema: migrations, their version, and the constants every part of the store shares.
+
+``MIGRATIONS[v]`` upgrades a database from ``PRAGMA user_version`` *v* to *v + 1*; the store applies
+the missing ones when it opens a file (:meth:`rag_core.storage.connection.SqliteBase._migrate`).
+Append new entries; never edit a released one.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "INF_ERROR",
+    "MAX_SET_NAME_CHARS",
+    "MIGRATIONS",
+    "NAN_ERROR",
+    "NO_VALUE_ERROR",
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+]
+
+#: Seconds a write waits for another process's write transaction before giving up.
+BUSY_TIMEOUT_S = 10.0
+#: Every status a run can have.
+RUN_STATUSES = ("running", "completed", "cancelled", "failed", "interrupted")
+#: Error stored for a metric that returned NaN.
+NAN_ERROR = "metric returned NaN"
+#: Error stored for a metric that returned +/- infinity.
+INF_ERROR = "metric returned an infinite value"
+#: Error stored for a metric that returned ``None`` without saying why.
+NO_VALUE_ERROR = "metric returned no value"
+#: Longest question-set name accepted.
+MAX_SET_NAME_CHARS = 200
+#: Deepest nesting accepted in a JSON column (config / timings / summary / contexts).
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE question_sets (
+            name        TEXT PRIMARY KEY,
+            created_at  TEXT NOT NULL,
+            updated_at  TEXT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE question_items (
+            set_name      TEXT NOT NULL REFERENCES question_sets(name) ON DELETE CASCADE,
+            idx           INTEGER NOT NULL,
+            question      TEXT NOT NULL,
+            ground_truth  TEXT NOT NULL,
+            PRIMARY KEY (set_name, idx)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE documents (
+            name        TEXT PRIMARY KEY,
+            sha256      TEXT NOT NULL,
+            pages       INTEGER NOT NULL,
+            chunks      INTEGER NOT NULL,
+            size_bytes  INTEGER NOT NULL,
+            added_at    TEXT NOT NULL
+        )
+        """,
+        # question_set is a plain name, not a foreign key: a run keeps its own copy of the
+        # questions (in results), so deleting or editing the set later does not touch old runs.
+        # owner identifies the process that created the run (see rag_core.storage.owner).
+        """
+        CREATE TABLE runs (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at    TEXT NOT NULL,
+            finished_at   TEXT,
+            question_set  TEXT,
+            backend       TEXT NOT NULL,
+            mode          TEXT NOT NULL,
+            suite         TEXT NOT NULL,
+            status        TEXT NOT NULL CHECK (status IN
+                              ('running', 'completed', 'cancelled', 'failed', 'interrupted')),
+            config        TEXT NOT NULL DEFAULT '{}',
+            timings       TEXT NOT NULL DEFAULT '{}',
+            summary       TEXT NOT NULL DEFAULT '{}',
+            n_questions   INTEGER NOT NULL,
+            owner         TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE INDEX runs_status ON runs(status)",
+        """
+        CREATE TABLE results (
+            run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            idx            INTEGER NOT NULL,
+            question       TEXT NOT NULL,
+            ground_truth   TEXT NOT NULL,
+            status         TEXT NOT NULL DEFAULT 'pending'
+                               CHECK (status IN ('pending', 'ok', 'error', 'cancelled')),
+            answer         TEXT,
+            contexts       TEXT NOT NULL DEFAULT '[]',
+            error          TEXT,
+            error_kind     TEXT,
+            latency_s      REAL,
+            attempts       INTEGER NOT NULL DEFAULT 0,
+            input_tokens   INTEGER NOT NULL DEFAULT 0,
+            output_tokens  INTEGER NOT NULL DEFAULT 0,
+            model          TEXT,
+            updated_at     TEXT,
+            PRIMARY KEY (run_id, idx)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE scores (
+            run_id   INTEGER NOT NULL,
+            idx      INTEGER NOT NULL,
+            metric   TEXT NOT NULL,
+            value    REAL,
+            stdev    REAL,
+            reason   TEXT,
+            error    TEXT,
+            cached   INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, idx, metric),
+            FOREIGN KEY (run_id, idx) REFERENCES results(run_id, idx) ON DELETE CASCADE
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE requests (
+            id             INTEGER PRIMARY KEY,
+            run_id         INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            idx            INTEGER NOT NULL,
+            phase          TEXT NOT NULL,
+            label          TEXT NOT NULL,
+            start          REAL NOT NULL,
+            "end"          REAL NOT NULL,
+            attempts       INTEGER NOT NULL,
+            status         TEXT NOT NULL,
+            throttled_s    REAL NOT NULL DEFAULT 0,
+            input_tokens   INTEGER NOT NULL DEFAULT 0,
+            output_tokens  INTEGER NOT NULL DEFAULT 0,
+            extra          TEXT NOT NULL DEFAULT '{}'
+        )
+        """,
+        "CREATE INDEX requests_run ON requests(run_id, start)",
+        """
+        CREATE TABLE judge_cache (
+            key         TEXT PRIMARY KEY,
+            value       REAL NOT NULL,
+            reason      TEXT,
+            created_at  TEXT NOT NULL
+        )
+        """,
+    ),
+    (
+        # One row per execution of a run (the first try and each resume): its ledger of Claude
+        # requests and phase times (rag_core.usage), rewritten every second while it executes.
+        """
+        CREATE TABLE run_attempts (
+            run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            attempt       INTEGER NOT NULL,
+            started_at    TEXT NOT NULL,
+            heartbeat_at  TEXT NOT NULL,
+            ended_at      TEXT,
+            ledger        TEXT NOT NULL DEFAULT '{}',
+            PRIMARY KEY (run_id, attempt)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+#: The schema version this code writes (``PRAGMA user_version``).
+SCHEMA_VERSION = len(MIGRATIONS)

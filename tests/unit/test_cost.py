@@ -1,0 +1,71 @@
+"""Cost estimates before a run (rag_core.runs.cost): calls per mode and metric, batch price."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_core.runs.cost import estimate_run
+from rag_core.settings import Settings
+from rag_core.vocab import suite_metrics
+
+
+def test_offline_run_costs_nothing(settings: Settings) -> None:
+    est = estimate_run(
+        settings, n_questions=10, backend="offline", mode="async", suite="offline", metrics=None, top_k=4
+    )
+    assert (est.calls, est.input_tokens, est.cost_usd) == (0, 0, 0.0)
+    assert not est.uses_claude
+
+
+def test_claude_answers_one_call_per_question_two_in_compare(settings: Settings) -> None:
+    kw = dict(n_questions=10, backend="claude", suite="none", metrics=None, top_k=4)
+    assert estimate_run(settings, mode="async", **kw).answer_calls == 10
+    assert estimate_run(settings, mode="sequential", **kw).answer_calls == 10
+    compare = estimate_run(settings, mode="compare", **kw)
+    assert compare.answer_calls == 20 and compare.judge_calls == 0
+    # tokens ≈ chars / 4: 4 chunks of chunk_size chars dominate the prompt
+    assert compare.input_tokens >= 20 * 4 * settings.chunk_size / 4
+    expected = settings.cost_usd(settings.answer_model, compare.input_tokens, compare.output_tokens)
+    assert compare.cost_usd == pytest.approx(expected, abs=1e-4)
+
+
+def test_batch_mode_answers_cost_half(settings: Settings) -> None:
+    kw = dict(n_questions=10, backend="claude", suite="none", metrics=None, top_k=4)
+    normal = estimate_run(settings, mode="async", **kw)
+    batch = estimate_run(settings, mode="batch", **kw)
+    assert batch.answer_calls == normal.answer_calls == 10
+    assert batch.cost_usd == pytest.approx(normal.cost_usd / 2, abs=1e-4)
+
+
+def test_judge_calls_follow_the_metric_recipe(settings: Settings) -> None:
+    assert [m.judge_calls(5) for m in suite_metrics("judge")] == [2, 3, 5, 1]
+    est = estimate_run(
+        settings,
+        n_questions=10,
+        backend="offline",
+        mode="async",
+        suite="judge",
+        metrics=None,
+        top_k=5,
+        judge_repeats=2,
+    )
+    assert est.answer_calls == 0
+    assert est.judge_calls == 10 * 2 * (2 + 3 + 5 + 1)
+    only = estimate_run(
+        settings,
+        n_questions=10,
+        backend="offline",
+        mode="async",
+        suite="judge",
+        metrics=["faithfulness"],
+        top_k=5,
+    )
+    assert only.judge_calls == 20
+    assert 0 < only.cost_usd < est.cost_usd
+
+
+def test_suite_metrics_come_from_the_registry() -> None:
+    assert [m.name for m in suite_metrics("offline")] == ["semantic_similarity", "rouge_l", "context_recall"]
+    assert suite_metrics("none") == ()
+    with pytest.raises(ValueError):
+        suite_metrics("vibes")
