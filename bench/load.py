@@ -55,6 +55,7 @@ from rag_core.models import MetricScore, QAItem, RequestTiming
 from rag_core.reporting import frames
 from rag_core.reporting.compare import runs_table
 from rag_core.runs import executor as pipeline
+from rag_core.runs.request import RunOptions
 from rag_core.settings import Secret, Settings
 from rag_core.storage import HistoryStore
 from rag_core.summary import GenerationStats, JudgeStats, MetricStats, PassUsage, RunSummary, Timings, Usage
@@ -327,7 +328,9 @@ def load_run(
         )
         rss_before = vm_rss_mb()
         t0 = time.perf_counter()
-        handle = pipeline.start_run(req, settings=settings, store=store, adaptive=adaptive)
+        handle = pipeline.start_run(
+            req, settings=settings, store=store, options=RunOptions(adaptive=adaptive)
+        )
         if probe is not None:
             probe.run_id = handle.run_id
             probe.phase = lambda: handle.progress().phase

@@ -83,14 +83,6 @@ RESULT_STREAM_ATTEMPTS = 3
 PHASES = ("batch-submit", "batch-wait", "batch-collect")
 """The run phases of batch mode, in order (shown by :class:`~rag_core.runs.request.RunProgress`)."""
 
-#: Test hook: called as ``hook(run_id, batch_id)`` right after the batch id is stored. A test can
-#: raise from it (e.g. a ``BaseException``) to simulate the process dying at that moment.
-after_create_hook: Callable[[int, str], None] | None = None
-
-
-DEFAULT_POLLING = BatchPolling()
-"""What :func:`run_batch_generation` uses when given no policy (tests may replace it)."""
-
 
 @dataclass
 class BatchRunOutcome:
@@ -210,6 +202,7 @@ def run_batch_generation(
     on_phase: Callable[[str], None] | None = None,
     polling: BatchPolling | None = None,
     client: MessageBatchClient | None = None,
+    on_created: Callable[[int, str], None] | None = None,
 ) -> BatchRunOutcome:
     """Answer questions ``todo`` (indices into ``questions``/``contexts``) through Message Batches.
 
@@ -223,9 +216,10 @@ def run_batch_generation(
     collected instead of creating one; a new batch is created only for questions it did not answer
     (cancelled or absent), or when it no longer exists. Raises :class:`RagError` subclasses for
     fatal problems (rejected key, batches API missing, batch refused); the batch id is stored
-    before any wait, so nothing is lost.
+    before any wait, so nothing is lost. ``polling`` defaults to :class:`BatchPolling`'s defaults;
+    ``on_created(run_id, batch_id)`` is called right after a new batch id is stored.
     """
-    polling = polling or DEFAULT_POLLING
+    polling = polling or BatchPolling()
     tracker = tracker or BatchProgress(len(todo))
     phase = on_phase or (lambda _p: None)
     deadline = time.monotonic() + float(settings.run_deadline_s)
@@ -252,8 +246,8 @@ def run_batch_generation(
                 _remember_batch(store, run_id, batch_id)
                 tracker._status(st)
                 log.info("run %s: created message batch %s with %d requests", run_id, batch_id, len(requests))
-                if after_create_hook is not None:
-                    after_create_hook(run_id, batch_id)
+                if on_created is not None:
+                    on_created(run_id, batch_id)
             out.batch_ids.append(batch_id)
 
             phase("batch-wait")

@@ -31,7 +31,7 @@ from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine
 from rag_core.errors import GenerationError, InputError, RagError
 from rag_core.models import Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
 from rag_core.runs.handle import RunHandle
-from rag_core.runs.request import RunRequest
+from rag_core.runs.request import RunOptions, RunRequest
 from rag_core.runs.summary import build_summary
 from rag_core.settings import Settings
 from rag_core.storage import HistoryStore
@@ -122,12 +122,12 @@ def start_run(
     store: HistoryStore,
     engine: Engine | None = None,
     resume_of: int | None = None,
-    adaptive: bool = True,
+    options: RunOptions | None = None,
 ) -> RunHandle:
     """Validate, create the run record, and start it in the background. Returns at once.
 
-    ``adaptive=False`` keeps the concurrency fixed (no AIMD): benchmarks compare the two.
-    Raises :class:`InputError` for a request that cannot run (nothing is stored then).
+    ``options`` (:class:`~rag_core.runs.request.RunOptions`) tune how it executes (fixed
+    concurrency for benchmarks, batch polling). Raises :class:`InputError` for a request that cannot run (nothing is stored then).
     """
     request.check(settings)
     engine = engine or get_engine()
@@ -148,7 +148,7 @@ def start_run(
     engine.runs.add(ns, run_id, handle)
     handle.add_done_callback(lambda h: engine.runs.drop(ns, run_id, h))
     handle.thread = threading.Thread(
-        target=_Coordinator(handle, request, settings, store, engine, resume_of is not None, adaptive).run,
+        target=_Coordinator(handle, request, settings, store, engine, resume_of is not None, options).run,
         name=f"run-{run_id}",
         daemon=True,
     )
@@ -167,10 +167,10 @@ class _Coordinator:
         store: HistoryStore,
         engine: Engine,
         resuming: bool,
-        adaptive: bool = True,
+        options: RunOptions | None = None,
     ) -> None:
         self.handle, self.req, self.settings = handle, req, settings
-        self.adaptive = adaptive
+        self.options = options or RunOptions()
         self.store, self.engine, self.resuming = store, engine, resuming
         self.run_id = handle.run_id
         self.ledger = AttemptLedger()
@@ -272,7 +272,7 @@ class _Coordinator:
     # -- generation --------------------------------------------------------------------------------
     def _policy(self, concurrency: int) -> BatchPolicy:
         policy = BatchPolicy.from_settings(self.settings, concurrency=concurrency)
-        return policy if self.adaptive else dataclasses.replace(policy, adaptive=False)
+        return policy if self.options.adaptive else dataclasses.replace(policy, adaptive=False)
 
     def _generate(
         self, answerer: Any, todo: list[int], contexts: list[list[ScoredChunk]], answers: dict[int, Answer]
@@ -380,6 +380,8 @@ class _Coordinator:
             stop=self.handle.stop_event,
             tracker=tracker,
             on_phase=on_phase,
+            polling=self.options.batch_polling,
+            on_created=self.options.on_batch_created,
         )
         # A Message Batch bills each request that produced a message, at half price.
         model = getattr(answerer, "model", "unknown")
@@ -525,7 +527,12 @@ def recover_interrupted(store: HistoryStore, settings: Settings, engine: Engine 
 
 
 def resume_run(
-    run_id: int, *, settings: Settings, store: HistoryStore, engine: Engine | None = None
+    run_id: int,
+    *,
+    settings: Settings,
+    store: HistoryStore,
+    engine: Engine | None = None,
+    options: RunOptions | None = None,
 ) -> RunHandle:
     """Finish an interrupted, cancelled or failed run: redo only the answers it lacks (unfinished or
     failed) and the scores it lacks (missing or failed); finished work is kept as it is."""
@@ -557,4 +564,4 @@ def resume_run(
     )
     if req.mode == Mode.COMPARE:  # the timing comparison cannot be resumed meaningfully
         req = req.replace(mode=Mode.ASYNC)
-    return start_run(req, settings=settings, store=store, engine=engine, resume_of=run_id)
+    return start_run(req, settings=settings, store=store, engine=engine, resume_of=run_id, options=options)

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rag_core.answer.batches_api import BatchPolling
 from rag_core.errors import InputError
 from rag_core.models import QAItem
 from rag_core.settings import Settings
 from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, choice, suite_metrics
 
-__all__ = ["MAX_JUDGE_REPEATS", "RunProgress", "RunRequest", "default_suite"]
+__all__ = ["MAX_JUDGE_REPEATS", "RunOptions", "RunProgress", "RunRequest", "default_suite"]
 
 MAX_JUDGE_REPEATS = 10
 """Most judge repeats a run may ask for."""
@@ -102,6 +104,18 @@ class RunRequest:
             "fresh": self.fresh,
             "judge_repeats": self.judge_repeats,
         }
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run executes, apart from what it asks for: injection points for benchmarks and tests."""
+
+    adaptive: bool = True
+    """Lower the concurrency on repeated 429s and raise it back (AIMD); False keeps it fixed."""
+    batch_polling: BatchPolling | None = None
+    """How batch mode polls the Message Batch (None: :class:`BatchPolling`'s defaults)."""
+    on_batch_created: Callable[[int, str], None] | None = None
+    """Called as ``(run_id, batch_id)`` right after batch mode stored a new batch id."""
 
 
 @dataclass

@@ -8,6 +8,7 @@ replaced by fixed contexts (one chunk per question) so no embedding model loads;
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -26,14 +27,17 @@ from rag_core.answer.batches_api import BatchPolling, custom_id, index_of
 from rag_core.answer.prompt import build_messages
 from rag_core.errors import InputError
 from rag_core.models import Chunk, QAItem, ScoredChunk
-from rag_core.runs import batch_mode as batches
 from rag_core.runs import executor as pipeline
 from rag_core.runs.batch_mode import BATCH_DISCOUNT
-from rag_core.runs.executor import RunRequest, resume_run, start_run
+from rag_core.runs.executor import resume_run, start_run
+from rag_core.runs.request import RunOptions, RunRequest
 from rag_core.settings import Secret, Settings
 from rag_core.storage import HistoryStore
 from tests.conftest import ROOT
 from tests.support.anthropic_server import FakeAnthropic
+
+#: Poll the stand-in's batches every few tens of milliseconds.
+FAST = RunOptions(batch_polling=BatchPolling(initial_s=0.05, max_s=0.2, max_failures=3, cancel_wait_s=5.0))
 
 FAKE_KEY = "sk-test-not-a-real-key"
 N = 10
@@ -57,9 +61,6 @@ def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
         return [_context(int(q.split("rule ")[1].split()[0])) for q in questions]
 
     monkeypatch.setattr(pipeline, "retrieve_contexts", fake_retrieve)
-    monkeypatch.setattr(
-        batches, "DEFAULT_POLLING", BatchPolling(initial_s=0.05, max_s=0.2, max_failures=3, cancel_wait_s=5.0)
-    )
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def _wait_for_batch_id(store: HistoryStore, run_id: int, timeout: float = 20.0) 
 def test_batch_run_end_to_end(settings: Settings, store: HistoryStore) -> None:
     with FakeAnthropic(batch_latency=0.6) as srv:
         s = _claude(settings, srv)
-        handle = start_run(_request(), settings=s, store=store)
+        handle = start_run(_request(), settings=s, store=store, options=FAST)
         summary = handle.wait(60)
         calls = srv.batch_calls
         run = store.get_run(handle.run_id)
@@ -131,7 +132,7 @@ def test_batch_run_end_to_end(settings: Settings, store: HistoryStore) -> None:
 
 def test_errored_and_expired_results_are_stored_as_errors(settings: Settings, store: HistoryStore) -> None:
     with FakeAnthropic(batch_latency=0.3, batch_error_rate=0.3, batch_expired_rate=0.2, batch_seed=5) as srv:
-        handle = start_run(_request(), settings=_claude(settings, srv), store=store)
+        handle = start_run(_request(), settings=_claude(settings, srv), store=store, options=FAST)
         summary = handle.wait(60)
         counts = srv.batch(store.get_run(handle.run_id).config["batch_id"])["request_counts"]
 
@@ -154,7 +155,7 @@ def test_cancel_cancels_the_batch_keeps_finished_answers_and_resume_asks_only_fo
     # request i of 10 finishes at created + 4·(i+1)/10 s; cancel after ~1.3 s keeps q0..q2 (or so)
     with FakeAnthropic(batch_latency=4.0, batch_cancel_latency=0.1) as srv:
         s = _claude(settings, srv)
-        handle = start_run(_request(), settings=s, store=store)
+        handle = start_run(_request(), settings=s, store=store, options=FAST)
         first = _wait_for_batch_id(store, handle.run_id)
         t_sent = time.monotonic()
         time.sleep(1.3)
@@ -170,7 +171,7 @@ def test_cancel_cancels_the_batch_keeps_finished_answers_and_resume_asks_only_fo
         assert pending == [i for i in range(N) if i not in kept]  # cancelled ones stay resumable
         assert "cancel" in handle.progress().message.lower()
 
-        resumed = resume_run(handle.run_id, settings=s, store=store)
+        resumed = resume_run(handle.run_id, settings=s, store=store, options=FAST)
         assert resumed.wait(60) is not None
         run = store.get_run(handle.run_id)
         second = run.config["batch_id"]
@@ -197,10 +198,11 @@ def test_resume_after_a_crash_polls_the_same_batch_and_creates_none(
     def crash(run_id: int, batch_id: str) -> None:
         raise _SimulatedCrash(batch_id)
 
-    monkeypatch.setattr(batches, "after_create_hook", crash)
     with FakeAnthropic(batch_latency=0.5) as srv:
         s = _claude(settings, srv)
-        handle = start_run(_request(), settings=s, store=store)
+        crashing = dataclasses.replace(FAST, on_batch_created=crash)
+        handle = start_run(_request(), settings=s, store=store, options=crashing)
+        assert handle.thread is not None
         handle.thread.join(30)
         assert died and isinstance(died[0], _SimulatedCrash)
         run_id = handle.run_id
@@ -209,10 +211,9 @@ def test_resume_after_a_crash_polls_the_same_batch_and_creates_none(
         assert all(r.status == "pending" for r in store.get_results(run_id))
 
         # "restart": the dead run becomes interrupted, then resume
-        monkeypatch.setattr(batches, "after_create_hook", None)
         assert store.mark_interrupted() == [run_id]
         assert store.get_run(run_id).status == "interrupted"
-        resumed = resume_run(run_id, settings=s, store=store)
+        resumed = resume_run(run_id, settings=s, store=store, options=FAST)
         summary = resumed.wait(60)
         calls = srv.batch_calls
 
@@ -231,7 +232,7 @@ def test_deadline_leaves_the_batch_running_and_resume_collects_it(
 ) -> None:
     with FakeAnthropic(batch_latency=2.0) as srv:
         s = _claude(settings, srv, run_deadline_s=0.5)
-        handle = start_run(_request(), settings=s, store=store)
+        handle = start_run(_request(), settings=s, store=store, options=FAST)
         summary = handle.wait(30)
         assert summary is not None and summary.status == "interrupted"
         assert srv.batch_calls["cancel"] == 0  # the batch is left to finish
@@ -239,7 +240,9 @@ def test_deadline_leaves_the_batch_running_and_resume_collects_it(
         assert "resume" in msg.lower() and store.get_run(handle.run_id).config["batch_id"] in msg
         assert all(r.status == "pending" for r in store.get_results(handle.run_id))
 
-        resumed = resume_run(handle.run_id, settings=s.replace(run_deadline_s=60.0), store=store)
+        resumed = resume_run(
+            handle.run_id, settings=s.replace(run_deadline_s=60.0), store=store, options=FAST
+        )
         assert resumed.wait(60) is not None
         assert srv.batch_calls["create"] == 1
     assert store.get_run(handle.run_id).status == "completed"
@@ -249,7 +252,7 @@ def test_deadline_leaves_the_batch_running_and_resume_collects_it(
 def test_polling_survives_transient_errors(settings: Settings, store: HistoryStore) -> None:
     faults = {"retrieve": {0: "529", 1: "429"}}
     with FakeAnthropic(batch_latency=0.3, batch_faults=faults) as srv:
-        handle = start_run(_request(), settings=_claude(settings, srv), store=store)
+        handle = start_run(_request(), settings=_claude(settings, srv), store=store, options=FAST)
         summary = handle.wait(60)
         assert srv.batch_calls["retrieve"] >= 3
     assert summary is not None and summary.status == "completed"
@@ -260,7 +263,7 @@ def test_rejected_key_fails_the_run_with_an_actionable_message(
     settings: Settings, store: HistoryStore
 ) -> None:
     with FakeAnthropic(api_key="sk-test-the-only-good-key") as srv:
-        handle = start_run(_request(), settings=_claude(settings, srv), store=store)
+        handle = start_run(_request(), settings=_claude(settings, srv), store=store, options=FAST)
         summary = handle.wait(30)
     assert summary is not None and summary.status == "failed"
     assert "API key was rejected" in summary.failure and FAKE_KEY not in summary.failure
@@ -270,12 +273,12 @@ def test_rejected_key_fails_the_run_with_an_actionable_message(
 def test_a_vanished_batch_is_replaced_on_resume(settings: Settings, store: HistoryStore) -> None:
     with FakeAnthropic(batch_latency=0.3) as first:
         s = _claude(settings, first, run_deadline_s=0.1)
-        handle = start_run(_request(), settings=s, store=store)
+        handle = start_run(_request(), settings=s, store=store, options=FAST)
         assert handle.wait(30) is not None
         old = store.get_run(handle.run_id).config["batch_id"]
     # the API no longer knows the batch (a restarted stand-in keeps nothing): a new one is sent
     with FakeAnthropic(batch_latency=0.3) as second:
-        resumed = resume_run(handle.run_id, settings=_claude(settings, second), store=store)
+        resumed = resume_run(handle.run_id, settings=_claude(settings, second), store=store, options=FAST)
         assert resumed.wait(60) is not None
         assert second.batch_calls["create"] == 1
     run = store.get_run(handle.run_id)
