@@ -125,8 +125,10 @@ def test_resumed_run_reports_every_attempt(settings: Settings, store: HistorySto
     summary = resume_run(first.run_id, settings=s, store=store).wait(60)
     assert summary is not None and summary.status == "completed"
     assert summary.timings.attempts == 2
-    # Every request ever sent is counted, including the ones cancelled in flight.
-    assert summary.usage.answer_calls == srv.count > sent_before
+    # Every request the server saw is counted; requests cancelled in flight are counted too (at
+    # most the 2 in flight: they may or may not have reached the server before the cancel).
+    assert srv.count > sent_before
+    assert srv.count <= summary.usage.answer_calls <= srv.count + 2
     # 8 requests at concurrency 2 are 4 waves of 0.3 s: only both attempts together took that long.
     assert summary.generation.async_s is not None and summary.generation.async_s >= 4 * 0.3 * 0.9
     assert summary.timings.generation_s >= summary.generation.async_s * 0.99
