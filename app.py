@@ -78,7 +78,7 @@ with st.sidebar:
 
     active_runs_panel()
 
-    if not ui.documents():
+    if not ui.documents(quiet=True):  # a page that lists documents shows why there are none
         st.info(
             "First step: upload your policy documents (or index the sample handbook) on the Documents page.",
             icon=":material/lightbulb:",

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine
-from rag_core.errors import GenerationError, InputError, RagError, StorageError
+from rag_core.errors import GenerationError, InputError, RagError, RetrievalError, StorageError
 from rag_core.models import Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
 from rag_core.runs.handle import RunHandle
 from rag_core.runs.request import RunOptions, RunRequest
@@ -111,9 +111,14 @@ def make_answerer(backend: Backend, settings: Settings) -> Any:
 
 
 def retrieve_contexts(settings: Settings, questions: list[str], top_k: int) -> list[list[ScoredChunk]]:
-    from rag_core.ingest.index import PolicyIndex
+    """The ``top_k`` chunks for each question. Raises :class:`RetrievalError` when the embedded
+    index's folder is missing (opening it would create an empty one and every question would be
+    answered from nothing) or was replaced while open (see :mod:`rag_core.ingest.index`)."""
+    from rag_core.ingest.index import PolicyIndex, index_folder_problem, index_identity
     from rag_core.ingest.retrieval import retrieve
 
+    if not settings.chroma_host and index_identity(settings) is None:
+        raise RetrievalError(index_folder_problem(settings, missing=True))
     with PolicyIndex(settings) as index:
         return retrieve(index, questions, top_k)
 
