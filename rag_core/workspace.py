@@ -41,7 +41,14 @@ import pandas as pd
 from rag_core.errors import InputError, RagError, RetrievalError
 from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming, ScoredChunk
 from rag_core.reporting.compare import Comparison, compare_runs, runs_table
-from rag_core.reporting.export import questions_csv, questions_json, results_csv, run_export, run_json_text
+from rag_core.reporting.export import (
+    export_filename,
+    questions_csv,
+    questions_json,
+    results_csv,
+    run_export,
+    run_json_text,
+)
 from rag_core.runs.cost import CostEstimate, estimate_run
 from rag_core.runs.executor import (
     live_handle,
@@ -394,6 +401,13 @@ class Workspace:
         if fmt == "json":
             return questions_json(items)
         raise InputError(f"Unknown export format {fmt!r}: choose csv or json.")
+
+    @staticmethod
+    def export_filename(name: str, fmt: str) -> str:
+        """The download name for ``name`` exported as ``fmt``: ``leave.csv`` for a set called
+        ``leave`` or ``leave.csv`` (never ``leave.csv.csv``); see
+        :func:`~rag_core.reporting.export.export_filename`."""
+        return export_filename(name, fmt)
 
     # --- runs -------------------------------------------------------------------------------
     def estimate(
