@@ -230,11 +230,14 @@ class Workspace:
                         index_folder_problem(self.settings, missing=True, documents=len(recorded))
                     )
                 return
-            seen, self._index_seen = self._index_seen, now
-            if seen in (now, _UNSEEN):
+            if self._index_seen == now:
+                return
+            if self._index_seen == _UNSEEN:
+                self._index_seen = now
                 return
             # Another index is there now (swapped, or recreated by an upload after it went missing):
-            # read what it holds and bring the recorded documents in line.
+            # read what it holds and bring the recorded documents in line (marked seen only once
+            # done, so a failure is retried on the next call instead of serving the old list).
             self._drop_index()
             indexed = {d.name: d for d in self._get_index().list_documents()}
             for d in self.store.list_documents():
@@ -242,6 +245,7 @@ class Workspace:
                     self.store.forget_document(d.name)
             for d in indexed.values():
                 self.store.record_document(d)
+            self._index_seen = now
             self._touch()
 
     def documents(self) -> list[DocumentInfo]:
