@@ -6,13 +6,18 @@ run in progress). Everything else lives in ``pages/`` (UI) and ``rag_core/`` (lo
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlparse
 
 import streamlit as st
 
 from pages import _shared as ui
 
-st.set_page_config(page_title="HR Policy RAG Evaluation", page_icon=":material/policy:", layout="wide")
+# The tab icon is a bundled SVG (sent inline as a data: URL): a ":material/…:" page icon makes the
+# browser fetch it from fonts.gstatic.com, and the app must work with no internet at all. Icons
+# elsewhere (":material/…:" on pages and buttons) use the font Streamlit serves itself.
+FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.svg")
+st.set_page_config(page_title="HR Policy RAG Evaluation", page_icon=FAVICON, layout="wide")
 
 # Explicit, lower-case URL paths (the default page is served at "/").
 documents_page = st.Page(
@@ -78,7 +83,7 @@ with st.sidebar:
 
     active_runs_panel()
 
-    if not ui.documents():
+    if not ui.documents(quiet=True):  # a page that lists documents shows why there are none
         st.info(
             "First step: upload your policy documents (or index the sample handbook) on the Documents page.",
             icon=":material/lightbulb:",

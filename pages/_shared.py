@@ -125,8 +125,15 @@ def _documents(data_dir: str, ver: str) -> list[DocumentInfo]:
     return workspace().documents()
 
 
-def documents() -> list[DocumentInfo]:
-    return _documents(*_key())
+def documents(*, quiet: bool = False) -> list[DocumentInfo]:
+    """Indexed documents; ``[]`` with the problem shown (unless ``quiet``) when the index cannot be
+    used, e.g. its folder was deleted while the app was running (never a stale list)."""
+    try:
+        return _documents(*_key())
+    except RagError as exc:
+        if not quiet:
+            st.error(md(str(exc)), icon=":material/error:")
+        return []
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)

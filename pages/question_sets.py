@@ -242,11 +242,10 @@ if selected is not None:
     save = row.button("Save", key="qsets.save", type="primary", disabled=selected not in drafts)
     row.button("Discard changes", key="qsets.discard", on_click=_discard, disabled=selected not in drafts)
     items_now = rows_to_items(rows)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", selected).strip("_") or "questions"
     row.download_button(
         "Export CSV",
         ws.export_questions(items_now, "csv"),
-        file_name=f"{slug}.csv",
+        file_name=ws.export_filename(selected, "csv"),
         mime="text/csv",
         key="qsets.export_csv",
         on_click="ignore",
@@ -254,7 +253,7 @@ if selected is not None:
     row.download_button(
         "Export JSON",
         ws.export_questions(items_now, "json"),
-        file_name=f"{slug}.json",
+        file_name=ws.export_filename(selected, "json"),
         mime="application/json",
         key="qsets.export_json",
         on_click="ignore",

@@ -266,15 +266,34 @@ def _follow(
     finally:
         if bar is not None:
             bar.close()
-    handle.wait()
-    summary = summarize_run(store, handle.run_id, settings)
+    # The handle's outcome is the truth: when the final status could not be written, the store
+    # still says "running" and its summary is None; never report such a run as passed.
+    summary = handle.wait()
+    ended = handle.progress()
+    if summary is None or summary.status != ended.status:
+        try:
+            summary = summarize_run(
+                store, handle.run_id, settings, status=ended.status, failure=ended.message or None
+            )
+        except RagError as exc:
+            print(f"error: run {handle.run_id} ended {ended.status}: {ended.message}", file=sys.stderr)
+            print(f"error: and its results could not be read back: {exc}", file=sys.stderr)
+            return EXIT_GATE
     if args.json_out:
-        args.json_out.parent.mkdir(parents=True, exist_ok=True)
-        data = run_export(store.get_run(handle.run_id), summary, store.get_results(handle.run_id))
-        args.json_out.write_text(run_json_text(data), encoding="utf-8")
+        try:
+            data = run_export(store.get_run(handle.run_id), summary, store.get_results(handle.run_id))
+            _write_atomically(args.json_out, run_json_text(data))
+        except (RagError, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            print(f"error: could not write the run summary to {args.json_out}: {reason}", file=sys.stderr)
+            _print_summary(summary)
+            return EXIT_GATE
     _print_summary(summary)
     if interrupted:  # Ctrl-C: the run is stored as cancelled; `resume` finishes it
         return 130
+    if summary.status == RunStatus.RUNNING:  # cannot happen once the handle ended; never a pass
+        print(f"run {handle.run_id} ended without a final status: {ended.message}", file=sys.stderr)
+        return EXIT_GATE
     if summary.status == RunStatus.CANCELLED:
         print("run cancelled: finished work is kept; `resume RUN_ID` finishes it", file=sys.stderr)
         return EXIT_GATE
@@ -304,6 +323,18 @@ def _follow(
         else:
             print(f"gate {name}>={floor}: ok (mean {m.mean:.3f})")
     return rc
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (a full disk leaves no half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
@@ -377,8 +408,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     text = run_json_text(data) if args.format == "json" else results_csv(data)
     if args.out:
         try:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text, encoding="utf-8")
+            _write_atomically(args.out, text)
         except OSError as exc:
             raise InputError(f"Cannot write {args.out}: {exc.strerror}.") from None
     else:

@@ -5,9 +5,15 @@ Accepted formats
 * ``.json``: a list of objects ``[{"question": "...", "ground_truth": "..."}, ...]`` or
   ``{"questions": [ ...same list... ]}``. Other keys are ignored; ``"ground_truth": null`` means
   unknown (``''``).
-* ``.csv``: UTF-8 (a BOM is fine, so Excel's "CSV UTF-8" works), a header naming the columns
-  ``question`` and ``ground_truth`` (case, spaces and hyphens ignored: ``Ground Truth`` works);
-  other columns are ignored; blank lines are skipped; ``;`` or tab separators are detected.
+* ``.csv``: a header naming the columns ``question`` and ``ground_truth`` (case, spaces and
+  hyphens ignored: ``Ground Truth`` works); other columns are ignored; blank lines are skipped;
+  ``;`` or tab separators are detected. A cell's formula guard (``'=…``, see
+  :mod:`rag_core.text`) is removed, so a set exported as CSV imports as the same questions.
+
+Both are read like text documents (:func:`rag_core.text.decode_text`): UTF-8 with or without a BOM
+(Excel's "CSV UTF-8"), UTF-16 with a BOM (Excel's "Unicode Text") or Windows-1252 (Excel's plain
+"CSV" on Windows). NUL and other control characters are removed from questions and ground truths
+(tab and newline are kept), wherever the items come from: files, the editor or the store.
 
 Every problem raises :class:`InputError` naming the file and the 1-based row ("row 3" is the
 third question; CSV messages add the file line). Row problems are collected so the analyst can
@@ -27,6 +33,7 @@ from pathlib import Path
 
 from rag_core.errors import InputError
 from rag_core.models import QAItem
+from rag_core.text import decode_text, formula_unguard, looks_binary, strip_control
 
 #: File types :func:`parse_questions` reads.
 SUPPORTED = (".json", ".csv")
@@ -126,13 +133,17 @@ def _too_large(name: str, size: int) -> str:
 
 
 def _decode(name: str, data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
+    """The file's text (UTF-8, UTF-16 with BOM or Windows-1252) with control characters removed.
+
+    Raises :class:`InputError` when it is not text at all (e.g. a spreadsheet or PDF renamed).
+    """
+    text = decode_text(data)
+    if looks_binary(text):
         raise InputError(
-            f"'{name}' is not UTF-8 text (invalid byte at position {exc.start}). Save it as UTF-8 "
-            "(in Excel: 'CSV UTF-8')."
-        ) from None
+            f"'{name}' does not look like a text file (it contains binary data). Save the questions "
+            "as CSV (in Excel: 'CSV UTF-8') or JSON and import that file."
+        )
+    return strip_control(text)
 
 
 def _json_type(value: object) -> str:
@@ -248,8 +259,8 @@ def _csv_rows(name: str, text: str) -> list[_Row]:
             if len(fields) > len(header):
                 rows.append(_Row(label, _TooManyFields(len(fields), len(header), delimiter), ""))
                 continue
-            question = fields[qi] if qi < len(fields) else ""
-            ground_truth = fields[gi] if gi < len(fields) else ""
+            question = formula_unguard(fields[qi]) if qi < len(fields) else ""
+            ground_truth = formula_unguard(fields[gi]) if gi < len(fields) else ""
             rows.append(_Row(label, question, ground_truth))
     except csv.Error as exc:
         raise InputError(
@@ -303,7 +314,7 @@ def _validate(rows: list[_Row], source: str) -> list[QAItem]:
             problems.append(f"{row.label}: {'; '.join(bad_types)}.")
             continue
         assert isinstance(q, str) and isinstance(gt, str)
-        q, gt = q.strip(), gt.strip()
+        q, gt = strip_control(q).strip(), strip_control(gt).strip()
         if not q:
             problems.append(f"{row.label}: the question is empty.")
             continue

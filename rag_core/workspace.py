@@ -14,6 +14,11 @@ Contracts
 - Ingestion never raises for a bad file: each file gets an
   :class:`~rag_core.ingest.service.IngestOutcome` (``status == "error"`` with a message naming it) and the
   other files still index.
+- The index folder is checked before documents are listed, searched or run: when it is missing
+  (deleted or moved while the app runs) while documents are recorded, :meth:`documents`,
+  :meth:`search`, :meth:`chunks` and :meth:`start_run` raise :class:`RetrievalError` saying so;
+  when it was replaced by another copy, the index is reopened and the recorded documents are
+  brought in line with what that index holds. Uploading again creates a new index.
 - :meth:`Workspace.version` changes whenever the history database or the index on disk changes
   (from this process or another one, e.g. a CLI run): pages key their cached reads on it.
 - Thread-safety: methods may be called from several Streamlit script threads at once. Runs execute
@@ -33,10 +38,17 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from rag_core.errors import InputError, RagError
+from rag_core.errors import InputError, RagError, RetrievalError
 from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming, ScoredChunk
 from rag_core.reporting.compare import Comparison, compare_runs, runs_table
-from rag_core.reporting.export import questions_csv, questions_json, results_csv, run_export, run_json_text
+from rag_core.reporting.export import (
+    export_filename,
+    questions_csv,
+    questions_json,
+    results_csv,
+    run_export,
+    run_json_text,
+)
 from rag_core.runs.cost import CostEstimate, estimate_run
 from rag_core.runs.executor import (
     live_handle,
@@ -69,6 +81,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_UNSEEN = "unseen"  # Workspace._index_seen before the first check
 
 #: Name of the question set created from :data:`SAMPLE_QUESTIONS` when the store has none.
 SAMPLE_SET_NAME = "Sample: staff handbook"
@@ -110,6 +124,7 @@ class Workspace:
         self.store = store or HistoryStore(settings.db_path)
         self._engine = engine
         self._index: PolicyIndex | None = None
+        self._index_seen: tuple[int, int] | str | None = _UNSEEN  # the index file last checked
         self._lock = threading.RLock()
         self._writes = 0
         self._closed = False
@@ -182,15 +197,62 @@ class Workspace:
     # --- documents --------------------------------------------------------------------------
     def _get_index(self) -> PolicyIndex:
         with self._lock:
+            if self._index is not None and self._index.folder_problem() is not None:
+                self._drop_index()  # its folder was deleted or swapped: open what is there now
             if self._index is None:
                 from rag_core.ingest.index import PolicyIndex
 
                 self._index = PolicyIndex(self.settings)
             return self._index
 
+    def _drop_index(self) -> None:
+        index, self._index = self._index, None
+        if index is not None:
+            try:
+                index.close()
+            except Exception:
+                log.debug("closing the index failed", exc_info=True)
+
+    def _check_index(self) -> None:
+        """Notice a missing or replaced index folder before serving from it (module docstring)."""
+        if self.settings.chroma_host:
+            return
+        from rag_core.ingest.index import index_folder_problem, index_identity
+
+        with self._lock:
+            now = index_identity(self.settings)
+            if now is None:
+                self._drop_index()
+                self._index_seen = None
+                recorded = self.store.list_documents()
+                if recorded:
+                    raise RetrievalError(
+                        index_folder_problem(self.settings, missing=True, documents=len(recorded))
+                    )
+                return
+            if self._index_seen == now:
+                return
+            if self._index_seen == _UNSEEN:
+                self._index_seen = now
+                return
+            # Another index is there now (swapped, or recreated by an upload after it went missing):
+            # read what it holds and bring the recorded documents in line (marked seen only once
+            # done, so a failure is retried on the next call instead of serving the old list).
+            self._drop_index()
+            indexed = {d.name: d for d in self._get_index().list_documents()}
+            for d in self.store.list_documents():
+                if d.name not in indexed:
+                    self.store.forget_document(d.name)
+            for d in indexed.values():
+                self.store.record_document(d)
+            self._index_seen = now
+            self._touch()
+
     def documents(self) -> list[DocumentInfo]:
         """Indexed documents sorted by name (from the history store, kept in step by ingestion);
-        ``[]`` when none."""
+        ``[]`` when none. Raises :class:`RetrievalError` when the index folder has gone missing
+        while documents are recorded (see the module docstring)."""
+        self._check_index()
         return self.store.list_documents()
 
     def has_documents(self) -> bool:
@@ -253,6 +315,7 @@ class Workspace:
 
     def chunks(self, name: str) -> list[Chunk]:
         """A document's chunks in position order (with page numbers); ``[]`` if not indexed."""
+        self._check_index()
         return list(self._get_index().chunks_of(name))
 
     def search(self, query: str, top_k: int = 4) -> list[ScoredChunk]:
@@ -343,6 +406,13 @@ class Workspace:
             return questions_json(items)
         raise InputError(f"Unknown export format {fmt!r}: choose csv or json.")
 
+    @staticmethod
+    def export_filename(name: str, fmt: str) -> str:
+        """The download name for ``name`` exported as ``fmt``: ``leave.csv`` for a set called
+        ``leave`` or ``leave.csv`` (never ``leave.csv.csv``); see
+        :func:`~rag_core.reporting.export.export_filename`."""
+        return export_filename(name, fmt)
+
     # --- runs -------------------------------------------------------------------------------
     def estimate(
         self,
@@ -383,7 +453,8 @@ class Workspace:
         """Start a run of the saved set ``question_set`` in the background; returns its id at once.
 
         Raises :class:`InputError` (nothing stored) when no document is indexed, the set does not
-        exist or is empty, an option is out of range, or Claude is chosen without an API key.
+        exist or is empty, an option is out of range, or Claude is chosen without an API key;
+        :class:`RetrievalError` when the index folder has gone missing.
         ``metrics`` empty or None means all of the suite's metrics.
         """
         if not self.has_documents():
@@ -410,8 +481,10 @@ class Workspace:
     def resume_run(self, run_id: int) -> int:
         """Finish an interrupted, cancelled or failed run (only what is missing); returns its id.
 
-        Raises :class:`InputError` for an unknown run or one that is still running.
+        Raises :class:`InputError` for an unknown run or one that is still running, and
+        :class:`RetrievalError` when the index folder has gone missing.
         """
+        self._check_index()
         handle = resume_run(run_id, settings=self.settings, store=self.store, engine=self.engine)
         self._touch()
         return handle.run_id

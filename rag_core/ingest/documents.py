@@ -26,6 +26,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from rag_core.errors import IngestError
 from rag_core.models import Chunk, ParsedDocument
 from rag_core.settings import Settings
+from rag_core.text import decode_text, looks_binary, strip_control
 
 #: File types we can read (lower-case extensions).
 SUPPORTED = {".pdf", ".txt", ".md"}
@@ -187,29 +188,20 @@ def split_pages(
 
 
 def _clean(text: str) -> str:
-    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    text = strip_control(text)  # NUL and other control characters; CR/CRLF become newlines
     text = _TRAILING_SPACE.sub("\n", text)
     return _MANY_BLANK_LINES.sub("\n\n", text).strip()
 
 
 def _decode_text(name: str, data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encodings = ["utf-16"]
-    else:
-        encodings = ["utf-8-sig", "cp1252"]
-        sample = data[:8192]
-        control = sum(sample.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
-        if b"\x00" in sample or control > len(sample) // 10:
-            raise IngestError(
-                f"{name}: this does not look like a text file (it contains binary data). "
-                "Upload the original PDF, or save the document as plain text (.txt)."
-            )
-    for encoding in encodings:
-        try:
-            return _clean(data.decode(encoding))
-        except UnicodeDecodeError:
-            continue
-    return _clean(data.decode("cp1252", errors="replace"))
+    """UTF-16 (BOM), UTF-8 (BOM or not) or Windows-1252, as for question files (rag_core.text)."""
+    text = decode_text(data)
+    if looks_binary(text):
+        raise IngestError(
+            f"{name}: this does not look like a text file (it contains binary data). "
+            "Upload the original PDF, or save the document as plain text (.txt)."
+        )
+    return _clean(text)
 
 
 def _pdf_pages(name: str, data: bytes, max_pages: int, budget_s: float) -> list[str]:

@@ -8,6 +8,14 @@ but embeddings are always computed here and passed explicitly, so batching is un
 Every chunk carries metadata ``source, page, position, doc_sha256, added_at, size_bytes, pages``;
 documents are keyed by their (safe) file name. Chroma errors never escape: writes raise
 :class:`IngestError` naming the file, reads/opening raise :class:`RetrievalError`.
+
+The embedded store's folder is watched: an open index remembers which files it opened (the
+identity of ``chroma.sqlite3``), and every read or write first checks that they are still the ones
+on disk. If the folder was deleted, moved or swapped for another copy while the index was open, it
+raises (:func:`index_folder_problem` words the message) instead of listing stale documents or
+answering from unlinked files. Chroma shares one open "system" per folder among all clients of a
+process, so a new :class:`PolicyIndex` opened while an older one still holds the folder inherits the
+older one's identity (and its check).
 """
 
 from __future__ import annotations
@@ -35,6 +43,41 @@ QUERY_BATCH = 1000
 MAX_QUERY_RESULTS = 20_000
 #: Metadata keys stored with every chunk.
 METADATA_KEYS = ("source", "page", "position", "doc_sha256", "added_at", "size_bytes", "pages")
+#: The embedded store's database file inside ``settings.chroma_dir`` (its identity names the index).
+INDEX_FILE = "chroma.sqlite3"
+
+FileIdentity = tuple[int, int]
+"""``(st_dev, st_ino)`` of :data:`INDEX_FILE`: changes when the folder is deleted and recreated or swapped."""
+
+# Folders held open by PolicyIndex objects of this process: identity of the files Chroma opened, and
+# how many indexes share them (chromadb keeps one system per path until its last client closes).
+_held: dict[str, tuple[FileIdentity | None, int]] = {}
+_held_lock = threading.Lock()
+
+
+def index_identity(settings: Settings) -> FileIdentity | None:
+    """The identity of the embedded index's database file now; None when it does not exist."""
+    try:
+        st = (settings.chroma_dir / INDEX_FILE).stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def index_folder_problem(settings: Settings, *, missing: bool, documents: int = 0) -> str:
+    """The message for an index folder that is missing, or was replaced while it was open."""
+    where = settings.chroma_dir
+    if missing:
+        held = f" ({documents} recorded document{'s' if documents != 1 else ''})" if documents else ""
+        return (
+            f"The policy index folder {where} is missing{held}: it was deleted or moved while the app "
+            "was running, so its documents can no longer be searched. Restore the folder, or upload "
+            "the documents again on the Documents page (a new, empty index is created)."
+        )
+    return (
+        f"The policy index folder {where} was replaced by another copy while it was open. Reload "
+        "the page (or run the command again) to use the index that is there now."
+    )
 
 
 class PolicyIndex:
@@ -55,6 +98,8 @@ class PolicyIndex:
         self._embedder = embedder
         self._lock = threading.RLock()
         self._client: ClientAPI | None = None  # None once closed
+        self._identity: FileIdentity | None = None  # the index file this index reads (embedded store)
+        self._held_key: str | None = None
         chroma_settings = chromadb.Settings(anonymized_telemetry=False)
         if settings.chroma_host:
             self.location = f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
@@ -72,9 +117,11 @@ class PolicyIndex:
             self.location = str(settings.chroma_dir)
             try:
                 settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(
-                    path=str(settings.chroma_dir), settings=chroma_settings
-                )
+                with _held_lock:
+                    self._client = chromadb.PersistentClient(
+                        path=str(settings.chroma_dir), settings=chroma_settings
+                    )
+                    self._hold()
             except Exception as exc:
                 raise RetrievalError(
                     f"The policy index in {settings.chroma_dir} cannot be opened ({_short(exc)}). Check "
@@ -102,9 +149,43 @@ class PolicyIndex:
                 "not cosine. Set RAG_COLLECTION to a new name and ingest the documents again."
             )
 
+    # --- the folder --------------------------------------------------------------------------
+    def _hold(self) -> None:
+        """Record which files this index reads (called under ``_held_lock`` right after opening)."""
+        key = str(self.settings.chroma_dir.resolve())
+        identity, n = _held.get(key, (None, 0))
+        if n == 0:  # chromadb opened the folder afresh: its files are the ones on disk now
+            identity = index_identity(self.settings)
+        _held[key] = (identity, n + 1)
+        self._held_key = key
+        self._identity = identity
+
+    def _release(self) -> None:
+        key = self._held_key
+        if key is None:
+            return
+        self._held_key = None
+        with _held_lock:
+            identity, n = _held.get(key, (None, 1))
+            if n <= 1:
+                _held.pop(key, None)
+            else:
+                _held[key] = (identity, n - 1)
+
+    def folder_problem(self) -> str | None:
+        """Why the embedded index's folder can no longer be used (deleted, moved, or replaced while
+        open), or None when it is the one this index opened (always None for a Chroma server)."""
+        if self.settings.chroma_host:
+            return None
+        now = index_identity(self.settings)
+        if now == self._identity:
+            return None
+        return index_folder_problem(self.settings, missing=now is None)
+
     # --- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
         """Release the client (idempotent). The index must not be used afterwards."""
+        self._release()
         client = getattr(self, "_client", None)
         if client is not None and hasattr(client, "close"):
             try:
@@ -320,6 +401,9 @@ class PolicyIndex:
         """Map Chroma/transport errors to ``kind`` with a message saying what to do."""
         if self._client is None:
             raise kind(f"{what}: the index was closed. Reload the page to reopen it.")
+        problem = self.folder_problem()
+        if problem is not None:
+            raise kind(f"{what}: {problem}")
         try:
             yield
         except RagError as exc:

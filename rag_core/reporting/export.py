@@ -5,11 +5,15 @@ file, stdout or a download button.
 
 * :func:`run_export` — the run's summary plus its results, in input order. Never contains NaN
   or infinity (they become ``null``), so ``json.dumps(..., allow_nan=False)`` always works.
-* :func:`results_csv` — one row per question. Text cells that a spreadsheet would run as a formula
-  (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) are prefixed with ``'``:
-  answers and chunks come from uploaded documents and must not execute when opened in Excel.
+* :func:`csv_text` — the one CSV writer every export goes through. Text cells that a spreadsheet
+  would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) are
+  prefixed with ``'`` (:func:`rag_core.text.formula_guard`): questions, answers and chunks come
+  from people and uploaded documents and must not execute when the file is opened in Excel.
+* :func:`results_csv` — one row per question.
 * :func:`questions_json` / :func:`questions_csv` — a question set in the formats that
-  :func:`rag_core.questions.parse_questions` reads back unchanged.
+  :func:`rag_core.questions.parse_questions` reads back unchanged (the CSV reader removes exactly
+  the guard's ``'``, see :mod:`rag_core.text`).
+* :func:`export_filename` — the download's file name (``leave.csv``, never ``leave.csv.csv``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,10 +29,11 @@ from rag_core.models import QAItem
 from rag_core.storage.jsonsafe import clean
 from rag_core.storage.records import ResultRecord, RunRecord
 from rag_core.summary import RunSummary
+from rag_core.text import formula_guard
 from rag_core.vocab import metric, metric_id
 
-#: First characters that make a spreadsheet treat a cell as a formula.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: Extensions an export name may already end with (dropped before the format's own is added).
+_EXPORT_EXTENSIONS = (".csv", ".json")
 
 
 def run_export(run: RunRecord, summary: RunSummary, results: Sequence[ResultRecord]) -> dict[str, Any]:
@@ -75,11 +81,28 @@ def run_json_text(export: dict[str, Any]) -> str:
     return json.dumps(clean(export), indent=2, allow_nan=False, ensure_ascii=False)
 
 
-def _cell(value: Any) -> Any:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text (RFC 4180 quoting, ``\r\n`` line ends) of ``header`` and ``rows``: the one writer
+    for every CSV export. Every text cell goes through :func:`~rag_core.text.formula_guard`, so no
+    cell runs as a formula in a spreadsheet; numbers and ``None`` (an empty cell) are written as
+    they are."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow([formula_guard(h) for h in header])
+    for row in rows:
+        w.writerow([formula_guard(v) if isinstance(v, str) else ("" if v is None else v) for v in row])
+    return buf.getvalue()
+
+
+def export_filename(name: str, fmt: str) -> str:
+    """A safe download name for ``name`` exported as ``fmt`` (``"csv"``/``"json"``): characters
+    other than letters, digits, ``.``, ``_`` and ``-`` become ``_``, an export extension the name
+    already ends with is dropped (a set called ``leave.csv`` gives ``leave.csv``, not
+    ``leave.csv.csv``), and an empty result becomes ``export``."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
+    while stem.lower().endswith(_EXPORT_EXTENSIONS):
+        stem = stem.rsplit(".", 1)[0].rstrip("._-")
+    return f"{stem or 'export'}.{fmt.lower().lstrip('.')}"
 
 
 def results_csv(export: dict[str, Any]) -> str:
@@ -93,42 +116,34 @@ def results_csv(export: dict[str, Any]) -> str:
     metrics = sorted(
         {m for r in export["results"] for m in r["scores"]}, key=lambda m: (metric(m, suite).order, m)
     )
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(
+    header = [
+        "index",
+        "question",
+        "ground_truth",
+        "answer",
+        "error",
+        "latency_s",
+        "input_tokens",
+        "output_tokens",
+        *[metric_id(suite, m) for m in metrics],
+        "sources",
+    ]
+    rows = (
         [
-            "index",
-            "question",
-            "ground_truth",
-            "answer",
-            "error",
-            "latency_s",
-            "input_tokens",
-            "output_tokens",
-            *[metric_id(suite, m) for m in metrics],
-            "sources",
+            i,
+            r["question"],
+            r["ground_truth"],
+            r["answer"] or "",
+            r["error"] or "",
+            r["latency_s"],
+            r["input_tokens"],
+            r["output_tokens"],
+            *[r["scores"].get(m) for m in metrics],  # failed or not scored: empty, never 0
+            "; ".join(f"{c['source']} p.{c['page']}" for c in r["contexts"]),
         ]
+        for i, r in enumerate(export["results"])
     )
-    for i, r in enumerate(export["results"]):
-        sources = "; ".join(f"{c['source']} p.{c['page']}" for c in r["contexts"])
-        w.writerow(
-            [
-                _cell(v)
-                for v in (
-                    i,
-                    r["question"],
-                    r["ground_truth"],
-                    r["answer"] or "",
-                    r["error"] or "",
-                    r["latency_s"],
-                    r["input_tokens"],
-                    r["output_tokens"],
-                    *[("" if r["scores"].get(m) is None else r["scores"][m]) for m in metrics],
-                    sources,
-                )
-            ]
-        )
-    return buf.getvalue()
+    return csv_text(header, rows)
 
 
 def questions_json(items: Iterable[QAItem]) -> str:
@@ -138,14 +153,10 @@ def questions_json(items: Iterable[QAItem]) -> str:
 
 
 def questions_csv(items: Iterable[QAItem]) -> str:
-    """A question set as CSV with the header ``question,ground_truth`` (re-importable).
+    """A question set as CSV with the header ``question,ground_truth``.
 
-    Cells are written as they are (no formula guard) so that importing the file gives back
-    exactly the same questions.
+    Formula-guarded like every export (``=HYPERLINK(…)`` is written ``'=HYPERLINK(…)``), and still
+    re-importable: :func:`rag_core.questions.parse_questions` removes exactly the guard, so
+    importing the file gives back the same questions.
     """
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["question", "ground_truth"])
-    for it in items:
-        w.writerow([it.question, it.ground_truth])
-    return buf.getvalue()
+    return csv_text(["question", "ground_truth"], ([it.question, it.ground_truth] for it in items))

@@ -17,6 +17,12 @@ Rules
   the end. The run's :class:`~rag_core.summary.RunSummary` is then computed from the stored
   scores and every attempt's ledger (:mod:`rag_core.runs.summary`), so compare runs bill both
   passes and resumed or crashed runs report the sum of all their attempts.
+- A write that fails stops the run: the first :class:`~rag_core.errors.RagError` from storing an
+  answer, a score or the attempt ledger (disk full, read-only file, lost lock) is kept, the work in
+  progress is cancelled, and the run ends ``failed`` with that reason. Each write is one
+  transaction, so nothing is half-written; what was stored is kept and :func:`resume_run` redoes
+  the rest. If even the final status cannot be written, the handle still ends ``failed`` with a
+  message saying so (its summary is ``None``), so callers never report such a run as passed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine
-from rag_core.errors import GenerationError, InputError, RagError
+from rag_core.errors import GenerationError, InputError, RagError, RetrievalError, StorageError
 from rag_core.models import Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
 from rag_core.runs.handle import RunHandle
 from rag_core.runs.request import RunOptions, RunRequest
@@ -105,9 +111,14 @@ def make_answerer(backend: Backend, settings: Settings) -> Any:
 
 
 def retrieve_contexts(settings: Settings, questions: list[str], top_k: int) -> list[list[ScoredChunk]]:
-    from rag_core.ingest.index import PolicyIndex
+    """The ``top_k`` chunks for each question. Raises :class:`RetrievalError` when the embedded
+    index's folder is missing (opening it would create an empty one and every question would be
+    answered from nothing) or was replaced while open (see :mod:`rag_core.ingest.index`)."""
+    from rag_core.ingest.index import PolicyIndex, index_folder_problem, index_identity
     from rag_core.ingest.retrieval import retrieve
 
+    if not settings.chroma_host and index_identity(settings) is None:
+        raise RetrievalError(index_folder_problem(settings, missing=True))
     with PolicyIndex(settings) as index:
         return retrieve(index, questions, top_k)
 
@@ -175,6 +186,37 @@ class _Coordinator:
         self.run_id = handle.run_id
         self.ledger = AttemptLedger()
         self.attempt = 0
+        self._fault: RagError | None = None  # the first write that failed (see the module rules)
+        self._fault_lock = threading.Lock()
+
+    # -- failed writes -----------------------------------------------------------------------------
+    def _write_failed(self, exc: Exception, what: str) -> None:
+        """Keep the first failed write and stop the run (any thread, including the loop thread)."""
+        fault = (
+            exc
+            if isinstance(exc, RagError)
+            else StorageError(f"Unexpected error: {type(exc).__name__}: {exc}")
+        )
+        with self._fault_lock:
+            if self._fault is not None:
+                return
+            self._fault = fault
+        log.error("run %s: could not store %s; stopping the run: %s", self.run_id, what, fault)
+        self.handle.cancel()  # stops the current batch; the run then ends as failed, not cancelled
+
+    def _failure_text(self) -> str:
+        assert self._fault is not None
+        return (
+            f"The run was stopped because a result could not be stored: {self._fault} "
+            "Everything stored before that is kept; resume the run once the problem is fixed."
+        )
+
+    def _save_ledger(self, snap: dict[str, Any]) -> None:
+        try:
+            self.store.save_attempt(self.run_id, self.attempt, snap)
+        except RagError as exc:
+            self._write_failed(exc, "the run's progress")
+            raise
 
     # -- the attempt -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -182,7 +224,7 @@ class _Coordinator:
         stop_heartbeat = threading.Event()
         try:
             self.attempt = self.store.start_attempt(self.run_id)
-            self.ledger.attach(lambda snap: self.store.save_attempt(self.run_id, self.attempt, snap))
+            self.ledger.attach(self._save_ledger)
             threading.Thread(
                 target=self._heartbeat, args=(stop_heartbeat,), name=f"run-{self.run_id}-ledger", daemon=True
             ).start()
@@ -195,6 +237,8 @@ class _Coordinator:
             status, failure = RunStatus.FAILED, f"Unexpected error: {type(exc).__name__}: {exc}"
         finally:
             stop_heartbeat.set()
+        if self._fault is not None:  # a failed write stopped the run: that is the reason, not "cancelled"
+            status, failure = RunStatus.FAILED, self._failure_text()
         self.ledger.phase(None)
         if failure:
             self.handle.set(message=failure)
@@ -207,18 +251,23 @@ class _Coordinator:
             self.store.update_run(
                 self.run_id, status=status, timings=summary.timings.to_json(), summary=summary, finished=True
             )
-        except RagError as exc:  # storage failed at the very end: report, keep what was written
+        except RagError as exc:  # storage failed at the very end: say so; never look like a pass
             log.error("could not finalise run %s: %s", self.run_id, exc)
-            status = RunStatus.FAILED
-            self.handle.set(message=str(exc))
+            status, summary = RunStatus.FAILED, None
+            try:  # a smaller write may still fit (e.g. the disk is full but the row is not growing)
+                self.store.update_run(self.run_id, status=RunStatus.FAILED, finished=True)
+            except RagError:
+                log.error("run %s: its status could not be saved either", self.run_id)
+            lead = f"{failure} " if failure else ""
+            self.handle.set(message=f"{lead}The run's final result could not be saved: {exc}")
         self.handle.finish(status, summary)
 
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
             try:
-                self.store.save_attempt(self.run_id, self.attempt, self.ledger.snapshot())
-            except RagError as exc:
-                log.warning("run %s: could not record progress: %s", self.run_id, exc)
+                self._save_ledger(self.ledger.snapshot())
+            except RagError:
+                break  # the run is being stopped (see _write_failed)
         self.ledger.attach(None)  # the final snapshot is written by run()
 
     def _phases(self) -> RunStatus:
@@ -294,6 +343,12 @@ class _Coordinator:
             return [job(i) for i in todo]
 
         def store_answer(r: ItemResult) -> None:
+            try:
+                save_answer(r)
+            except Exception as exc:  # on the loop thread: stop the run instead of logging and going on
+                self._write_failed(exc, f"the answer to question {todo[r.index] + 1}")
+
+        def save_answer(r: ItemResult) -> None:
             i = todo[r.index]
             ans: Answer | None = r.value if r.status == "ok" else None
             if r.status == "cancelled":
@@ -437,7 +492,10 @@ class _Coordinator:
             return
 
         def on_score(k: int, score: MetricScore) -> None:
-            store.save_scores(run_id, order[k], [score])
+            try:
+                store.save_scores(run_id, order[k], [score])
+            except Exception as exc:
+                self._write_failed(exc, f"a score of question {order[k] + 1}")
 
         batch = submit_scoring(
             samples,

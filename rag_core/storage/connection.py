@@ -26,9 +26,10 @@ __all__ = ["SqliteBase"]
 class SqliteBase:
     """One shared connection (guarded by an ``RLock``), reopened after ``os.fork()``; short transactions.
 
-    Opening creates the folder and the database if needed and migrates an older schema.
-    Raises :class:`StorageError` when the file cannot be opened, is not a SQLite database, or was
-    written by a newer version of the app.
+    Opening creates the folder and the database if needed, checks it (``PRAGMA quick_check``:
+    every page of every table and index is read and its structure verified) and migrates an older
+    schema. Raises :class:`StorageError` when the file cannot be opened, is damaged or is not a
+    SQLite database, or was written by a newer version of the app.
     """
 
     def __init__(self, db_path: Path | str, *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
@@ -64,6 +65,7 @@ class SqliteBase:
             # NORMAL is durable against app crashes in WAL mode; only a power cut can lose the
             # last few commits (never corrupt the file).
             conn.execute("PRAGMA synchronous = NORMAL")
+            self._quick_check(conn, "open the history")
             self._migrate(conn)
         except sqlite3.Error as exc:
             conn.close()
@@ -72,6 +74,29 @@ class SqliteBase:
             conn.close()
             raise
         return conn
+
+    def _quick_check(self, conn: sqlite3.Connection, action: str) -> None:
+        """Raise the "damaged" :class:`StorageError` unless ``PRAGMA quick_check`` says ``ok``.
+
+        Linear in the file's size (a few milliseconds per megabyte); run when the store opens and
+        before a run is created, so no new run is written into a damaged file.
+        """
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+        if [tuple(r) for r in rows] != [("ok",)]:
+            first = str(rows[0][0]) if rows else "no answer"
+            raise StorageError(self._damaged(action, f"SQLite's check found: {first[:200]}"))
+
+    def check(self) -> None:
+        """Check the database file's structure now (``PRAGMA quick_check``).
+
+        Raises :class:`StorageError` saying the file is damaged and what to do.
+        """
+        with self._lock:
+            conn = self._connection()
+            try:
+                self._quick_check(conn, "check the history")
+            except sqlite3.Error as exc:
+                raise self._error(exc, "check the history") from exc
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -164,10 +189,7 @@ class SqliteBase:
                 "writable (RAG_DATA_DIR)."
             )
         elif "not a database" in msg or "malformed" in msg or "corrupt" in msg:
-            text = (
-                f"Could not {action}: {where} is damaged or is not a SQLite database. Move the file "
-                "aside (a new, empty history will be created) or restore a backup."
-            )
+            text = self._damaged(action)
         elif "full" in msg:
             text = f"Could not {action}: the disk holding {where} is full. Free some space and retry."
         elif "disk i/o" in msg:
@@ -175,6 +197,15 @@ class SqliteBase:
         else:
             text = f"Could not {action} in {where}: {exc}."
         return StorageError(text)
+
+    def _damaged(self, action: str, detail: str = "") -> str:
+        """The one message for a damaged history file (a failed open, query or quick_check)."""
+        found = f" ({detail})" if detail else ""
+        return (
+            f"Could not {action}: the history database {self.db_path} is damaged or is not a SQLite "
+            f"database{found}. Move the file aside (a new, empty history will be created) or restore "
+            "a backup."
+        )
 
 
 def _now() -> str:

@@ -34,7 +34,8 @@ class RunsStore(SqliteBase):
         """Start a run with status ``"running"`` and one ``"pending"`` result per item; return its id.
 
         Raises :class:`InputError` when ``items`` is empty, :class:`StorageError` when ``config``
-        holds a secret (e.g. an ``api_key`` key) or cannot be stored as JSON.
+        holds a secret (e.g. an ``api_key`` key) or cannot be stored as JSON, or when the database
+        file is damaged (checked first with :meth:`check`, so nothing is written into it).
         """
         if not items:
             raise InputError("A run needs at least one question; the question set is empty.")
@@ -42,6 +43,7 @@ class RunsStore(SqliteBase):
             if not isinstance(it.question, str) or not isinstance(it.ground_truth, str):
                 raise InputError(f"Question {i + 1} of the run is not text; re-import the question set.")
         config_json = to_json(refuse_secrets(config, "config"), "the run configuration")
+        self.check()  # never write a new run into a damaged file
         now = _now()
         with self._tx("create the run", write=True) as conn:
             cur = conn.execute(

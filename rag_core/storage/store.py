@@ -15,7 +15,11 @@ Contracts shared by every method
   (``save_answer``, ``save_scores``, ``save_requests``, ``update_run``) raises
   :class:`StorageError` naming the run. Deleting something absent is a no-op returning ``False``.
 * Every ``sqlite3`` error is re-raised as :class:`StorageError` with a message saying what to do
-  (e.g. "locked by another process").
+  (e.g. "locked by another process"). A damaged file (found by ``PRAGMA quick_check`` when the
+  store opens and before a run is created, or by any query) gets one message: move it aside or
+  restore a backup.
+* A write either commits whole or not at all (one transaction each): a full disk, a read-only
+  file or a lock held too long raises :class:`StorageError` and leaves nothing half-written.
 * NaN / infinity never reach the database: a non-finite metric value is stored as a *failed*
   score (``value`` NULL, error ``"metric returned NaN"``), and JSON columns are written with
   ``allow_nan=False`` after replacing non-finite floats by ``null``.
@@ -60,9 +64,10 @@ __all__ = ["HistoryStore"]
 class HistoryStore(CatalogStore, RunsStore, ResultsStore, AttemptsStore, JudgeCacheStore):
     """The project's SQLite history. Safe to share between threads and processes.
 
-    Opening creates the folder and the database if needed and migrates an older schema.
-    Raises :class:`StorageError` when the file cannot be opened, is not a SQLite database, or was
-    written by a newer version of the app.
+    Opening creates the folder and the database if needed, checks the file's structure
+    (``PRAGMA quick_check``, also run before each new run is created) and migrates an older schema.
+    Raises :class:`StorageError` when the file cannot be opened, is damaged or is not a SQLite
+    database, or was written by a newer version of the app.
     """
 
     def __repr__(self) -> str:
