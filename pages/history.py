@@ -321,6 +321,12 @@ with details_tab:
         st.markdown("#### Question drill-down")
         qids = [r.index for r in res]
         ui.ensure_choice("history.question", qids)
+        if ss.get("history.question_run") != run_id:
+            # Another run: same question number, new labels. The browser keeps the label it
+            # shows until it is sent a value, so assign it (an assignment is sent; an unchanged
+            # widget value is not) — else it would show, and send back, the old run's label.
+            ss["history.question"] = ss["history.question"]
+            ss["history.question_run"] = run_id
         q_idx = st.selectbox(
             "Question",
             qids,

@@ -7,7 +7,17 @@ Editor state, explained once: ``st.data_editor`` applies its edit state (``edite
 ``added_rows``, ``deleted_rows``) on top of the data it is given — the *base*. The base of each set
 is kept in ``qsets.bases`` and only changes when the edit state is empty or reset (set switched,
 saved, discarded, imported, or the editor was not drawn in the last run), so edits are never
-applied twice.
+applied twice. The browser keeps its own copy of the edit state, per widget: deleting the session
+key does not clear the table on screen, and the next edit would send the old edits back. So every
+reset starts a new editor widget — its key carries a generation counter (``qsets.editor_gen``) —
+which the browser draws from the base alone.
+
+Typing: the grid commits what its cell editor has *rendered*; keys that reach the browser in the
+same frame as Tab/Enter are lost, and the cell stays empty ("None") — measured with a bare
+``st.data_editor``. Every commit reruns the app, and a long rerun to redraw blocks the browser for
+exactly such frames. So the table, its status and buttons are one fragment (a commit reruns and
+redraws only that), and nothing above the table changes while the user edits (status, notes and
+messages are drawn below it, so a rerun never moves the table under an open cell editor).
 """
 
 from __future__ import annotations
@@ -142,6 +152,7 @@ def _import() -> None:
 
 
 def _discard() -> None:
+    """Drop the selected set's draft; the next run draws a new editor from the saved rows."""
     name = ss.get("qsets.selected")
     drafts.pop(name, None)
     ss["qsets.rebase"] = True
@@ -151,6 +162,11 @@ def _discard() -> None:
 def _rows(df: pd.DataFrame) -> list[dict[str, str]]:
     """Editor output → plain rows (None/NaN → '')."""
     return items_to_rows(rows_to_items(df.reindex(columns=COLUMNS).to_dict("records")))
+
+
+def editor_key(gen: int) -> str:
+    """Session-state key of the data editor of generation ``gen`` (see the module docstring)."""
+    return f"qsets.editor.{gen}"
 
 
 def _has_edits(state: Any) -> bool:
@@ -165,7 +181,6 @@ st.caption(
     "Questions an employee might ask, with the answer the policy gives (the ground truth). "
     "Runs use the saved version of a set."
 )
-ui.flash("qsets.flash")
 
 stored = {s.name: s for s in ui.question_sets()}
 options = sorted(set(stored) | set(drafts), key=str.casefold)
@@ -178,44 +193,42 @@ if not options:
     selected = None
 else:
     ui.ensure_choice("qsets.selected", options)
-    previous = ss.get("qsets.editing")
     # Plain labels on purpose: the browser sends the chosen label back, so labels that change
     # from run to run (e.g. an "unsaved" marker) could stop matching. Unsaved state is shown below.
     selected = st.selectbox("Question set", options, key="qsets.selected", persist_state="session")
-    if previous and previous != selected and previous in drafts:
-        st.warning(
-            f"'{ui.md(previous)}' has unsaved changes. They are kept as a draft — switch back to "
-            "save or discard them."
-        )
-    others = [n for n in drafts if n != selected and n != previous]
-    if others:  # other sets with unsaved edits (the warning above covers the one just left)
-        st.caption("Unsaved drafts kept for: " + ", ".join(f"'{ui.md(n)}'" for n in others))
 
-if selected is not None:
+
+@st.fragment
+def editor(selected: str) -> None:
+    """The table of ``selected`` with its status, buttons and notes — a fragment: a cell edit
+    reruns only this part, so the browser has little to redraw while the user types on."""
+    stored = {s.name: s for s in ui.question_sets()}
+    previous = ss.get("qsets.editing")
     stored_rows = items_to_rows(ui.question_set(selected)) if selected in stored else []
     rebase = ss.pop("qsets.rebase", False)
-    switched = ss.get("qsets.editing") != selected
-    if rebase or switched or not _has_edits(ss.get("qsets.editor")) or selected not in bases:
-        if (rebase or switched) and "qsets.editor" in ss:
-            del ss["qsets.editor"]  # its edits belong to another base
+    gen = ss.setdefault("qsets.editor_gen", 0)
+    if rebase or previous != selected or selected not in bases:
+        gen = ss["qsets.editor_gen"] = gen + 1  # a new widget: the browser forgets the old edits
+        bases[selected] = drafts.get(selected, stored_rows)
+    elif not _has_edits(ss.get(editor_key(gen))):
         bases[selected] = drafts.get(selected, stored_rows)
     ss["qsets.editing"] = selected
 
-    status_slot = st.empty()
-    edited = st.data_editor(
-        pd.DataFrame(bases[selected], columns=COLUMNS),
-        key="qsets.editor",
-        num_rows="dynamic",
-        width="stretch",
-        column_config={
-            "question": st.column_config.TextColumn(
-                "Question", width="large", help="What an employee asks. Must be unique."
-            ),
-            "ground_truth": st.column_config.TextColumn(
-                "Ground truth", width="large", help="The answer the policy gives (may be empty)."
-            ),
-        },
-    )
+    with st.container(key="qsets.table"):  # a stable hook for tests; the editor's key changes
+        edited = st.data_editor(
+            pd.DataFrame(bases[selected], columns=COLUMNS),
+            key=editor_key(gen),
+            num_rows="dynamic",
+            width="stretch",
+            column_config={
+                "question": st.column_config.TextColumn(
+                    "Question", width="large", help="What an employee asks. Must be unique."
+                ),
+                "ground_truth": st.column_config.TextColumn(
+                    "Ground truth", width="large", help="The answer the policy gives (may be empty)."
+                ),
+            },
+        )
     rows = _rows(edited)
     if selected not in stored or rows != stored_rows:
         drafts[selected] = rows
@@ -223,7 +236,7 @@ if selected is not None:
         drafts.pop(selected, None)
 
     if selected in drafts:
-        status_slot.warning(
+        st.warning(
             "● Unsaved changes — "
             + (
                 "this set is new and not saved yet."
@@ -234,13 +247,15 @@ if selected is not None:
         )
     else:
         info = stored[selected]
-        status_slot.caption(
+        st.caption(
             f"✓ Saved · {info.n_items} questions · last saved {info.updated_at[:16].replace('T', ' ')} UTC"
         )
 
     row = st.container(horizontal=True)
     save = row.button("Save", key="qsets.save", type="primary", disabled=selected not in drafts)
-    row.button("Discard changes", key="qsets.discard", on_click=_discard, disabled=selected not in drafts)
+    if row.button("Discard changes", key="qsets.discard", disabled=selected not in drafts):
+        _discard()
+        st.rerun()  # the whole page: discarding a new set removes it from the list
     items_now = rows_to_items(rows)
     row.download_button(
         "Export CSV",
@@ -269,6 +284,22 @@ if selected is not None:
             ss["qsets.rebase"] = True
             _flash("success", f"Saved '{ui.md(saved.name)}' — {saved.n_items} questions.")
             st.rerun()
+
+    if previous and previous != selected and previous in drafts:
+        st.warning(
+            f"'{ui.md(previous)}' has unsaved changes. They are kept as a draft — switch back to "
+            "save or discard them."
+        )
+    others = [n for n in drafts if n != selected and n != previous]
+    if others:  # other sets with unsaved edits (the warning above covers the one just left)
+        st.caption("Unsaved drafts kept for: " + ", ".join(f"'{ui.md(n)}'" for n in others))
+    ui.flash("qsets.flash")  # below the table: a message that goes away must not move it
+
+
+if selected is not None:
+    editor(selected)
+else:
+    ui.flash("qsets.flash")
 
 # --------------------------------------------------------------------------------------------
 st.divider()

@@ -72,3 +72,39 @@ def test_sidebar_hint_moves_on_once_documents_exist(app, indexed_dir: Path) -> N
     hints = [str(e.value) for e in at.sidebar.info]
     assert not any("First step" in t for t in hints)
     assert any("first evaluation" in t for t in hints)
+
+
+def test_run_details_show_the_new_runs_question_after_switching_runs(app, history_dir: Path) -> None:
+    """Issue 9: History → Run details kept the previous run's question label after switching
+    runs. The selectbox keeps its value (a question number) across runs; the browser must be sent
+    the new run's label (``set_value``), or it keeps showing — and later sends back — the old one."""
+    from rag_core.models import QAItem
+    from tests.app.conftest import _workspace
+
+    other_set = [QAItem(f"Other set question {i}: may I carry over leave?", f"Answer {i}.") for i in range(3)]
+    ws = _workspace(history_dir)
+    try:
+        ws.save_question_set("Other set", other_set)
+        other = ws.start_run("Other set", mode="async", suite="none")
+        assert ws.wait_run(other, timeout=120)
+        first = [r.question for r in ws.results(1)]
+    finally:
+        ws.close()
+    at = app(history_dir)
+    at.switch_page("pages/history.py").run()
+    at.session_state["history.tab"] = "Run details"
+    at.run()
+    at.selectbox(key="history.run").select(1).run()
+    at.selectbox(key="history.question").select(2).run()
+    assert first[2] in " ".join(texts(at, "markdown"))
+
+    at.selectbox(key="history.run").select(other).run()
+    assert not at.exception, [e.value for e in at.exception]
+    question = at.selectbox(key="history.question")
+    label = question.options[question.index]
+    assert label.startswith(f"Q{question.index + 1} · Other set question")
+    assert question.proto.set_value and question.proto.raw_value == label, (
+        "the browser is not told the new run's question label"
+    )
+    md = " ".join(texts(at, "markdown"))
+    assert other_set[question.value].question in md and first[2] not in md

@@ -20,11 +20,16 @@ def _open(app, data_dir: Path) -> AppTest:
     return at
 
 
+def _editor_key(at: AppTest) -> str:
+    """Key of the data editor drawn now (it carries a generation counter, see the page)."""
+    return f"qsets.editor.{at.session_state['qsets.editor_gen']}"
+
+
 def _edit(
     at: AppTest, edited: dict | None = None, added: list | None = None, deleted: list | None = None
 ) -> AppTest:
     """Inject data-editor edits the way the browser sends them, then rerun."""
-    at.session_state["qsets.editor"] = {
+    at.session_state[_editor_key(at)] = {
         "edited_rows": edited or {},
         "added_rows": added or [],
         "deleted_rows": deleted or [],
@@ -145,3 +150,50 @@ def test_rename_and_delete(app, empty_dir: Path) -> None:
     at.button(key="qsets.delete_confirm").click().run()
     assert not at.exception
     assert any("No question sets yet" in t for t in texts(at, "info"))
+
+
+def test_discard_restores_the_saved_rows_in_a_new_editor(app, empty_dir: Path) -> None:
+    """Issue 9: Discard shows the saved rows again and the next edit does not bring the old ones
+    back. The browser keeps a data editor's edits per widget, so Discard must start a new widget
+    (a new key) drawn from the saved rows; the browser test checks what the user sees."""
+    at = _open(app, empty_dir)
+    saved = [(q.question, q.ground_truth) for q in _stored(empty_dir, SAMPLE)]
+    old_key = _editor_key(at)
+    at = _edit(at, edited={0: {"question": "Discard me"}}, added=[{"question": "Discard me too"}])
+    assert at.session_state["qsets.drafts"][SAMPLE][0]["question"] == "Discard me"
+    at.button(key="qsets.discard").click().run()
+    assert not at.exception
+    assert _editor_key(at) != old_key  # a new editor widget: the browser drops its edit state
+    shown = at.data_editor[0].value
+    assert list(zip(shown["question"], shown["ground_truth"], strict=True)) == saved
+    assert SAMPLE not in at.session_state["qsets.drafts"]
+    assert not any("Unsaved changes" in w for w in texts(at, "warning"))
+    assert at.button(key="qsets.discard").disabled and at.button(key="qsets.save").disabled
+
+    # The next edit is applied to the saved rows, alone.
+    at = _edit(at, edited={1: {"ground_truth": "Changed after discarding."}})
+    draft = at.session_state["qsets.drafts"][SAMPLE]
+    assert [(r["question"], r["ground_truth"]) for r in draft] == [
+        saved[0],
+        (saved[1][0], "Changed after discarding."),
+        *saved[2:],
+    ]
+
+
+def test_save_and_switching_sets_start_a_new_editor(app, empty_dir: Path) -> None:
+    """Every reset of the table (save, switch set) gets a new editor key, so no edit state of the
+    previous table can be applied to the new rows."""
+    at = _open(app, empty_dir)
+    keys = [_editor_key(at)]
+    at = _edit(at, added=[{"question": "Is there a cycle-to-work scheme?", "ground_truth": "Yes."}])
+    assert _editor_key(at) == keys[-1]  # editing keeps the widget
+    at.button(key="qsets.save").click().run()
+    keys.append(_editor_key(at))
+    assert len(_stored(empty_dir, SAMPLE)) == 11 and len(at.data_editor[0].value) == 11
+    at.text_input(key="qsets.new_name").input("Second").run()
+    at.button(key="qsets.create").click().run()
+    keys.append(_editor_key(at))
+    at.selectbox(key="qsets.selected").select(SAMPLE).run()
+    keys.append(_editor_key(at))
+    assert len(set(keys)) == len(keys), keys
+    assert len(at.data_editor[0].value) == 11

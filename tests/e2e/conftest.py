@@ -221,13 +221,23 @@ class StreamlitServer:
             proc.wait(timeout=SERVER_STOP_TIMEOUT_S)
 
 
-def wait_for_app(page, timeout_ms: int = APP_RUN_TIMEOUT_MS, settle_ms: int = 150) -> None:
+#: Resolves after the browser has painted twice more (the frame in progress and the next one).
+NEXT_PAINT_JS = "() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
+
+def next_paint(page) -> None:
+    """Wait until the page has painted what it has received (two animation frames): an event,
+    not a fixed sleep. Headless Chromium keeps producing frames, so this returns promptly."""
+    page.evaluate(NEXT_PAINT_JS)
+
+
+def wait_for_app(page, timeout_ms: int = APP_RUN_TIMEOUT_MS) -> None:
     """Block until the Streamlit app is connected and its script run has finished.
 
     Waits for ``[data-testid='stApp']`` and then for ``data-test-script-state='notRunning'``
-    (Streamlit's own e2e signal that a run completed), then ``settle_ms`` so the last deltas
-    paint. Call it after ``page.goto`` and after every interaction that triggers a rerun.
-    Raises Playwright's ``TimeoutError`` if the run does not finish within ``timeout_ms``.
+    (Streamlit's own e2e signal that a run completed), then for the next paint so the last
+    deltas are on screen. Call it after ``page.goto`` and after every interaction that triggers
+    a rerun. Raises Playwright's ``TimeoutError`` if the run does not finish within ``timeout_ms``.
     """
     page.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
     page.wait_for_selector(
@@ -240,8 +250,7 @@ def wait_for_app(page, timeout_ms: int = APP_RUN_TIMEOUT_MS, settle_ms: int = 15
         timeout=timeout_ms,
         state="attached",
     )
-    if settle_ms:
-        page.wait_for_timeout(settle_ms)
+    next_paint(page)
 
 
 def _ensure_artifacts_dir(path: Path = ARTIFACTS_DIR) -> Path:

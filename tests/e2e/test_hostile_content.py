@@ -31,7 +31,8 @@ import pytest
 
 from rag_core.models import MetricScore, QAItem, RequestTiming
 from rag_core.storage import HistoryStore
-from tests.e2e.conftest import APP_PATH, ARTIFACTS_DIR, VIEWPORT, wait_for_app
+from rag_core.summary import RunSummary
+from tests.e2e.conftest import APP_PATH, ARTIFACTS_DIR, VIEWPORT, next_paint, wait_for_app
 from tests.e2e.test_user_journey import (
     assert_no_exception,
     index_uploaded,
@@ -108,7 +109,10 @@ class Guard:
 
     def check(self, where: str) -> None:
         """Assert that nothing ran and nothing was injected on the page as it is now."""
-        self.page.wait_for_timeout(300)  # an onerror fires as soon as the broken image is added
+        # An onerror fires once a broken image has finished loading: wait until every image on
+        # the page is complete (loaded or failed), then for the paints after its error event.
+        self.page.wait_for_function("() => [...document.images].every(img => img.complete)")
+        next_paint(self.page)
         probe = self.page.evaluate(INERT_PROBE)
         assert probe == CLEAN, f"{where}: hostile content became live HTML/JS: {probe}"
         assert not self.dialogs, f"{where}: a dialog fired: {self.dialogs}"
@@ -214,26 +218,36 @@ def seed_run(store: HistoryStore) -> int:
         "semantic_similarity": {"mean": 0.7, "stdev": 0.0, "scored": 2, "failed": 0},
         "context_recall": {"mean": None, "stdev": None, "scored": 0, "failed": 2},
     }
+    timings = {"retrieval_s": 0.1, "generation_s": 0.6, "evaluation_s": 0.3, "total_s": 1.0}
     store.update_run(
         run_id,
         status="completed",
         finished=True,
-        timings={"retrieval_s": 0.1, "generation_s": 0.6, "evaluation_s": 0.3, "total_s": 1.0},
-        summary={
-            "n_questions": 3,
-            "errors": 1,
-            "metrics": metrics,
-            "generation": {
-                "sequential_s": None,
-                "async_s": 0.6,
-                "speedup_measured": None,
-                "speedup_estimated": 1.5,
-                "ideal_speedup": 3.0,
-                "concurrency": 4,
+        timings=timings,
+        summary=RunSummary.from_json(
+            {
+                "n_questions": 3,
+                "errors": 1,
+                "metrics": metrics,
+                "generation": {
+                    "sequential_s": None,
+                    "async_s": 0.6,
+                    "speedup_measured": None,
+                    "speedup_estimated": 1.5,
+                    "ideal_speedup": 3.0,
+                    "concurrency": 4,
+                },
+                "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
+                "judge": {"suite": "offline", "model": None, "calls": 0, "cache_hits": 0, "versions": {}},
             },
-            "usage": {"input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0},
-            "judge": {"suite": "offline", "model": None, "calls": 0, "cache_hits": 0, "versions": {}},
-        },
+            run_id=run_id,
+            status="completed",
+            backend="offline",
+            mode="async",
+            suite="offline",
+            n_questions=3,
+            timings=timings,
+        ),
     )
     return run_id
 

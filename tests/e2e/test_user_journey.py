@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from rag_core.storage import HistoryStore
 from tests.e2e.conftest import (
@@ -32,6 +33,7 @@ from tests.e2e.conftest import (
     ARTIFACTS_DIR,
     ROOT,
     _ensure_artifacts_dir,
+    next_paint,
     save_screenshot,
     wait_for_app,
 )
@@ -61,6 +63,16 @@ CHART_KEYS = (
 #: Screenshots copied to docs/screenshots/ with SAVE_README_SHOTS=1 (the README links history.png).
 README_SHOTS = ("documents", "run", "history", "history-charts")
 COMPLETED_RE = re.compile(r"Run #(\d+) completed")
+ENDED_BADLY_RE = re.compile(r"Run #\d+ (failed|was cancelled|was interrupted)")
+#: Records in ``window.__sawProgress`` whether a progress bar was ever on the page from now on.
+WATCH_PROGRESS_JS = """() => {
+  const seen = () => { if (document.querySelector("[data-testid='stProgress']")) window.__sawProgress = true; };
+  window.__sawProgress = false;
+  seen();
+  if (window.__progressWatch) window.__progressWatch.disconnect();
+  window.__progressWatch = new MutationObserver(seen);
+  window.__progressWatch.observe(document.body, {childList: true, subtree: true});
+}"""
 
 
 # --------------------------------------------------------------------------------------------
@@ -111,7 +123,9 @@ def editor_add_row(page: Any, key: str, values: list[str]) -> None:
     row is the last one shown. Double-clicking its first cell opens the overlay editor (a
     ``textarea.gdg-input``); ``fill`` sets the whole value (no swallowed first keystroke). Tab
     commits and moves one cell right, Enter opens that cell's editor, the last Enter commits.
-    Keyboard moves, not coordinates: the page and the grid scroll after every commit.
+    Keyboard moves, not coordinates: the page and the grid scroll after every commit. The grid
+    commits what its cell editor has rendered, so each commit waits for the next paint (see
+    test_editor_and_urls.py for the measurements).
     """
     editor = page.locator(f".st-key-{key}")
     editor.hover()
@@ -127,8 +141,9 @@ def editor_add_row(page: Any, key: str, values: list[str]) -> None:
             page.keyboard.press("Tab")
             text_box.wait_for(state="detached", timeout=5_000)
             page.keyboard.press("Enter")
-        text_box.wait_for(state="visible", timeout=5_000)
+        expect(text_box).to_be_focused(timeout=5_000)
         text_box.fill(value)
+        next_paint(page)
     page.keyboard.press("Enter")
     text_box.wait_for(state="detached", timeout=5_000)
     wait_for_app(page)
@@ -137,27 +152,21 @@ def editor_add_row(page: Any, key: str, values: list[str]) -> None:
 def wait_for_run_completed(page: Any, timeout_ms: int = RUN_TIMEOUT_MS) -> tuple[int, bool, float]:
     """Wait (bounded) for the Run page's summary; returns (run id, progress was seen, seconds).
 
-    "Progress seen" is true when the live fragment drew its progress bar at least once.
+    "Progress seen" is true when the live fragment drew its progress bar at least once (a
+    MutationObserver in the page records it, so a bar shown between two checks is not missed).
+    Raises ``AssertionError`` at once if the run failed, was cancelled or interrupted.
     """
     started = time.monotonic()
-    deadline = started + timeout_ms / 1000
-    seen_progress = False
+    page.evaluate(WATCH_PROGRESS_JS)
     completed = page.get_by_text(COMPLETED_RE).first
-    progress = page.locator("[data-testid='stProgress']")
-    while time.monotonic() < deadline:
-        if progress.count() and progress.first.is_visible():
-            seen_progress = True
-        if completed.count() and completed.is_visible():
-            break
-        failed = page.get_by_text(re.compile(r"Run #\d+ (failed|was cancelled|was interrupted)"))
-        if failed.count():
-            raise AssertionError(f"the run did not complete: {failed.first.inner_text()}")
-        page.wait_for_timeout(250)
-    else:
-        raise AssertionError(f"no 'Run #… completed' summary within {timeout_ms / 1000:.0f} s")
+    failed = page.get_by_text(ENDED_BADLY_RE).first
+    expect(completed.or_(failed).first, "no 'Run #… completed' summary").to_be_visible(timeout=timeout_ms)
+    if failed.count():
+        raise AssertionError(f"the run did not complete: {failed.inner_text()}")
     m = COMPLETED_RE.search(completed.inner_text())
     assert m
     wait_for_app(page)
+    seen_progress = bool(page.evaluate("() => window.__sawProgress === true"))
     return int(m.group(1)), seen_progress, time.monotonic() - started
 
 
@@ -167,16 +176,13 @@ PROGRESS_RE = re.compile(r"(Generating answers|Scoring answers)[^:]*: [1-9]\d* o
 def wait_for_live_progress(page: Any, timeout_ms: int = RUN_TIMEOUT_MS) -> bool:
     """Wait (bounded) until the live fragment shows work done ("Scoring answers: 3 of 11");
     False if the run finished (or failed) first."""
-    deadline = time.monotonic() + timeout_ms / 1000
     progress = page.get_by_text(PROGRESS_RE).first
     ended = page.get_by_text(re.compile(r"Run #\d+ (completed|failed|was cancelled|was interrupted)")).first
-    while time.monotonic() < deadline:
-        if progress.count() and progress.is_visible():
-            return True
-        if ended.count():
-            return False
-        page.wait_for_timeout(100)
-    return False
+    try:
+        expect(progress.or_(ended).first).to_be_visible(timeout=timeout_ms)
+    except AssertionError:
+        return False
+    return progress.count() > 0 and progress.is_visible()
 
 
 def start_offline_run(page: Any, mode_label: str, question_set: str | None = None) -> None:
@@ -253,7 +259,8 @@ def shot(
         )
         if height and height > size["height"]:
             page.set_viewport_size({"width": size["width"], "height": min(int(height), max_height)})
-            page.wait_for_timeout(600)  # charts re-layout, lazy cells paint
+            next_paint(page)  # the resized page (charts, newly visible grid rows) is drawn
+            next_paint(page)
     try:
         if readme:
             return save_screenshot(page, name)
@@ -302,7 +309,7 @@ def test_new_user_uploads_edits_runs_and_sees_history_charts(page, journey_serve
         # 3. Question sets: add a question to the sample set in the data editor and save.
         nav(page, "Question sets")
         assert page.get_by_text("✓ Saved · 10 questions").first.is_visible()
-        editor_add_row(page, "qsets-editor", [NEW_QUESTION, NEW_TRUTH])
+        editor_add_row(page, "qsets-table", [NEW_QUESTION, NEW_TRUTH])
         page.get_by_text("Unsaved changes").first.wait_for()
         shot(page, "journey-03-question-edited", tall=False)
         click_button(page, "qsets-save", "Save")

@@ -7,7 +7,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -77,10 +76,8 @@ def test_add_then_unchanged_then_replaced(small):
         assert index.count() == len(first.chunks) == 3
 
         calls = len(counting.calls)
-        started = time.perf_counter()
         assert index.add_document(doc("leave.md", LEAVE, small)) == "unchanged"
-        assert time.perf_counter() - started < 0.5
-        assert len(counting.calls) == calls  # no embedding work
+        assert len(counting.calls) == calls  # no embedding work: an unchanged file costs nothing
 
         second = doc("leave.md", LEAVE.replace("25 days", "27 days"), small)
         assert index.add_document(second) == "replaced"
