@@ -224,6 +224,21 @@ class Workspace:
         finally:
             self._touch()
 
+    def ocr_available(self) -> bool:
+        """True when scanned pages can be OCR'd here (Tesseract installed, or an engine given)."""
+        if self.ocr is not None:
+            return self.ocr.available()
+        from rag_core.ingest.ocr import TesseractOcr
+
+        return TesseractOcr(self.settings.tesseract_cmd).available()
+
+    @staticmethod
+    def ocr_install_hint() -> str:
+        """What to install for OCR, exactly."""
+        from rag_core.ingest.ocr import INSTALL_HINT
+
+        return INSTALL_HINT
+
     def documents(self, collection: str | None = None) -> list[DocumentInfo]:
         """Indexed documents of ``collection`` (all collections when None) sorted by name (from the
         history store, kept in step by ingestion); ``[]`` when none."""

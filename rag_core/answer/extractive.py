@@ -1,19 +1,24 @@
 """The offline answerer: quotes the retrieved sentences that best answer the question.
 
 This is the product's answerer when no API key is configured, not a test double. It never
-invents text: the answer is one to three sentences copied from the retrieved chunks, in
-document order, each group followed by a citation such as ``(handbook.pdf, p. 4)``. When the
-retrieved material does not look relevant enough it says so with :data:`NOT_COVERED`.
+invents text: the answer is one to three whole sentences (or one whole list) copied from the
+retrieved chunks, in document order, each group followed by a citation such as
+``(handbook.pdf › 2. Annual Leave, p. 4)``. When the retrieved material does not look relevant
+enough it says so with :data:`NOT_COVERED`.
 
 Algorithm (one embed call per question):
 
-1. Split every retrieved chunk into sentences. Headings, page footers and truncated fragments at
-   chunk edges are dropped; sentences repeated by overlapping chunks are kept once.
-2. Embed the question and all candidate sentences in a single ``embedder.embed`` call and score
-   each sentence by cosine similarity with the question.
-3. If the best retrieval score is below :data:`MIN_RETRIEVAL_SCORE`, or the best sentence is
+1. Split every retrieved chunk into sentences. Headings, page footers, list intros ending in ``:``
+   and truncated fragments at chunk edges are never candidates; sentences repeated by overlapping
+   chunks are kept once. A run of list items becomes one more candidate: its intro followed by all
+   its items (``"Employees should: review agendas; arrive on time; participate actively."``).
+2. Embed the question and all candidates in a single ``embedder.embed`` call and score each by
+   cosine similarity with the question, plus a bonus for what the question asks for: a number
+   (:data:`NUMBER_BONUS`) for "how many / how long / how much / how often / what percentage…",
+   a whole list (:data:`LIST_BONUS`) for "what are the steps / stages / which … include…".
+3. If the best retrieval score is below :data:`MIN_RETRIEVAL_SCORE`, or the best candidate is
    below :data:`MIN_SENTENCE_SCORE`, answer :data:`NOT_COVERED` (``covered=False``).
-4. Otherwise quote the best sentence, plus up to two more that score almost as well (or nearly
+4. Otherwise quote the best candidate, plus up to two more that score almost as well (or nearly
    as well while standing right next to a chosen sentence), in document order, with citations.
 
 Limits, stated honestly: this is semantic matching with a small sentence-embedding model, not
@@ -33,22 +38,25 @@ import anyio.to_thread
 import numpy as np
 
 from rag_core.errors import GenerationError, InputError, RagError
-from rag_core.models import Answer, Chunk, ScoredChunk
+from rag_core.models import SECTION_SEP, Answer, Chunk, ScoredChunk, citation
 
 if TYPE_CHECKING:
     from rag_core.ingest.embeddings import LocalEmbedder
 
 __all__ = [
+    "LIST_BONUS",
     "MAX_SENTENCES",
     "MIN_RETRIEVAL_SCORE",
     "MIN_SENTENCE_SCORE",
     "MODEL_NAME",
     "NEIGHBOUR_MARGIN",
     "NOT_COVERED",
+    "NUMBER_BONUS",
     "RELATIVE_MARGIN",
     "Candidate",
     "Embedder",
     "ExtractiveAnswerer",
+    "asks_for",
     "collect_candidates",
     "compose",
     "select",
@@ -74,6 +82,13 @@ MIN_SENTENCE_SCORE = 0.43
 #: of the chunk (a covered question's best chunk scored as low as 0.29), so this only catches
 #: retrieval that found nothing related at all; the sentence threshold does the real work.
 MIN_RETRIEVAL_SCORE = 0.20
+#: Added to a candidate holding a number (digits or a number word) when the question asks for a
+#: quantity ("how many", "how long", "how much", "how often", "what percentage", "when").
+NUMBER_BONUS = 0.05
+#: Added to a whole-list candidate when the question asks for steps, stages or a list.
+LIST_BONUS = 0.08
+#: At most this many items are quoted from one list.
+MAX_LIST_ITEMS = 8
 #: Extra sentences are quoted if they score within this distance of the best one...
 RELATIVE_MARGIN = 0.04
 #: ...or within this distance when they sit right next to a chosen sentence of the same chunk.
@@ -141,6 +156,10 @@ class Candidate:
     """Position of the sentence within its chunk."""
     page: int
     """Page the sentence is on (the chunk's page, moved on past any page footer inside it)."""
+    section: str = ""
+    """Section it sits under (the chunk's, moved on past any heading inside the chunk)."""
+    is_list: bool = False
+    """True for a whole-list candidate (intro + items)."""
 
 
 def _split_block(text: str) -> list[str]:
@@ -157,13 +176,33 @@ def _split_block(text: str) -> list[str]:
     return merged
 
 
-def _sentences_with_pages(text: str, first_page: int) -> list[tuple[str, int]]:
-    """``[(sentence, page), ...]`` for one chunk; see :func:`split_sentences` for the rules.
+@dataclass(frozen=True)
+class _Unit:
+    """A sentence (or a whole list) found in one chunk."""
+
+    text: str
+    page: int
+    section: str
+    is_list: bool = False
+
+
+def _sub_section(section: str, heading: str) -> str:
+    """The section path after ``heading`` appears inside a chunk under ``section``."""
+    parts = section.split(SECTION_SEP) if section else []
+    if heading in parts:
+        return SECTION_SEP.join(parts[: parts.index(heading) + 1])
+    m = re.match(r"^(\d{1,2}(?:\.\d{1,2})*)\.?\s", heading)
+    depth = m.group(1).count(".") + 1 if m else max(1, len(parts))
+    return SECTION_SEP.join([*parts[: depth - 1], heading])
+
+
+def _units(text: str, first_page: int, section: str = "") -> list[_Unit]:
+    """Sentences and whole lists of one chunk; see :func:`split_sentences` for the rules.
 
     Chunks may run across a page break. A footer line ``"... Page N"``/``"Page N of M"`` whose N
     is the page we are on, after some text, ends that page: what follows is on page N + 1.
     """
-    blocks: list[tuple[str, bool, int]] = []  # (text, is_list_item, page)
+    blocks: list[tuple[str, bool, int, str]] = []  # (text, is_list_item, page, section)
     buf: list[str] = []
     item = False
     page = first_page
@@ -172,7 +211,7 @@ def _sentences_with_pages(text: str, first_page: int) -> list[tuple[str, int]]:
     def flush() -> None:
         nonlocal item
         if buf:
-            blocks.append((" ".join(buf), item, page))
+            blocks.append((" ".join(buf), item, page, section))
             buf.clear()
         item = False
 
@@ -191,6 +230,7 @@ def _sentences_with_pages(text: str, first_page: int) -> list[tuple[str, int]]:
         seen_text = True
         if line.startswith("#"):
             flush()
+            section = _sub_section(section, line.lstrip("#").strip())
             continue
         if _BULLET.match(line):
             flush()
@@ -199,6 +239,7 @@ def _sentences_with_pages(text: str, first_page: int) -> list[tuple[str, int]]:
             continue
         if unterminated and len(line) <= HEADING_MAX_CHARS and (line[0].isupper() or line[0].isdigit()):
             flush()  # a heading: "Annual Leave", "4. Sickness Absence"
+            section = _sub_section(section, line)
             continue
         if _NUMBERED.match(line):
             flush()
@@ -207,15 +248,52 @@ def _sentences_with_pages(text: str, first_page: int) -> list[tuple[str, int]]:
         buf.append(line)
     flush()
 
-    out: list[tuple[str, int]] = []
-    for b, (block, is_item, block_page) in enumerate(blocks):
+    out: list[_Unit] = []
+    run: list[tuple[str, int, str]] = []
+    intro: _Unit | None = None
+
+    def close_run() -> None:
+        nonlocal intro
+        if len(run) >= 2:
+            items = [t.rstrip(".;,") for t, _, _ in run[:MAX_LIST_ITEMS]]
+            lead = intro.text if intro is not None else ""
+            joined = "; ".join(
+                items[:1]
+                + [i[:1].lower() + i[1:] if i[:2].isalpha() and not i[:2].isupper() else i for i in items[1:]]
+            )
+            body = f"{lead} {joined}." if lead else f"{joined}."
+            out.append(
+                _Unit(body, intro.page if intro else run[0][1], intro.section if intro else run[0][2], True)
+            )
+        run.clear()
+        intro = None
+
+    for b, (block, is_item, block_page, block_section) in enumerate(blocks):
+        if is_item:
+            run.append((block, block_page, block_section))
+            if len(block.split()) >= MIN_WORDS:
+                out.append(_Unit(block, block_page, block_section))
+            continue
+        close_run()
         pieces = _split_block(block)
         if b == 0 and pieces and pieces[0][0].islower():
             pieces = pieces[1:]  # the chunk started mid-sentence
-        if b == len(blocks) - 1 and pieces and not is_item and not _SENTENCE_END.search(pieces[-1]):
+        last = b == len(blocks) - 1
+        if pieces and pieces[-1].rstrip().endswith(":"):
+            # A list intro ("Employees should:") is not an answer on its own; it leads the list.
+            intro = _Unit(pieces[-1], block_page, block_section) if not last else None
+            pieces = pieces[:-1]
+        elif last and pieces and not _SENTENCE_END.search(pieces[-1]):
             pieces = pieces[:-1]  # the chunk was cut mid-sentence
-        out.extend((p, block_page) for p in pieces if len(p.split()) >= MIN_WORDS)
+        out.extend(_Unit(p, block_page, block_section) for p in pieces if len(p.split()) >= MIN_WORDS)
+        if pieces and intro is None and pieces[-1].rstrip().endswith(("following.", "include", "following")):
+            intro = _Unit(pieces[-1], block_page, block_section)
+    close_run()
     return out
+
+
+def _sentences_with_pages(text: str, first_page: int) -> list[tuple[str, int]]:
+    return [(u.text, u.page) for u in _units(text, first_page) if not u.is_list]
 
 
 def split_sentences(text: str) -> list[str]:
@@ -236,29 +314,72 @@ def _normalise(text: str) -> str:
 
 
 def collect_candidates(contexts: Sequence[ScoredChunk], limit: int = MAX_CANDIDATES) -> list[Candidate]:
-    """Sentences of all chunks in retrieval order, without duplicates, at most ``limit``.
+    """Sentences (and whole lists) of all chunks in retrieval order, without duplicates, at most
+    ``limit``.
 
     A sentence is dropped when its words already appear inside a longer candidate, which
-    removes both overlap duplicates and chunk-edge fragments of a sentence seen whole elsewhere.
-    Returns ``[]`` when no chunk holds a usable sentence.
+    removes both overlap duplicates and chunk-edge fragments of a sentence seen whole elsewhere
+    (a whole list never removes the items it quotes). Returns ``[]`` when no chunk holds a usable
+    sentence.
     """
     raw: list[Candidate] = []
     for rank, sc in enumerate(contexts):
-        for order, (sentence, page) in enumerate(_sentences_with_pages(sc.chunk.text, sc.chunk.page)):
-            raw.append(Candidate(sentence, sc.chunk, rank, order, page))
+        for order, u in enumerate(_units(sc.chunk.text, sc.chunk.page, sc.chunk.section)):
+            raw.append(Candidate(u.text, sc.chunk, rank, order, u.page, u.section, u.is_list))
         if len(raw) >= limit * 2:
             break
     norms = [_normalise(c.text) for c in raw]
+    sentence_norms = [n for n, c in zip(norms, raw, strict=True) if not c.is_list]
     kept: list[Candidate] = []
     seen: set[str] = set()
     for cand, norm in zip(raw, norms, strict=True):
-        if norm in seen or any(len(other) > len(norm) and norm in other for other in norms):
+        pool = norms if cand.is_list else sentence_norms
+        if norm in seen or any(len(other) > len(norm) and norm in other for other in pool):
             continue
         seen.add(norm)
         kept.append(cand)
         if len(kept) >= limit:
             break
     return kept
+
+
+_QUANTITY = re.compile(
+    r"\b(how\s+(many|much|long|often|soon|far|old|early|late)|what\s+(percentage|percent|amount|number|"
+    r"time|age)|when|minimum|maximum)\b",
+    re.IGNORECASE,
+)
+_LISTY = re.compile(
+    r"\b(steps?|stages?|process|procedure|list|what\s+are|which\s+\w+(\s+\w+)?\s+(are|include)|"
+    r"include|examples?|types?|categories|what\s+should)\b",
+    re.IGNORECASE,
+)
+_NUMBER_WORDS = (
+    r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+    r"forty|fifty|sixty|ninety|hundred|half|twice|once|double|annual|monthly|weekly|daily"
+)
+_HAS_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.IGNORECASE)
+
+
+def asks_for(question: str) -> set[str]:
+    """What kind of answer the question wants: ``{"number"}``, ``{"list"}``, both or neither."""
+    kinds = set()
+    if _QUANTITY.search(question):
+        kinds.add("number")
+    if _LISTY.search(question):
+        kinds.add("list")
+    return kinds
+
+
+def adjust_scores(question: str, candidates: Sequence[Candidate], scores: np.ndarray) -> np.ndarray:
+    """Cosine scores plus the bonuses for what the question asks for (see the module docstring)."""
+    kinds = asks_for(question)
+    out = np.array(scores, dtype=np.float32, copy=True)
+    for i, c in enumerate(candidates):
+        if "number" in kinds and _HAS_NUMBER.search(c.text):
+            out[i] += NUMBER_BONUS
+        if "list" in kinds and c.is_list:
+            out[i] += LIST_BONUS
+    return out
 
 
 def select(
@@ -282,9 +403,13 @@ def select(
     best = float(scores[ranked[0]])
     cutoff = max(min_score, best - max(margin, neighbour_margin))
     chosen = [ranked[0]]
+    if candidates[ranked[0]].is_list:
+        return chosen  # a whole list is the answer on its own
     for i in ranked[1:]:
         if len(chosen) >= limit or scores[i] < cutoff:
             break
+        if candidates[i].is_list:
+            continue
         beside = any(
             candidates[j].chunk.id == candidates[i].chunk.id
             and abs(candidates[j].order - candidates[i].order) == 1
@@ -296,10 +421,12 @@ def select(
 
 
 def compose(selected: Sequence[Candidate]) -> str:
-    """Join sentences in document order; consecutive sentences from one page share a citation.
+    """Join sentences in document order; consecutive sentences from one page and section share
+    a citation.
 
     Documents appear in the order of their best-ranked chunk; within a document, by chunk
-    position and then sentence order. Citations read ``(<source>, p. <page>)``.
+    position and then sentence order. Citations read ``(<source> › <section>, p. <page>)``; the
+    section is left out when unknown and the page for formats without pages.
     """
     first_rank: dict[str, int] = {}
     for c in sorted(selected, key=lambda c: c.rank):
@@ -307,16 +434,16 @@ def compose(selected: Sequence[Candidate]) -> str:
     ordered = sorted(selected, key=lambda c: (first_rank[c.chunk.source], c.chunk.position, c.order))
     parts: list[str] = []
     group: list[str] = []
-    key: tuple[str, int] | None = None
+    key: tuple[str, str, int] | None = None
     for c in ordered:
-        k = (c.chunk.source, c.page)
+        k = (c.chunk.source, c.section, c.page)
         if key is not None and k != key:
-            parts.append(f"{' '.join(group)} ({key[0]}, p. {key[1]})")
+            parts.append(f"{' '.join(group)} ({citation(*key)})")
             group = []
         group.append(c.text)
         key = k
     if key is not None:
-        parts.append(f"{' '.join(group)} ({key[0]}, p. {key[1]})")
+        parts.append(f"{' '.join(group)} ({citation(*key)})")
     return " ".join(parts)
 
 
@@ -392,7 +519,8 @@ class ExtractiveAnswerer:
         candidates = collect_candidates(contexts)
         if not candidates:
             return not_covered
-        scores = self.score_sentences(" ".join(question.split()), candidates)
+        question = " ".join(question.split())
+        scores = adjust_scores(question, candidates, self.score_sentences(question, candidates))
         chosen = select(
             candidates,
             scores,

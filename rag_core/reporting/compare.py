@@ -123,7 +123,8 @@ def document_warnings(base: RunRecord, cand: RunRecord) -> list[str]:
 def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
     """The History table: one row per run, newest first.
 
-    Columns: ``Run`` (id), ``Date`` (UTC datetime), ``Question set``, ``Backend``, ``Mode``,
+    Columns: ``Run`` (id), ``Date`` (UTC datetime), ``Question set``, ``Collection`` (document
+    collection searched; ``—`` for runs before collections), ``Backend``, ``Mode``,
     ``Suite``, ``Status``, one column per metric named by its label (unique across suites: the
     offline and the judged context recall are two columns; mean, NaN when not scored),
     ``Speedup`` (measured, else estimated; NaN when unknown), ``Cost ($)``, ``Time (s)``,
@@ -135,6 +136,7 @@ def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
             "Run": df["id"].astype(int),
             "Date": df["created_at"],
             "Question set": df["question_set"].fillna("—"),
+            "Collection": df["id"].map({r.id: str(r.config.get("collection") or "—") for r in runs}),
             "Backend": df["backend"],
             "Mode": df["mode"],
             "Suite": df["suite"],
