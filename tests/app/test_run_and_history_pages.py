@@ -4,9 +4,8 @@ run handles themselves, then rerun the script."""
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 from pathlib import Path
 
 import pytest

@@ -71,9 +71,7 @@ def test_text_fallback_to_cp1252_and_bom_are_handled(settings):
     assert parse_document("a.txt", "Café policy – 25 days".encode("cp1252"), settings).chunks[0].text == (
         "Café policy – 25 days"
     )
-    assert (
-        parse_document("b.md", "\ufeff# Leave\nRules".encode(), settings).chunks[0].text == "Leave\nRules"
-    )
+    assert parse_document("b.md", "\ufeff# Leave\nRules".encode(), settings).chunks[0].text == "Leave\nRules"
     assert "Leave" in parse_document("c.txt", "Leave rules".encode("utf-16"), settings).chunks[0].text
 
 
