@@ -168,9 +168,10 @@ def _edge_key(line: str) -> str:
 
 
 def _edges(lines: list[str]) -> list[int]:
-    """Indices of the first and last :data:`EDGE_LINES` non-blank lines."""
+    """Indices of the first and last :data:`EDGE_LINES` non-blank lines (fewer on short pages)."""
     filled = [i for i, line in enumerate(lines) if line.strip()]
-    return sorted(set(filled[:EDGE_LINES] + filled[-EDGE_LINES:]))
+    k = max(1, min(EDGE_LINES, len(filled) // 4))  # a short page is mostly body
+    return sorted(set(filled[:k] + filled[-k:]))
 
 
 def strip_repeated_edges(pages: Sequence[str]) -> list[str]:
