@@ -44,12 +44,16 @@ def test_running_footer_and_header_repeated_on_most_pages_are_removed(settings) 
     assert "Template - Page" not in text and "Staff Handbook" not in text
     assert all(f"procedure {n} every time." in text for n in range(1, 6))
     # The rule itself: a line repeated at the page edges goes, a line repeated in the body stays.
-    kept = strip_repeated_edges([f"Head\nbody {i}\nshared body line\nmore\nlast {i}\nFoot {i}" for i in range(4)])
+    kept = strip_repeated_edges(
+        [f"Head\nbody {i}\nshared body line\nmore\nlast {i}\nFoot {i}" for i in range(4)]
+    )
     assert all("Head" not in p and "Foot" not in p and "shared body line" in p for p in kept)
 
 
 def test_bare_page_numbers_are_removed_even_in_short_documents(settings) -> None:
-    pages = [page_lines([f"Section {n} body text that explains the rule in full."], footer=f"{n}") for n in (1, 2)]
+    pages = [
+        page_lines([f"Section {n} body text that explains the rule in full."], footer=f"{n}") for n in (1, 2)
+    ]
     pages.append(page_lines(["The third page is numbered in words."], footer="Page 3 of 3"))
     text = _text(parse_document("numbers.pdf", lines_pdf(pages), settings))
     assert "Page 3 of 3" not in text
@@ -95,7 +99,14 @@ def test_headings_list_items_and_table_rows_stay_on_their_own_lines(settings) ->
     )
     assert "- complete the self-certification form on your first day back" in lines  # bullet → item
     assert "- send a fit note for absences longer than seven days" in lines
-    assert lines[-6:] == ["Service", "Full pay", "Half pay", "Under 1 year", "4 weeks", "4 weeks"]  # table rows
+    assert lines[-6:] == [
+        "Service",
+        "Full pay",
+        "Half pay",
+        "Under 1 year",
+        "4 weeks",
+        "4 weeks",
+    ]  # table rows
     assert {c.section for c in doc.chunks} == {"4. Sickness Absence"}
 
 
@@ -116,7 +127,9 @@ def test_two_column_pages_keep_each_column_as_its_own_paragraph(settings) -> Non
 
 
 def test_table_of_contents_is_not_content(settings) -> None:
-    contents = page_lines(["Contents", "1. Working Hours", "3", "2. Annual Leave", "4", "3. Probation .......... 5"])
+    contents = page_lines(
+        ["Contents", "1. Working Hours", "3", "2. Annual Leave", "4", "3. Probation .......... 5"]
+    )
     body = page_lines(["1. Working Hours", "The standard week is 36.5 hours, worked Monday to Friday."])
     doc = parse_document("contents.pdf", lines_pdf([contents, body]), settings)
     assert "Annual Leave" not in _text(doc) and "Probation" not in _text(doc)
@@ -131,8 +144,9 @@ def test_pdf_outline_gives_heading_levels(settings) -> None:
     ]
     # Bookmarks say "Leave" and "Conduct" are top-level; "Sick leave" sits below "Leave".
     pdf = lines_pdf(pages, outline=[("Leave", 1), ("Conduct", 3)])
-    from pypdf import PdfReader, PdfWriter
     import io
+
+    from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
     writer.append(PdfReader(io.BytesIO(pdf)), import_outline=False)
@@ -150,7 +164,9 @@ def test_pdf_outline_gives_heading_levels(settings) -> None:
 
 
 def test_plain_text_gets_the_same_rules_without_page_edges() -> None:
-    blocks = clean_text("1. Leave\nStaff get 27 days of leave, and part-\ntime staff get a share.\n- Apply in Compass")
+    blocks = clean_text(
+        "1. Leave\nStaff get 27 days of leave, and part-\ntime staff get a share.\n- Apply in Compass"
+    )
     assert [(b.kind, b.text) for b in blocks] == [
         ("heading", "1. Leave"),
         ("paragraph", "Staff get 27 days of leave, and part-time staff get a share."),

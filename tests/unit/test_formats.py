@@ -82,7 +82,11 @@ def test_html_keeps_the_page_text_and_drops_scripts_styles_and_navigation(settin
     for dropped in ("do not index me", "color: red", "Home", "Enable JavaScript", "Intranet"):
         assert dropped not in text
     lines = text.splitlines()
-    assert "- Upload it to the portal" in lines and "Service | Full pay" in lines and "First year | 1 month" in lines
+    assert (
+        "- Upload it to the portal" in lines
+        and "Service | Full pay" in lines
+        and "First year | 1 month" in lines
+    )
     assert "Employees receive 26 days of annual leave & bank holidays." in lines
     assert [c.section for c in doc.chunks] == ["Sickness absence", "Holidays"]  # one chunk per <h1>
     assert parse_document("page.htm", HTML, settings).format == "htm"
@@ -113,7 +117,9 @@ def test_markdown_headings_are_sections(settings) -> None:
         ("notzip.docx", b"just text", "damaged"),
     ],
 )
-def test_unsupported_and_damaged_word_files_say_what_to_do(settings, name: str, data: bytes, phrase: str) -> None:
+def test_unsupported_and_damaged_word_files_say_what_to_do(
+    settings, name: str, data: bytes, phrase: str
+) -> None:
     with pytest.raises(IngestError) as err:
         parse_document(name, data, settings)
     assert str(err.value).startswith(f"{name}:") and phrase in str(err.value)

@@ -46,11 +46,14 @@ def test_scanned_pages_are_ocrd_and_marked(settings) -> None:
 
 def test_only_pages_without_text_are_ocrd(settings) -> None:
     require_tesseract()
-    from pypdf import PdfReader, PdfWriter
     import io
 
+    from pypdf import PdfReader, PdfWriter
+
     writer = PdfWriter()
-    writer.append(PdfReader(io.BytesIO(text_pdf(["Page one has a real text layer about overtime pay rules."]))))
+    writer.append(
+        PdfReader(io.BytesIO(text_pdf(["Page one has a real text layer about overtime pay rules."])))
+    )
     writer.append(PdfReader(io.BytesIO(scanned_pdf([SCAN_TEXT]))))
     buf = io.BytesIO()
     writer.write(buf)
