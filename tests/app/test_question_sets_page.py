@@ -145,3 +145,20 @@ def test_rename_and_delete(app, empty_dir: Path) -> None:
     at.button(key="qsets.delete_confirm").click().run()
     assert not at.exception
     assert any("No question sets yet" in t for t in texts(at, "info"))
+
+
+def test_a_set_bound_to_a_collection_runs_only_there(app, indexed_dir: Path) -> None:
+    ws = _workspace(indexed_dir)
+    ws.create_collection("Southbank")
+    ws.close()
+    at = _open(app, indexed_dir)
+    bound = at.selectbox(key="qsets.selected").value
+    at.selectbox(key="qsets.collection").select("Southbank").run()
+    assert any("retrieve only from the collection 'Southbank'" in t for t in texts(at, "success"))
+    at.switch_page("pages/run.py").run()
+    at.selectbox(key="run.set").select(bound).run()
+    run_collection = at.selectbox(key="run.collection")
+    assert run_collection.value == "Southbank" and run_collection.disabled
+    # Southbank has no documents yet: the run cannot start, and the page says why.
+    assert at.button(key="run.start").disabled
+    assert any("has no documents" in t for t in texts(at, "caption"))
