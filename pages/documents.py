@@ -355,7 +355,7 @@ with search:
             with st.container(border=True):
                 ocr = " · OCR" if hit.chunk.ocr else ""
                 st.markdown(f"**{i}. {ui.md(hit.chunk.citation)}** · score **{hit.score:.3f}**{ocr}")
-                st.markdown(ui.md(hit.chunk.text))
+                st.markdown(ui.md(hit.chunk.text).replace("\n", "  \n"))  # keep headings, items, rows apart
     else:
         st.caption(
             f"Type a question an employee might ask to see which chunks of {ui.md(collection)} retrieval returns."
