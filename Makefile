@@ -52,6 +52,8 @@ format: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(PY) -m bench.ingest
+	$(PY) -m bench.documents
+	$(PY) -m bench.calibrate_answerer
 	$(PY) -m bench.speedup
 	$(PY) -m bench.evaluate
 	$(PY) -m bench.load

@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from rag_core.errors import RagError
-from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming
+from rag_core.models import Chunk, DocumentInfo, DocumentVersion, QAItem, RequestTiming
 from rag_core.reporting import frames
 from rag_core.settings import Settings
 from rag_core.storage import QuestionSetInfo, ResultRecord, RunRecord
@@ -121,19 +121,39 @@ def _key() -> tuple[str, str]:
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
-def _documents(data_dir: str, ver: str) -> list[DocumentInfo]:
-    return workspace().documents()
+def _documents(data_dir: str, ver: str, collection: str | None) -> list[DocumentInfo]:
+    return workspace().documents(collection)
 
 
-def documents(*, quiet: bool = False) -> list[DocumentInfo]:
-    """Indexed documents; ``[]`` with the problem shown (unless ``quiet``) when the index cannot be
-    used, e.g. its folder was deleted while the app was running (never a stale list)."""
+def documents(collection: str | None = None, *, quiet: bool = False) -> list[DocumentInfo]:
+    """Indexed documents of one collection (all when None); ``[]`` with the problem shown (unless
+    ``quiet``) when the index cannot be used, e.g. its folder was deleted while the app was running
+    (never a stale list)."""
     try:
-        return _documents(*_key())
+        return _documents(*_key(), collection)
     except RagError as exc:
         if not quiet:
             st.error(md(str(exc)), icon=":material/error:")
         return []
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _collections(data_dir: str, ver: str) -> list[str]:
+    return workspace().collections()
+
+
+def collections() -> list[str]:
+    """Document collection names, the default first."""
+    return _collections(*_key())
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _document_versions(data_dir: str, ver: str, name: str, collection: str) -> list[DocumentVersion]:
+    return workspace().document_versions(name, collection)
+
+
+def document_versions(name: str, collection: str) -> list[DocumentVersion]:
+    return _document_versions(*_key(), name, collection)
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
@@ -219,12 +239,12 @@ def requests(run_id: int) -> list[RequestTiming]:
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner="Reading chunks…")
-def _chunks(data_dir: str, ver: str, name: str) -> list[Chunk]:
-    return workspace().chunks(name)
+def _chunks(data_dir: str, ver: str, name: str, collection: str) -> list[Chunk]:
+    return workspace().chunks(name, collection)
 
 
-def chunks(name: str) -> list[Chunk]:
-    return _chunks(*_key(), name)
+def chunks(name: str, collection: str) -> list[Chunk]:
+    return _chunks(*_key(), name, collection)
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner=False)

@@ -1,4 +1,5 @@
-"""Documents: upload and index policy files, see what is indexed, preview chunks, test retrieval."""
+"""Documents: collections of policy files — upload and index (scans are OCR'd), list with versions,
+preview chunks with their sections, version history, re-index, delete, test a search."""
 
 from __future__ import annotations
 
@@ -8,18 +9,53 @@ import streamlit as st
 from pages import _shared as ui
 from rag_core.errors import RagError
 from rag_core.ingest.service import IngestOutcome
+from rag_core.models import DEFAULT_COLLECTION
 from rag_core.workspace import SAMPLE_PDF
 
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
 
+UPLOAD_TYPES = ["pdf", "docx", "html", "htm", "txt", "md"]
+STAGES = {"reading": "reading page", "ocr": "OCR of scanned page", "embedding": "embedding chunk"}
+
 st.title("Documents")
 st.caption(
-    "The policy documents the assistant answers from: PDF, TXT or Markdown. Scanned PDFs "
-    "(images without text) cannot be read — export them with text first."
+    "The policy documents the assistant answers from — PDF, Word (.docx), HTML pages, TXT or "
+    "Markdown — grouped in collections (one per organisation or policy area). A run searches one "
+    "collection only. Scanned PDF pages are read with OCR."
 )
 ui.flash("docs.flash")
+
+
+# --------------------------------------------------------------------------------------------
+# Collection
+# --------------------------------------------------------------------------------------------
+def _create_collection() -> None:
+    name = (ss.get("docs.new_collection") or "").strip()
+    try:
+        created = ws.create_collection(name)
+    except RagError as exc:
+        ss["docs.flash"] = ("error", ui.md(str(exc)))
+        return
+    ss["docs.collection"] = created
+    ss["docs.new_collection"] = ""
+    ss["docs.flash"] = ("success", f"Collection **{ui.md(created)}** is ready: upload its documents below.")
+
+
+collections = ui.collections()
+ui.ensure_choice("docs.collection", collections, default=DEFAULT_COLLECTION)
+top = st.columns([3, 2], vertical_alignment="bottom")
+collection: str = top[0].selectbox(
+    "Collection",
+    collections,
+    key="docs.collection",
+    persist_state="session",
+    help="Documents belong to one collection; question sets and runs can be bound to one.",
+)
+with top[1].popover("New collection", icon=":material/add:"):
+    st.text_input("Name", key="docs.new_collection", placeholder="e.g. Harbour Lane Housing")
+    st.button("Create", key="docs.create_collection", on_click=_create_collection)
 
 
 def _outcome_line(o: dict) -> tuple[str, str]:
@@ -31,21 +67,39 @@ def _outcome_line(o: dict) -> tuple[str, str]:
         "replaced": "re-indexed (content changed)",
         "unchanged": "already indexed, unchanged",
     }.get(o["status"], o["status"])
+    pages = f"{o['pages']} page{'s' if o['pages'] != 1 else ''}"
+    extra = f", {o['ocr_pages']} read by OCR" if o.get("ocr_pages") else ""
+    changed = o.get("sections_changed") or []
+    change = ""
+    if o["status"] == "replaced":
+        shown = ", ".join(ui.md(c or "(before the first heading)") for c in changed[:5])
+        change = f" · sections changed: {shown}{', …' if len(changed) > 5 else ''}" if changed else ""
     return "ok", (
-        f"**{ui.md(o['name'])}** — {verb}: {o['chunks']} chunks from {o['pages']} "
-        f"page{'s' if o['pages'] != 1 else ''} in {o['seconds']:.1f} s"
+        f"**{ui.md(o['name'])}** v{o.get('version', 1)} — {verb}: {o['chunks']} chunks from {pages}{extra} "
+        f"in {o['seconds']:.1f} s{change}"
     )
 
 
 def _index(files: list[tuple[str, bytes]]) -> None:
-    """Index files with per-file progress; keeps the outcomes in session_state for later reruns."""
+    """Index files with per-file (and per-page OCR) progress; keeps the outcomes for later reruns."""
     n = len(files)
     bar = st.progress(0.0, text=f"Indexing {n} file{'s' if n != 1 else ''}…")
     outcomes: list[dict] = []
-    with st.status(f"Indexing {n} file{'s' if n != 1 else ''}…", expanded=True) as status:
+    names = [name for name, _ in files]
+    with st.status(f"Indexing {n} file{'s' if n != 1 else ''} into {collection}…", expanded=True) as status:
 
         def on_start(i: int, name: str) -> None:
             bar.progress(i / n, text=f"Indexing {name} ({i + 1} of {n})…")
+
+        def on_progress(i: int, stage: str, done: int, total: int) -> None:
+            if stage == "reading" and total < 20:
+                return  # fast: not worth a redraw per page
+            step = min(done + 1, total) if stage == "ocr" else done
+            frac = (i + (done / total if total else 0)) / n
+            bar.progress(
+                min(1.0, frac),
+                text=f"{names[i]}: {STAGES.get(stage, stage)} {step} of {total} ({i + 1} of {n})",
+            )
 
         def on_done(i: int, outcome: IngestOutcome) -> None:
             o = {
@@ -55,13 +109,18 @@ def _index(files: list[tuple[str, bytes]]) -> None:
                 "pages": outcome.pages,
                 "seconds": outcome.seconds,
                 "error": outcome.error,
+                "version": outcome.version,
+                "ocr_pages": outcome.ocr_pages,
+                "sections_changed": list(outcome.sections_changed),
             }
             outcomes.append(o)
             kind, text = _outcome_line(o)
             (st.error if kind == "error" else st.success)(text)
             bar.progress((i + 1) / n, text=f"{i + 1} of {n} done")
 
-        ws.ingest_files(files, on_start=on_start, on_done=on_done)
+        ws.ingest_files(
+            files, collection=collection, on_start=on_start, on_done=on_done, on_progress=on_progress
+        )
         failed = sum(o["status"] == "error" for o in outcomes)
         label = f"Indexed {n - failed} of {n} files" + (f" — {failed} could not be read" if failed else "")
         status.update(label=label, state="error" if failed else "complete", expanded=bool(failed))
@@ -73,14 +132,19 @@ def _index(files: list[tuple[str, bytes]]) -> None:
 # Upload
 # --------------------------------------------------------------------------------------------
 with st.container(border=True):
-    st.subheader("Add documents")
+    st.subheader(f"Add documents to {collection}")
     uploaded = st.file_uploader(
         "Policy files",
-        type=["pdf", "txt", "md"],
+        type=UPLOAD_TYPES,
         accept_multiple_files=True,
         key="docs.upload",
-        help="Several files at once. A file with the same name replaces the indexed one.",
+        help="Several files at once. A file with the same name in this collection becomes its next "
+        "version (the old version stays in the history).",
     )
+    if not ws.ocr_available():
+        st.caption(
+            f":material/warning: Scanned PDFs cannot be read here yet: {ui.md(ws.ocr_install_hint())}."
+        )
     row = st.container(horizontal=True)
     index_clicked = row.button("Index files", key="docs.index", type="primary", disabled=not uploaded)
     sample_clicked = row.button(
@@ -118,16 +182,31 @@ with st.container(border=True):
 # --------------------------------------------------------------------------------------------
 # Indexed documents
 # --------------------------------------------------------------------------------------------
-docs = ui.documents()
-st.subheader("Indexed documents")
+docs = ui.documents(collection)
+st.subheader(f"Documents in {collection}")
 if not docs:
-    st.info("No documents indexed yet — upload policy files above, or index the sample handbook.")
+    st.info(
+        "No documents indexed yet in this collection — upload policy files above, or index the sample handbook."
+    )
+    if collection != DEFAULT_COLLECTION and st.button(
+        "Delete this empty collection", key="docs.delete_collection"
+    ):
+        try:
+            ws.delete_collection(collection)
+        except RagError as exc:
+            st.error(ui.md(str(exc)))
+        else:
+            ss.pop("docs.collection", None)
+            st.rerun()
     st.stop()
 
 table = pd.DataFrame(
     {
         "Document": [d.name for d in docs],
+        "Version": [d.version for d in docs],
+        "Type": [d.format.upper() or "—" for d in docs],
         "Pages": [d.pages for d in docs],
+        "OCR pages": [d.ocr_pages for d in docs],
         "Chunks": [d.chunks for d in docs],
         "Size (KB)": [round(d.size_bytes / 1024, 1) for d in docs],
         "Added at": pd.to_datetime([d.added_at for d in docs], utc=True, errors="coerce", format="ISO8601"),
@@ -138,7 +217,13 @@ st.dataframe(
     hide_index=True,
     width="stretch",
     key="docs.table",
-    column_config={"Added at": st.column_config.DatetimeColumn("Added at (UTC)", format="YYYY-MM-DD HH:mm")},
+    column_config={
+        "Version": st.column_config.NumberColumn("Version", format="v%d", width="small"),
+        "OCR pages": st.column_config.NumberColumn(
+            "OCR pages", help="Pages without a text layer, read by OCR", width="small"
+        ),
+        "Added at": st.column_config.DatetimeColumn("Added at (UTC)", format="YYYY-MM-DD HH:mm"),
+    },
 )
 st.caption(f"{len(docs)} document{'s' if len(docs) != 1 else ''} · {sum(d.chunks for d in docs)} chunks")
 
@@ -153,7 +238,7 @@ with manage:
         "Re-index", key="docs.reindex", help="Parse the stored original again and replace its chunks."
     ):
         with st.spinner(f"Re-indexing {selected}…"):
-            outcome = ws.reindex_document(selected)
+            outcome = ws.reindex_document(selected, collection)
         if outcome.status == "error":
             st.error(ui.md(outcome.error or "Re-indexing failed."))
         else:
@@ -161,11 +246,14 @@ with manage:
     if row.button("Delete…", key="docs.delete"):
         ss["docs.confirm_delete"] = selected
     if ss.get("docs.confirm_delete") == selected:
-        st.warning(f"Delete **{ui.md(selected)}** from the index? Past runs keep their answers.")
+        st.warning(
+            f"Delete **{ui.md(selected)}** from {ui.md(collection)}? Past runs keep their answers, and "
+            "its version history is kept."
+        )
         confirm = st.container(horizontal=True)
         if confirm.button("Yes, delete", key="docs.delete_confirm", type="primary"):
             try:
-                removed = ws.delete_document(selected)
+                removed = ws.delete_document(selected, collection)
             except RagError as exc:
                 st.error(ui.md(str(exc)))
             else:
@@ -176,8 +264,42 @@ with manage:
             ss.pop("docs.confirm_delete", None)
             st.rerun()
 
+    versions = ui.document_versions(selected, collection)
+    if versions:
+        with st.expander(
+            f"Version history ({len(versions)} version{'s' if len(versions) != 1 else ''})",
+            expanded=len(versions) > 1,
+        ):
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "Version": [v.version for v in versions],
+                        "Added at": pd.to_datetime(
+                            [v.added_at for v in versions], utc=True, errors="coerce", format="ISO8601"
+                        ),
+                        "sha256": [v.sha256[:12] for v in versions],
+                        "Chunks": [v.chunks for v in versions],
+                        "Pages": [v.pages for v in versions],
+                        "Sections changed": [
+                            ", ".join(c or "(before the first heading)" for c in v.sections_changed)
+                            if v.sections_changed
+                            else ("first version" if v.version == 1 else "—")
+                            for v in versions
+                        ],
+                    }
+                ),
+                hide_index=True,
+                width="stretch",
+                key="docs.versions",
+                column_config={
+                    "Version": st.column_config.NumberColumn(format="v%d", width="small"),
+                    "Added at": st.column_config.DatetimeColumn("Added at (UTC)", format="YYYY-MM-DD HH:mm"),
+                    "Sections changed": st.column_config.TextColumn(width="large"),
+                },
+            )
+
     try:
-        doc_chunks = ui.chunks(selected)
+        doc_chunks = ui.chunks(selected, collection)
     except RagError as exc:
         st.error(ui.md(str(exc)))
         doc_chunks = []
@@ -187,7 +309,9 @@ with manage:
             pd.DataFrame(
                 {
                     "#": [c.position + 1 for c in doc_chunks],
-                    "Page": [c.page for c in doc_chunks],
+                    "Section": [c.section or "—" for c in doc_chunks],
+                    "Page": pd.array([c.page or None for c in doc_chunks], dtype="Int64"),
+                    "OCR": [c.ocr for c in doc_chunks],
                     "Characters": [len(c.text) for c in doc_chunks],
                     "Text": [c.text for c in doc_chunks],
                 }
@@ -198,7 +322,9 @@ with manage:
             key="docs.chunks",
             column_config={
                 "#": st.column_config.NumberColumn(width="small"),
+                "Section": st.column_config.TextColumn(width="medium"),
                 "Page": st.column_config.NumberColumn(width="small"),
+                "OCR": st.column_config.CheckboxColumn(width="small", help="Read by OCR from a scanned page"),
                 "Characters": st.column_config.NumberColumn(width="small"),
                 "Text": st.column_config.TextColumn("Text", width="large"),
             },
@@ -219,7 +345,7 @@ with search:
     if query.strip():
         try:
             with st.spinner("Searching…"):
-                hits = ws.search(query, k)
+                hits = ws.search(query, k, collection)
         except RagError as exc:
             st.error(ui.md(str(exc)))
             hits = []
@@ -227,9 +353,10 @@ with search:
             st.info("No chunks matched.")
         for i, hit in enumerate(hits, 1):
             with st.container(border=True):
-                st.markdown(
-                    f"**{i}. {ui.md(hit.chunk.source)}** · page {hit.chunk.page} · score **{hit.score:.3f}**"
-                )
-                st.markdown(ui.md(hit.chunk.text))
+                ocr = " · OCR" if hit.chunk.ocr else ""
+                st.markdown(f"**{i}. {ui.md(hit.chunk.citation)}** · score **{hit.score:.3f}**{ocr}")
+                st.markdown(ui.md(hit.chunk.text).replace("\n", "  \n"))  # keep headings, items, rows apart
     else:
-        st.caption("Type a question an employee might ask to see which chunks retrieval returns.")
+        st.caption(
+            f"Type a question an employee might ask to see which chunks of {ui.md(collection)} retrieval returns."
+        )

@@ -12,6 +12,7 @@ import streamlit as st
 from pages import _shared as ui
 from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
+from rag_core.models import citation
 from rag_core.reporting import figures, frames
 from rag_core.vocab import metric as metric_spec
 
@@ -49,6 +50,7 @@ metric_cols = [
         "Run",
         "Date",
         "Question set",
+        "Collection",
         "Backend",
         "Mode",
         "Suite",
@@ -225,6 +227,11 @@ with details_tab:
             )
         if s.failure:
             facts.append(f"**Failure:** {ui.md(s.failure)}")
+        used = cfg.get("documents") or []
+        if cfg.get("collection"):
+            listed = ", ".join(f"{ui.md(d.get('name'))} v{d.get('version')}" for d in used[:8])
+            more = f", … ({len(used)} in all)" if len(used) > 8 else ""
+            facts.append(f"**Documents:** {ui.md(cfg['collection'])} — {listed}{more}")
         if facts:
             st.markdown("  \n".join(facts))
 
@@ -386,9 +393,15 @@ with details_tab:
                     except ValueError:
                         st.markdown(ui.md(detail))
         st.markdown(f"**Retrieved chunks** ({len(r.contexts)})")
+        version_of = {d.get("sha256"): d.get("version") for d in used}
         for n_chunk, ctx in enumerate(r.contexts, 1):
+            cite = citation(
+                str(ctx.get("source", "?")), str(ctx.get("section") or ""), int(ctx.get("page") or 0)
+            )
+            v = version_of.get(ctx.get("doc_sha256"))
             with st.expander(
-                f"{n_chunk}. {ui.md(ctx.get('source', '?'))} · page {ctx.get('page', '?')} · "
-                f"score {float(ctx.get('score', 0.0)):.3f}"
+                f"{n_chunk}. {ui.md(cite)}"
+                + (f" · v{v}" if v else "")
+                + f" · score {float(ctx.get('score', 0.0)):.3f}"
             ):
                 st.markdown(ui.md(ctx.get("text", "")))

@@ -151,6 +151,27 @@ def _import() -> None:
     _flash("success", f"Imported {len(items)} questions as the new set '{ui.md(name)}'.")
 
 
+ANY_COLLECTION = "(not bound — chosen when a run starts)"
+
+
+def _bind() -> None:
+    name = ss.get("qsets.selected")
+    choice = ss.get("qsets.collection")
+    if not name:
+        return
+    try:
+        ws.bind_question_set(name, None if choice == ANY_COLLECTION else choice)
+    except RagError as exc:
+        _flash("error", error_md(str(exc)))
+        return
+    _flash(
+        "success",
+        f"'{ui.md(name)}' is not bound: a run chooses its collection."
+        if choice == ANY_COLLECTION
+        else f"Runs of '{ui.md(name)}' now retrieve only from the collection '{ui.md(choice)}'.",
+    )
+
+
 def _discard() -> None:
     """Drop the selected set's draft; the next run draws a new editor from the saved rows."""
     name = ss.get("qsets.selected")
@@ -251,6 +272,20 @@ def editor(selected: str) -> None:
             f"✓ Saved · {info.n_items} questions · last saved {info.updated_at[:16].replace('T', ' ')} UTC"
         )
 
+    if selected in stored:
+        bind_options = [ANY_COLLECTION, *ui.collections()]
+        current = stored[selected].collection or ANY_COLLECTION
+        if ss.get("qsets.collection_for") != selected or ss.get("qsets.collection") not in bind_options:
+            ss["qsets.collection"] = current if current in bind_options else ANY_COLLECTION
+            ss["qsets.collection_for"] = selected
+        st.selectbox(
+            "Document collection",
+            bind_options,
+            key="qsets.collection",
+            on_change=_bind,
+            help="Bind the set to the documents it was written for: its runs then retrieve only "
+            "from that collection.",
+        )
     row = st.container(horizontal=True)
     save = row.button("Save", key="qsets.save", type="primary", disabled=selected not in drafts)
     if row.button("Discard changes", key="qsets.discard", disabled=selected not in drafts):

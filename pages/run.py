@@ -12,6 +12,7 @@ import streamlit as st
 from pages import _shared as ui
 from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
+from rag_core.models import DEFAULT_COLLECTION
 from rag_core.runs.request import default_suite
 from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, suite_metrics
 from rag_core.workspace import SAMPLE_SET_NAME
@@ -218,6 +219,23 @@ with st.container(border=True):
         )
         if chosen_set:
             st.caption(f"{counts.get(chosen_set, 0)} questions")
+        bound = next((s.collection for s in sets if s.name == chosen_set), None)
+        collections = ui.collections()
+        if bound and bound in collections:
+            ss["run.collection"] = bound
+        ui.ensure_choice("run.collection", collections, default=DEFAULT_COLLECTION)
+        collection = st.selectbox(
+            "Document collection",
+            collections,
+            key="run.collection",
+            disabled=bool(bound),
+            help="Retrieval searches only this collection's documents.",
+        )
+        n_docs = len(ui.documents(collection))
+        st.caption(
+            ("Bound to this set · " if bound else "")
+            + f"{n_docs} document{'s' if n_docs != 1 else ''} in {ui.md(collection)}"
+        )
         if chosen_set and chosen_set in ss.get("qsets.drafts", {}):
             st.caption(
                 "This set has unsaved edits on the Question sets page; the run uses the saved version."
@@ -337,6 +355,8 @@ with st.container(border=True):
         problem = f"Run #{run_id} is in progress; wait for it or cancel it."
     elif not docs:
         problem = "Index documents first."
+    elif not ui.documents(collection):
+        problem = f"The collection '{collection}' has no documents: upload some or choose another."
     elif not chosen_set:
         problem = "Choose a question set."
     elif all_metrics and not metrics:
@@ -362,6 +382,7 @@ with st.container(border=True):
                 metrics=metrics or None,
                 judge_repeats=judge_repeats,
                 fresh=fresh,
+                collection=collection,
             )
         except RagError as exc:
             st.error(ui.md(str(exc)))

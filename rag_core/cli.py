@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m rag_core ingest|docs|run|runs|export|resume|questions …``.
+"""Headless CLI: ``python -m rag_core ingest|docs|versions|run|runs|export|resume|questions …``.
 
 The interface CI gating and benchmarks use. Exit codes: 0 ok, 1 a ``--fail-under`` gate failed
 or the run failed, 2 bad input (message on stderr, naming the file/row/setting).
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_core.errors import InputError, RagError
+from rag_core.models import DEFAULT_COLLECTION
 from rag_core.reporting.export import results_csv, run_export, run_json_text
 from rag_core.settings import Settings
 from rag_core.summary import RunSummary
@@ -44,13 +45,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="isolate everything under this folder (default: $RAG_DATA_DIR)")
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
-    s = sub.add_parser("ingest", help="index policy documents (PDF, TXT, MD)")
+    s = sub.add_parser("ingest", help="index policy documents (PDF, DOCX, HTML, TXT, MD; scans are OCR'd)")
     s.add_argument("paths", nargs="+", type=Path)
+    s.add_argument(
+        "--collection",
+        default=DEFAULT_COLLECTION,
+        help=f"document collection to add them to (default: {DEFAULT_COLLECTION!r}; created if new)",
+    )
     s.add_argument("--if-empty", action="store_true", help="do nothing when the index already has documents")
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("docs", help="list indexed documents")
+    s = sub.add_parser("docs", help="list indexed documents (collection, version, pages, chunks)")
+    s.add_argument("--collection", help="only this collection")
     s.set_defaults(func=cmd_docs)
+
+    s = sub.add_parser("versions", help="version history of one document")
+    s.add_argument("name")
+    s.add_argument("--collection", default=DEFAULT_COLLECTION)
+    s.set_defaults(func=cmd_versions)
 
     s = sub.add_parser("run", help="run an evaluation")
     s.add_argument(
@@ -67,6 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--concurrency", type=int)
     s.add_argument("--top-k", type=int)
+    s.add_argument(
+        "--collection",
+        help=f"document collection to retrieve from (default: {DEFAULT_COLLECTION!r})",
+    )
     s.add_argument(
         "--suite",
         choices=[s.value for s in Suite],
@@ -107,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("path", type=Path)
     s.add_argument("--name", required=True)
     s.add_argument("--if-missing", action="store_true", help="do nothing if a set with that name exists")
+    s.add_argument("--collection", help="bind the set to this document collection")
     s.set_defaults(func=cmd_questions_import)
     s = qs.add_parser("list", help="list saved sets")
     s.set_defaults(func=cmd_questions_list)
@@ -126,6 +143,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from rag_core.ingest.service import ingest_paths
 
     store = _store(settings)
+    collection = store.create_collection(args.collection)
     if args.if_empty:
         from rag_core.ingest.index import PolicyIndex
 
@@ -136,27 +154,53 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_OK
     failed = 0
     with tqdm(total=len(args.paths), unit="file", disable=None) as bar:
-        for outcome in ingest_paths(args.paths, settings=settings, store=store):
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "ocr":
+                bar.set_postfix_str(f"OCR page {min(done + 1, total)} of {total}")
+
+        for outcome in ingest_paths(
+            args.paths, settings=settings, store=store, collection=collection, on_progress=progress
+        ):
             bar.update(1)
+            bar.set_postfix_str("")
             if outcome.error:
                 failed += 1
                 tqdm.write(f"error: {outcome.error}", file=sys.stderr)
             else:
+                extra = f", {outcome.ocr_pages} pages OCR'd" if outcome.ocr_pages else ""
+                changed = (
+                    f"; sections changed: {', '.join(outcome.sections_changed[:5])}"
+                    if outcome.sections_changed
+                    else ""
+                )
                 tqdm.write(
-                    f"{outcome.status:9} {outcome.name} ({outcome.chunks} chunks, {outcome.seconds:.1f} s)"
+                    f"{outcome.status:9} {outcome.name} [{collection}] v{outcome.version} "
+                    f"({outcome.chunks} chunks{extra}, {outcome.seconds:.1f} s){changed}"
                 )
     return EXIT_INPUT if failed else EXIT_OK
 
 
 def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
-    from rag_core.ingest.index import PolicyIndex
-
-    with PolicyIndex(settings) as index:
-        docs = index.list_documents()
+    docs = _store(settings).list_documents(args.collection)
     if not docs:
-        print("no documents indexed")
+        print("no documents indexed" + (f" in {args.collection!r}" if args.collection else ""))
     for d in docs:
-        print(f"{d.name}\t{d.pages} pages\t{d.chunks} chunks\t{d.size_bytes} bytes\t{d.added_at}")
+        ocr = f"\t{d.ocr_pages} OCR pages" if d.ocr_pages else ""
+        print(
+            f"{d.collection}\t{d.name}\tv{d.version}\t{d.pages} pages\t{d.chunks} chunks\t"
+            f"{d.size_bytes} bytes\t{d.added_at}{ocr}"
+        )
+    return EXIT_OK
+
+
+def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
+    versions = _store(settings).document_versions(args.name, args.collection)
+    if not versions:
+        raise InputError(f"{args.name!r} was never indexed in the collection {args.collection!r}.")
+    for v in versions:
+        changed = ", ".join(v.sections_changed) if v.sections_changed else ("—" if v.version > 1 else "first")
+        print(f"v{v.version}\t{v.added_at}\t{v.sha256[:12]}\t{v.chunks} chunks\tchanged: {changed}")
     return EXIT_OK
 
 
@@ -209,6 +253,12 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 "`python -m rag_core ingest FILE…` first (or check --data-dir)."
             )
     store = _store(settings)
+    collection = args.collection or DEFAULT_COLLECTION
+    if collection not in store.list_collections():
+        raise InputError(
+            f"--collection {collection!r}: no such collection; choose from "
+            f"{', '.join(repr(c) for c in store.list_collections())}."
+        )
     recover_interrupted(store, settings)
     req = RunRequest(
         items=tuple(items),
@@ -221,6 +271,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         question_set=args.questions.name,
         fresh=args.fresh,
         judge_repeats=args.judge_repeats,
+        collection=collection,
     )
     handle = start_run(req, settings=settings, store=store)
     return _follow(handle, store, settings, args, gates)
@@ -392,7 +443,8 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
         print("no runs yet")
     for r in runs:
         ms = " ".join(f"{m.id}={_fmt(m.mean, '.2f')}" for m in (r.summary.metrics if r.summary else ()))
-        print(f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{r.n_questions} q\t{ms}")
+        coll = r.config.get("collection") or DEFAULT_COLLECTION
+        print(f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{coll}\t{r.n_questions} q\t{ms}")
     return EXIT_OK
 
 
@@ -425,7 +477,11 @@ def cmd_questions_import(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     items = load_questions(args.path)
     store.save_question_set(args.name, items)
-    print(f"saved {len(items)} questions as {args.name!r}")
+    bound = ""
+    if args.collection:
+        store.bind_question_set(args.name, store.create_collection(args.collection))
+        bound = f", bound to the collection {args.collection!r}"
+    print(f"saved {len(items)} questions as {args.name!r}{bound}")
     return EXIT_OK
 
 

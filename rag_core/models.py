@@ -5,6 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+#: The collection a document joins when none is chosen (and the collection runs use by default).
+DEFAULT_COLLECTION = "All documents"
+#: Joins the headings of a section path: ``"4 Leave › 4.2 Sick leave"``.
+SECTION_SEP = " › "
+#: Longest collection name accepted.
+MAX_COLLECTION_CHARS = 80
+
+
+def citation(source: str, section: str = "", page: int = 0) -> str:
+    """``"file › section, p. N"``; the section and the page are left out when unknown (page 0 =
+    a format without pages)."""
+    text = source + (f"{SECTION_SEP}{section}" if section else "")
+    return f"{text}, p. {page}" if page else text
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -17,11 +31,15 @@ class Chunk:
     source: str
     """File name of the document it came from (no directories)."""
     page: int
-    """1-based page number (always 1 for TXT/MD)."""
+    """1-based page number it starts on; 0 for formats without pages (DOCX, HTML, TXT, MD)."""
     position: int
     """0-based index of the chunk within its document."""
     doc_sha256: str
     """sha256 of the whole document file's bytes."""
+    section: str = ""
+    """Heading path the chunk sits under (``"4 Leave › 4.2 Sick leave"``); ``""`` when none."""
+    ocr: bool = False
+    """True when (some of) its text was read by OCR from a scanned page."""
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -29,7 +47,20 @@ class Chunk:
             "page": self.page,
             "position": self.position,
             "doc_sha256": self.doc_sha256,
+            "section": self.section,
+            "ocr": self.ocr,
         }
+
+    @property
+    def citation(self) -> str:
+        """``"file › section, p. N"`` (see :func:`citation`)."""
+        return citation(self.source, self.section, self.page)
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded: the section path, then the text (so a chunk in the middle of a
+        section is still found by its section's name)."""
+        return f"{self.section}\n{self.text}" if self.section else self.text
 
 
 @dataclass(frozen=True)
@@ -48,6 +79,9 @@ class ScoredChunk:
             "source": self.chunk.source,
             "page": self.chunk.page,
             "position": self.chunk.position,
+            "section": self.chunk.section,
+            "doc_sha256": self.chunk.doc_sha256,
+            "ocr": self.chunk.ocr,
             "score": round(float(self.score), 4),
         }
 
@@ -61,6 +95,8 @@ class ScoredChunk:
                 page=int(d["page"]),
                 position=int(d.get("position", 0)),
                 doc_sha256=d.get("doc_sha256", ""),
+                section=str(d.get("section") or ""),
+                ocr=bool(d.get("ocr", False)),
             ),
             float(d.get("score", 0.0)),
         )
@@ -77,9 +113,15 @@ class ParsedDocument:
     size_bytes: int
     """File size in bytes."""
     pages: int
-    """Number of pages (1 for TXT/MD)."""
+    """Number of pages (1 for formats without pages)."""
     chunks: tuple[Chunk, ...]
     """The chunks, in document order."""
+    format: str = ""
+    """File type, e.g. ``"pdf"``, ``"docx"``."""
+    ocr_pages: int = 0
+    """Pages whose text was read by OCR."""
+    sections: dict[str, str] = field(default_factory=dict)
+    """Section path → fingerprint of its text (what changed between two versions)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +135,34 @@ class DocumentInfo:
     size_bytes: int
     added_at: str
     """ISO-8601 UTC timestamp of when it was (last) indexed."""
+    collection: str = DEFAULT_COLLECTION
+    """The collection the document belongs to."""
+    version: int = 1
+    """1 for the first upload, +1 each time changed content is uploaded under the same name."""
+    ocr_pages: int = 0
+    """Pages whose text was read by OCR."""
+    format: str = ""
+    """File type, e.g. ``"pdf"``."""
+
+
+@dataclass(frozen=True)
+class DocumentVersion:
+    """One version of a document, as recorded when it was indexed."""
+
+    collection: str
+    name: str
+    version: int
+    """1, 2, … in upload order."""
+    sha256: str
+    """sha256 of that version's bytes."""
+    added_at: str
+    """ISO-8601 UTC timestamp of when that version was indexed."""
+    chunks: int
+    pages: int
+    size_bytes: int
+    ocr_pages: int = 0
+    sections_changed: tuple[str, ...] = ()
+    """Sections added, removed or edited compared with the previous version (``()`` for v1)."""
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,10 @@ class Settings:
     chroma_port: int = 8000
     """Chroma server port (``RAG_CHROMA_PORT``)."""
     collection: str = "policies"
-    """Chroma collection name (``RAG_COLLECTION``)."""
+    """Chroma collection name (``RAG_COLLECTION``): the one index holding every document
+    collection (document collections are a label on each chunk, not separate Chroma collections)."""
+    tesseract_cmd: str = "tesseract"
+    """The Tesseract OCR program, a name on PATH or a path (``RAG_TESSERACT_CMD``)."""
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     """USD per million (input, output) tokens, by model name prefix."""
 
@@ -185,6 +188,7 @@ class Settings:
             "RAG_CHROMA_HOST": ("chroma_host", str),
             "RAG_CHROMA_PORT": ("chroma_port", int),
             "RAG_COLLECTION": ("collection", str),
+            "RAG_TESSERACT_CMD": ("tesseract_cmd", str),
         }
         for var, (attr, typ) in spec.items():
             raw = env.get(var, "").strip()

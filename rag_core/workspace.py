@@ -39,7 +39,15 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rag_core.errors import InputError, RagError, RetrievalError
-from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming, ScoredChunk
+from rag_core.models import (
+    DEFAULT_COLLECTION,
+    Chunk,
+    DocumentInfo,
+    DocumentVersion,
+    QAItem,
+    RequestTiming,
+    ScoredChunk,
+)
 from rag_core.reporting.compare import Comparison, compare_runs, runs_table
 from rag_core.reporting.export import (
     export_filename,
@@ -67,6 +75,7 @@ from rag_core.vocab import Backend, Mode, Suite, choice
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
     from rag_core.engine import Engine
     from rag_core.ingest.index import PolicyIndex
+    from rag_core.ingest.ocr import OcrEngine
     from rag_core.ingest.service import IngestOutcome
 
 __all__ = [
@@ -118,9 +127,16 @@ class Workspace:
     """Everything the dashboard does with one data directory. See the module docstring."""
 
     def __init__(
-        self, settings: Settings, *, store: HistoryStore | None = None, engine: Engine | None = None
+        self,
+        settings: Settings,
+        *,
+        store: HistoryStore | None = None,
+        engine: Engine | None = None,
+        ocr: OcrEngine | None = None,
     ) -> None:
         self.settings = settings
+        self.ocr = ocr
+        """OCR engine for scanned pages (None: Tesseract, ``settings.tesseract_cmd``)."""
         self.store = store or HistoryStore(settings.db_path)
         self._engine = engine
         self._index: PolicyIndex | None = None
@@ -239,37 +255,80 @@ class Workspace:
             # read what it holds and bring the recorded documents in line (marked seen only once
             # done, so a failure is retried on the next call instead of serving the old list).
             self._drop_index()
-            indexed = {d.name: d for d in self._get_index().list_documents()}
+            indexed = {(d.collection, d.name): d for d in self._get_index().list_documents()}
             for d in self.store.list_documents():
-                if d.name not in indexed:
-                    self.store.forget_document(d.name)
+                if (d.collection, d.name) not in indexed:
+                    self.store.forget_document(d.name, d.collection)
             for d in indexed.values():
                 self.store.record_document(d)
             self._index_seen = now
             self._touch()
 
-    def documents(self) -> list[DocumentInfo]:
-        """Indexed documents sorted by name (from the history store, kept in step by ingestion);
-        ``[]`` when none. Raises :class:`RetrievalError` when the index folder has gone missing
-        while documents are recorded (see the module docstring)."""
-        self._check_index()
-        return self.store.list_documents()
+    def collections(self) -> list[str]:
+        """Document collections, :data:`DEFAULT_COLLECTION` first; never empty."""
+        return self.store.list_collections()
 
-    def has_documents(self) -> bool:
-        return bool(self.documents())
+    def create_collection(self, name: str) -> str:
+        """Create a document collection (no-op when it exists); returns its cleaned name.
+        Raises :class:`InputError` for an empty or too long name."""
+        try:
+            return self.store.create_collection(name)
+        finally:
+            self._touch()
+
+    def delete_collection(self, name: str) -> bool:
+        """Delete an empty collection. Raises :class:`InputError` for the default one or one with
+        documents."""
+        try:
+            return self.store.delete_collection(name)
+        finally:
+            self._touch()
+
+    def ocr_available(self) -> bool:
+        """True when scanned pages can be OCR'd here (Tesseract installed, or an engine given)."""
+        if self.ocr is not None:
+            return self.ocr.available()
+        from rag_core.ingest.ocr import TesseractOcr
+
+        return TesseractOcr(self.settings.tesseract_cmd).available()
+
+    @staticmethod
+    def ocr_install_hint() -> str:
+        """What to install for OCR, exactly."""
+        from rag_core.ingest.ocr import INSTALL_HINT
+
+        return INSTALL_HINT
+
+    def documents(self, collection: str | None = None) -> list[DocumentInfo]:
+        """Indexed documents of ``collection`` (all collections when None) sorted by name (from the
+        history store, kept in step by ingestion); ``[]`` when none. Raises :class:`RetrievalError`
+        when the index folder has gone missing while documents are recorded."""
+        self._check_index()
+        return self.store.list_documents(collection)
+
+    def document_versions(self, name: str, collection: str = DEFAULT_COLLECTION) -> list[DocumentVersion]:
+        """Every version recorded for a document, newest first; ``[]`` when never indexed."""
+        return self.store.document_versions(name, collection)
+
+    def has_documents(self, collection: str | None = None) -> bool:
+        return bool(self.documents(collection))
 
     def ingest_files(
         self,
         files: Iterable[tuple[str, bytes]],
         *,
+        collection: str = DEFAULT_COLLECTION,
         on_start: Callable[[int, str], None] | None = None,
         on_done: Callable[[int, IngestOutcome], None] | None = None,
+        on_progress: Callable[[int, str, int, int], None] | None = None,
     ) -> list[IngestOutcome]:
-        """Index several files, one after another, in the calling thread.
+        """Index several files into ``collection``, one after another, in the calling thread.
 
         ``files`` are ``(file name, bytes)``. ``on_start(i, name)`` is called before file ``i``
-        (0-based) and ``on_done(i, outcome)`` after it, so a page can show per-file progress. A bad
-        file never stops the others: its outcome has ``status == "error"`` and a message naming it.
+        (0-based), ``on_progress(i, stage, done, total)`` while it is read (stage ``"reading"``,
+        ``"ocr"`` — pages — or ``"embedding"`` — chunks) and ``on_done(i, outcome)`` after it, so a
+        page can show per-file progress. A bad file never stops the others: its outcome has
+        ``status == "error"`` and a message naming it.
         """
         from rag_core.ingest.service import IngestOutcome, ingest_bytes
 
@@ -277,58 +336,73 @@ class Workspace:
         for i, (name, data) in enumerate(files):
             if on_start is not None:
                 on_start(i, name)
+
+            def progress(stage: str, done: int, total: int, i: int = i) -> None:
+                if on_progress is not None:
+                    on_progress(i, stage, done, total)
+
             try:
                 with self._lock:
                     index = self._get_index()
-                outcome = ingest_bytes(name, data, settings=self.settings, store=self.store, index=index)
+                outcome = ingest_bytes(
+                    name,
+                    data,
+                    settings=self.settings,
+                    store=self.store,
+                    index=index,
+                    collection=collection,
+                    ocr=self.ocr,
+                    on_progress=progress,
+                )
             except RagError as exc:  # e.g. the index itself cannot be opened
-                outcome = IngestOutcome(name=name[:120], status="error", error=str(exc))
+                outcome = IngestOutcome(
+                    name=name[:120], status="error", error=str(exc), collection=collection
+                )
             self._touch()
             outcomes.append(outcome)
             if on_done is not None:
                 on_done(i, outcome)
         return outcomes
 
-    def ingest_sample(self) -> IngestOutcome:
+    def ingest_sample(self, collection: str = DEFAULT_COLLECTION) -> IngestOutcome:
         """Index the bundled sample handbook (a quick start for a new user)."""
-        return self.ingest_files([(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes())])[0]
+        return self.ingest_files([(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes())], collection=collection)[0]
 
-    def delete_document(self, name: str) -> int:
-        """Remove a document from the index, the kept copy and the store; returns chunks removed
-        (0 when it was not indexed)."""
+    def delete_document(self, name: str, collection: str = DEFAULT_COLLECTION) -> int:
+        """Remove a document from the index, the kept copy and the store (its version history is
+        kept); returns chunks removed (0 when it was not indexed)."""
         from rag_core.ingest.service import delete_document
 
         try:
-            return delete_document(name, settings=self.settings, store=self.store)
+            return delete_document(name, settings=self.settings, store=self.store, collection=collection)
         finally:
             self._touch()
 
-    def reindex_document(self, name: str) -> IngestOutcome:
+    def reindex_document(self, name: str, collection: str = DEFAULT_COLLECTION) -> IngestOutcome:
         """Parse the kept copy of ``name`` again and replace its chunks (an ``"error"`` outcome
         when the original file is no longer stored)."""
         from rag_core.ingest.service import reindex_document
 
         try:
-            return reindex_document(name, settings=self.settings, store=self.store)
+            return reindex_document(name, settings=self.settings, store=self.store, collection=collection)
         finally:
             self._touch()
 
-    def chunks(self, name: str) -> list[Chunk]:
-        """A document's chunks in position order (with page numbers); ``[]`` if not indexed."""
+    def chunks(self, name: str, collection: str = DEFAULT_COLLECTION) -> list[Chunk]:
+        """A document's chunks in position order (with sections and pages); ``[]`` if not indexed."""
         self._check_index()
-        return list(self._get_index().chunks_of(name))
+        return list(self._get_index().chunks_of(name, collection))
 
-    def search(self, query: str, top_k: int = 4) -> list[ScoredChunk]:
-        """The ``top_k`` chunks closest to ``query``, best first; ``[]`` when nothing is indexed.
-
-        Raises :class:`InputError` for an empty query.
+    def search(self, query: str, top_k: int = 4, collection: str = DEFAULT_COLLECTION) -> list[ScoredChunk]:
+        """The ``top_k`` chunks of ``collection`` closest to ``query``, best first; ``[]`` when the
+        collection is empty. Raises :class:`InputError` for an empty query.
         """
         query = (query or "").strip()
         if not query:
             raise InputError("Type a question to search the index.")
-        if not self.has_documents():
+        if not self.has_documents(collection):
             return []
-        got = self._get_index().query([query], max(1, min(int(top_k), 50)))
+        got = self._get_index().query([query], max(1, min(int(top_k), 50)), collection)
         return list(got[0]) if got else []
 
     # --- question sets ----------------------------------------------------------------------
@@ -353,6 +427,14 @@ class Workspace:
         self._touch()
         return True
 
+    def bind_question_set(self, name: str, collection: str | None) -> QuestionSetInfo:
+        """Bind a set to a document collection (``None`` unbinds it): its runs retrieve only from
+        that collection. Raises :class:`InputError` for an unknown set or collection."""
+        try:
+            return self.store.bind_question_set(name, collection)
+        finally:
+            self._touch()
+
     def save_question_set(self, name: str, rows: Iterable[QAItem | Mapping[str, Any]]) -> QuestionSetInfo:
         """Validate and save ``rows`` (items or editor dicts) as the set ``name`` (created or replaced).
 
@@ -373,10 +455,13 @@ class Workspace:
         if new == old:
             items = self.question_set(old)
             return QuestionSetInfo(name=old, n_items=len(items), updated_at="")
+        bound = next((s.collection for s in self.question_sets() if s.name == old), None)
         if any(s.name == new for s in self.question_sets()):
             raise InputError(f"A question set named '{new}' already exists; pick another name.")
         items = self.question_set(old)
         info = self.store.save_question_set(new, items)
+        if bound:
+            info = self.store.bind_question_set(new, bound)
         self.store.delete_question_set(old)
         self._touch()
         return info
@@ -449,17 +534,33 @@ class Workspace:
         metrics: Sequence[str] | None = None,
         judge_repeats: int = 1,
         fresh: bool = False,
+        collection: str | None = None,
     ) -> int:
         """Start a run of the saved set ``question_set`` in the background; returns its id at once.
 
-        Raises :class:`InputError` (nothing stored) when no document is indexed, the set does not
+        Retrieval searches only ``collection`` — by default the set's bound collection, else
+        :data:`DEFAULT_COLLECTION`; a set bound to a collection cannot run on another one. Raises
+        :class:`InputError` (nothing stored) when the collection has no documents, the set does not
         exist or is empty, an option is out of range, or Claude is chosen without an API key;
         :class:`RetrievalError` when the index folder has gone missing.
         ``metrics`` empty or None means all of the suite's metrics.
         """
+        info = next((s for s in self.question_sets() if s.name == question_set), None)
+        bound = info.collection if info is not None else None
+        if bound and collection and collection != bound:
+            raise InputError(
+                f"The question set '{question_set}' is bound to the collection '{bound}'; it cannot "
+                f"run on '{collection}'. Unbind it on the Question sets page first."
+            )
+        collection = collection or bound or DEFAULT_COLLECTION
         if not self.has_documents():
             raise InputError(
                 "No documents are indexed yet: upload policy documents on the Documents page first."
+            )
+        if not self.has_documents(collection):
+            raise InputError(
+                f"The collection '{collection}' has no documents: upload policy documents into it on "
+                "the Documents page, or choose another collection."
             )
         items = self.question_set(question_set)
         request = RunRequest(
@@ -473,6 +574,7 @@ class Workspace:
             question_set=question_set,
             fresh=fresh,
             judge_repeats=int(judge_repeats),
+            collection=collection,
         )
         handle = start_run(request, settings=self.settings, store=self.store, engine=self.engine)
         self._touch()

@@ -5,9 +5,14 @@ a Chroma server (``chromadb.HttpClient``) when ``settings.chroma_host`` is set. 
 uses cosine distance and our registered :class:`~rag_core.embeddings.MiniLMEmbeddingFunction`,
 but embeddings are always computed here and passed explicitly, so batching is under our control.
 
-Every chunk carries metadata ``source, page, position, doc_sha256, added_at, size_bytes, pages``;
-documents are keyed by their (safe) file name. Chroma errors never escape: writes raise
-:class:`IngestError` naming the file, reads/opening raise :class:`RetrievalError`.
+Every chunk carries metadata ``source, page, position, doc_sha256, section, ocr, collection,
+added_at, size_bytes, pages``; documents are keyed by (document collection, safe file name): the
+same file name may exist in two collections, and every read, write and query is scoped to one
+collection. (A *document collection* is a label on the chunks, not a Chroma collection: one Chroma
+collection, ``settings.collection``, holds them all.) Chunks written before collections existed are
+labelled :data:`~rag_core.models.DEFAULT_COLLECTION` when the index is opened. Chroma errors never
+escape: writes raise :class:`IngestError` naming the file, reads/opening raise
+:class:`RetrievalError`.
 
 The embedded store's folder is watched: an open index remembers which files it opened (the
 identity of ``chroma.sqlite3``), and every read or write first checks that they are still the ones
@@ -20,6 +25,7 @@ older one's identity (and its check).
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +37,7 @@ from chromadb.api import ClientAPI
 
 from rag_core.errors import IngestError, RagError, RetrievalError
 from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
-from rag_core.models import Chunk, DocumentInfo, ParsedDocument, ScoredChunk
+from rag_core.models import DEFAULT_COLLECTION, Chunk, DocumentInfo, ParsedDocument, ScoredChunk
 from rag_core.settings import Settings
 
 #: Chunks embedded and written per step of :meth:`PolicyIndex.add_document` (progress granularity).
@@ -42,7 +48,20 @@ QUERY_BATCH = 1000
 #: variables" at ~12 000 questions × 4.
 MAX_QUERY_RESULTS = 20_000
 #: Metadata keys stored with every chunk.
-METADATA_KEYS = ("source", "page", "position", "doc_sha256", "added_at", "size_bytes", "pages")
+METADATA_KEYS = (
+    "source",
+    "page",
+    "position",
+    "doc_sha256",
+    "section",
+    "ocr",
+    "collection",
+    "added_at",
+    "size_bytes",
+    "pages",
+)
+
+
 #: The embedded store's database file inside ``settings.chroma_dir`` (its identity names the index).
 INDEX_FILE = "chroma.sqlite3"
 
@@ -78,6 +97,23 @@ def index_folder_problem(settings: Settings, *, missing: bool, documents: int = 
         f"The policy index folder {where} was replaced by another copy while it was open. Reload "
         "the page (or run the command again) to use the index that is there now."
     )
+
+
+def _where(collection: str, name: str | None = None, **more: Any) -> dict[str, Any]:
+    """A Chroma ``where`` filter for one collection (and one document / more fields)."""
+    terms: list[dict[str, Any]] = [{"collection": collection}]
+    if name is not None:
+        terms.append({"source": name})
+    terms.extend({k: v} for k, v in more.items())
+    return terms[0] if len(terms) == 1 else {"$and": terms}
+
+
+def chunk_id(collection: str, chunk: Chunk) -> str:
+    """The Chroma id of a chunk: its own id in the default collection, prefixed elsewhere (the same
+    file may be indexed in two collections)."""
+    if collection == DEFAULT_COLLECTION:
+        return chunk.id
+    return f"{hashlib.sha256(collection.encode()).hexdigest()[:8]}/{chunk.id}"
 
 
 class PolicyIndex:
@@ -148,6 +184,23 @@ class PolicyIndex:
                 f"The collection '{settings.collection}' in {self.location} uses '{space}' distance, "
                 "not cosine. Set RAG_COLLECTION to a new name and ingest the documents again."
             )
+        with self._errors(RetrievalError, "The policy index could not be upgraded"):
+            self._label_unlabelled()
+
+    def _label_unlabelled(self) -> None:
+        """Chunks indexed before document collections existed join the default collection."""
+        first = self._collection.get(limit=1, include=["metadatas"])
+        if not first["ids"] or "collection" in ((first["metadatas"] or [{}])[0] or {}):
+            return
+        got = self._collection.get(include=["metadatas"])
+        step = 1000
+        for start in range(0, len(got["ids"]), step):
+            ids = list(got["ids"][start : start + step])
+            metas = [
+                {**(m or {}), "collection": DEFAULT_COLLECTION}
+                for m in (got["metadatas"] or [])[start : start + step]
+            ]
+            self._collection.update(ids=ids, metadatas=metas)  # type: ignore[arg-type]
 
     # --- the folder --------------------------------------------------------------------------
     def _hold(self) -> None:
@@ -209,48 +262,54 @@ class PolicyIndex:
 
     # --- writes ----------------------------------------------------------------------------
     def add_document(
-        self, doc: ParsedDocument, *, on_progress: Callable[[int, int], None] | None = None
+        self,
+        doc: ParsedDocument,
+        *,
+        collection: str = DEFAULT_COLLECTION,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> str:
-        """Index ``doc`` under its name → ``"added"`` | ``"unchanged"`` | ``"replaced"``.
+        """Index ``doc`` under its name in ``collection`` → ``"added"`` | ``"unchanged"`` | ``"replaced"``.
 
         ``"unchanged"``: the same bytes (sha256) and chunks are already indexed under that name;
         nothing is embedded. ``"replaced"``: the name held other content; the new chunks are
         written first, then the old ones removed. ``on_progress(done, total)`` is called after
         each batch of chunks. Raises :class:`IngestError` naming the file when the document has
-        no chunks, its identical content is already indexed under another name, or the write
-        fails (chunks written so far are removed again).
+        no chunks, its identical content is already indexed under another name in the same
+        collection, or the write fails (chunks written so far are removed again).
         """
         name = doc.name
         if not doc.chunks:
             raise IngestError(f"{name}: the document has no text chunks to index.")
         with self._lock, self._errors(IngestError, f"{name}: could not be added to the policy index"):
-            old = self._collection.get(where={"source": name}, include=["metadatas", "documents"])
+            old = self._collection.get(where=_where(collection, name), include=["metadatas", "documents"])
             old_ids: list[str] = list(old["ids"])
             if old_ids and self._is_same(doc, old):
                 return "unchanged"
-            twin = self._collection.get(where={"doc_sha256": doc.sha256}, include=["metadatas"], limit=1)
+            twin = self._collection.get(
+                where=_where(collection, doc_sha256=doc.sha256), include=["metadatas"], limit=1
+            )
             twin_source = (twin["metadatas"] or [{}])[0].get("source") if twin["ids"] else None
             if twin_source and twin_source != name:
                 raise IngestError(
-                    f"{name}: identical content is already indexed as '{twin_source}'. Nothing to do; "
-                    f"delete '{twin_source}' first if you want to index it under the new name."
+                    f"{name}: identical content is already indexed as '{twin_source}' in the "
+                    f"collection '{collection}'. Nothing to do; delete '{twin_source}' first if you "
+                    "want to index it under the new name."
                 )
-            new_ids = {c.id for c in doc.chunks}
+            new_ids = {chunk_id(collection, c) for c in doc.chunks}
             if new_ids & set(old_ids):  # same bytes split differently: ids collide, so delete first
                 self._delete_ids(old_ids)
                 old_ids = []
-            self._write(doc, on_progress)
+            self._write(doc, collection, on_progress)
             if old_ids:
                 self._delete_ids(old_ids)
             return "replaced" if old["ids"] else "added"
 
-    def delete_document(self, name: str) -> int:
-        """Remove every chunk of document ``name`` → number removed (0 if it was not indexed).
-
-        Raises :class:`IngestError` naming the file if Chroma fails.
+    def delete_document(self, name: str, collection: str = DEFAULT_COLLECTION) -> int:
+        """Remove every chunk of document ``name`` of ``collection`` → number removed (0 if it was
+        not indexed). Raises :class:`IngestError` naming the file if Chroma fails.
         """
         with self._lock, self._errors(IngestError, f"{name}: could not be removed from the policy index"):
-            ids = list(self._collection.get(where={"source": name}, include=[])["ids"])
+            ids = list(self._collection.get(where=_where(collection, name), include=[])["ids"])
             self._delete_ids(ids)
             return len(ids)
 
@@ -259,17 +318,21 @@ class PolicyIndex:
         if {m.get("doc_sha256") for m in metas} != {doc.sha256} or len(metas) != len(doc.chunks):
             return False
         stored = sorted(zip(metas, old["documents"] or [], strict=False), key=lambda p: int(p[0]["position"]))
+        if [str(m.get("section", "")) for m, _ in stored] != [c.section for c in doc.chunks]:
+            return False  # indexed before sections existed: re-index to add them
         return [text for _, text in stored] == [c.text for c in doc.chunks]
 
-    def _write(self, doc: ParsedDocument, on_progress: Callable[[int, int], None] | None) -> None:
+    def _write(
+        self, doc: ParsedDocument, collection: str, on_progress: Callable[[int, int], None] | None
+    ) -> None:
         added_at = datetime.now(UTC).isoformat(timespec="seconds")
         total = len(doc.chunks)
         written: list[str] = []
         try:
             for start in range(0, total, ADD_BATCH):
                 batch = doc.chunks[start : start + ADD_BATCH]
-                vectors = self.embedder.embed([c.text for c in batch])
-                ids = [c.id for c in batch]
+                vectors = self.embedder.embed([c.embed_text for c in batch])
+                ids = [chunk_id(collection, c) for c in batch]
                 self._collection.add(
                     ids=ids,
                     documents=[c.text for c in batch],
@@ -277,6 +340,7 @@ class PolicyIndex:
                     metadatas=[
                         {
                             **c.metadata(),
+                            "collection": collection,
                             "added_at": added_at,
                             "size_bytes": doc.size_bytes,
                             "pages": doc.pages,
@@ -300,25 +364,31 @@ class PolicyIndex:
             self._collection.delete(ids=list(ids[start : start + step]))
 
     # --- reads -----------------------------------------------------------------------------
-    def count(self) -> int:
-        """Number of chunks in the index (0 when empty). Raises :class:`RetrievalError`."""
+    def count(self, collection: str | None = None) -> int:
+        """Number of chunks in the index, or in one collection (0 when empty). Raises
+        :class:`RetrievalError`."""
         with self._errors(RetrievalError, "The policy index could not be read"):
-            return int(self._collection.count())
+            if collection is None:
+                return int(self._collection.count())
+            return len(self._collection.get(where=_where(collection), include=[])["ids"])
 
-    def indexed_sha256(self, name: str) -> str | None:
+    def indexed_sha256(self, name: str, collection: str = DEFAULT_COLLECTION) -> str | None:
         """sha256 of the document indexed as ``name``, or None. Cheap: lets a caller skip parsing."""
         with self._errors(RetrievalError, "The policy index could not be read"):
-            got = self._collection.get(where={"source": name}, include=["metadatas"], limit=1)
+            got = self._collection.get(where=_where(collection, name), include=["metadatas"], limit=1)
         metas = got["metadatas"] or []
         return str(metas[0]["doc_sha256"]) if got["ids"] and metas else None
 
-    def list_documents(self) -> list[DocumentInfo]:
-        """One :class:`DocumentInfo` per indexed document, sorted by name; ``[]`` when empty."""
+    def list_documents(self, collection: str | None = None) -> list[DocumentInfo]:
+        """One :class:`DocumentInfo` per indexed document (of one collection, or all), sorted by
+        name then collection; ``[]`` when empty."""
+        where = _where(collection) if collection is not None else None
         with self._errors(RetrievalError, "The list of indexed documents could not be read"):
-            metas = self._collection.get(include=["metadatas"])["metadatas"] or []
-        docs: dict[str, dict[str, Any]] = {}
+            metas = self._collection.get(where=where, include=["metadatas"])["metadatas"] or []
+        docs: dict[tuple[str, str], dict[str, Any]] = {}
         for m in metas:
-            entry = docs.setdefault(str(m.get("source", "")), {"meta": m, "chunks": 0})
+            key = (str(m.get("source", "")), str(m.get("collection", DEFAULT_COLLECTION)))
+            entry = docs.setdefault(key, {"meta": m, "chunks": 0})
             entry["chunks"] += 1
             if str(m.get("added_at", "")) > str(entry["meta"].get("added_at", "")):
                 entry["meta"] = m
@@ -330,14 +400,15 @@ class PolicyIndex:
                 chunks=e["chunks"],
                 size_bytes=int(e["meta"].get("size_bytes", 0)),
                 added_at=str(e["meta"].get("added_at", "")),
+                collection=coll,
             )
-            for name, e in sorted(docs.items(), key=lambda kv: (kv[0].lower(), kv[0]))
+            for (name, coll), e in sorted(docs.items(), key=lambda kv: (kv[0][0].lower(), kv[0]))
         ]
 
-    def chunks_of(self, name: str) -> list[Chunk]:
+    def chunks_of(self, name: str, collection: str = DEFAULT_COLLECTION) -> list[Chunk]:
         """The chunks of document ``name`` in position order; ``[]`` if it is not indexed."""
         with self._errors(RetrievalError, f"The chunks of {name} could not be read"):
-            got = self._collection.get(where={"source": name}, include=["documents", "metadatas"])
+            got = self._collection.get(where=_where(collection, name), include=["documents", "metadatas"])
         chunks = [
             _chunk(id_, text, meta)
             for id_, text, meta in zip(
@@ -346,8 +417,11 @@ class PolicyIndex:
         ]
         return sorted(chunks, key=lambda c: c.position)
 
-    def query(self, questions: Sequence[str], top_k: int) -> list[list[ScoredChunk]]:
-        """The ``top_k`` most similar chunks for each question, best first.
+    def query(
+        self, questions: Sequence[str], top_k: int, collection: str | None = DEFAULT_COLLECTION
+    ) -> list[list[ScoredChunk]]:
+        """The ``top_k`` most similar chunks of ``collection`` for each question, best first
+        (``collection=None`` searches every collection).
 
         One embedding call for all questions and one Chroma query (split only beyond
         :data:`QUERY_BATCH` questions). Scores are cosine
@@ -360,9 +434,10 @@ class PolicyIndex:
             raise RetrievalError(f"top_k must be at least 1 (got {top_k}); check RAG_TOP_K.")
         if not questions:
             return []
-        n = self.count()
+        n = self.count(collection)
         if n == 0:
             return [[] for _ in questions]
+        where = _where(collection) if collection is not None else None
         try:
             vectors = self.embedder.embed(questions)
         except RagError as exc:
@@ -376,6 +451,7 @@ class PolicyIndex:
                 got = self._collection.query(
                     query_embeddings=vectors[start : start + step],
                     n_results=k,
+                    where=where,
                     include=["documents", "metadatas", "distances"],
                 )
                 for i in range(len(got["ids"])):
@@ -432,6 +508,8 @@ def _chunk(id_: str, text: str | None, meta: Any) -> Chunk:
         page=int(meta.get("page", 1)),
         position=int(meta.get("position", 0)),
         doc_sha256=str(meta.get("doc_sha256", "")),
+        section=str(meta.get("section", "") or ""),
+        ocr=bool(meta.get("ocr", False)),
     )
 
 

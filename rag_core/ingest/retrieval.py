@@ -10,11 +10,13 @@ from collections.abc import Sequence
 
 from rag_core.errors import RetrievalError
 from rag_core.ingest.index import PolicyIndex
-from rag_core.models import ScoredChunk
+from rag_core.models import DEFAULT_COLLECTION, ScoredChunk
 
 
-def retrieve(index: PolicyIndex, questions: Sequence[str], top_k: int) -> list[list[ScoredChunk]]:
-    """The ``top_k`` best chunks for each question, in question order, best chunk first.
+def retrieve(
+    index: PolicyIndex, questions: Sequence[str], top_k: int, collection: str = DEFAULT_COLLECTION
+) -> list[list[ScoredChunk]]:
+    """The ``top_k`` best chunks of ``collection`` for each question, in question order, best first.
 
     Returns one list per question (``[]`` for each when the index is empty, ``[]`` overall
     when ``questions`` is empty). Blank questions get ``[]`` without being embedded. Raises
@@ -26,7 +28,7 @@ def retrieve(index: PolicyIndex, questions: Sequence[str], top_k: int) -> list[l
     asked = [i for i, q in enumerate(questions) if q and q.strip()]
     results: list[list[ScoredChunk]] = [[] for _ in questions]
     if asked:
-        found = index.query([questions[i] for i in asked], top_k)
+        found = index.query([questions[i] for i in asked], top_k, collection)
         for i, chunks in zip(asked, found, strict=True):
             results[i] = chunks
     return results

@@ -1,23 +1,32 @@
-"""Ingestion as one call for pages and the CLI: parse → index → keep a copy → record.
+"""Ingestion as one call for pages and the CLI: parse → index → keep a copy → record the version.
 
 Each file is handled on its own: a bad file yields an outcome with an ``error`` message naming it,
 and the others still index. Nothing already indexed changes when a file fails (parsing happens
-before anything is written).
+before anything is written). Every document belongs to a collection (default
+:data:`~rag_core.models.DEFAULT_COLLECTION`); its original is kept under
+``uploads/`` (default collection) or ``uploads/<collection key>/`` for re-indexing.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag_core.errors import IngestError, RagError
 from rag_core.ingest.documents import parse_document, safe_filename
 from rag_core.ingest.index import PolicyIndex
-from rag_core.models import DocumentInfo
+from rag_core.ingest.ocr import OcrEngine
+from rag_core.models import DEFAULT_COLLECTION, DocumentInfo
 from rag_core.settings import Settings
 from rag_core.storage import HistoryStore
+from rag_core.storage.catalog import collection_name
+
+#: ``on_progress(stage, done, total)``: stage ``"reading"`` / ``"ocr"`` (pages), ``"embedding"`` (chunks).
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,14 @@ class IngestOutcome:
     """Time taken."""
     error: str | None = None
     """Why the file was refused (names the file), when ``status == "error"``."""
+    collection: str = DEFAULT_COLLECTION
+    """The collection it was indexed into."""
+    version: int = 0
+    """The document's version now (0 on error)."""
+    ocr_pages: int = 0
+    """Pages read by OCR."""
+    sections_changed: tuple[str, ...] = field(default_factory=tuple)
+    """For a new version: the sections that differ from the previous one."""
 
 
 def ingest_bytes(
@@ -44,44 +61,87 @@ def ingest_bytes(
     settings: Settings,
     store: HistoryStore,
     index: PolicyIndex | None = None,
+    collection: str = DEFAULT_COLLECTION,
     force: bool = False,
+    ocr: OcrEngine | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> IngestOutcome:
-    """Index one file's bytes. Never raises for a bad file: returns an ``"error"`` outcome."""
+    """Index one file's bytes into ``collection``. Never raises for a bad file: returns an
+    ``"error"`` outcome."""
     t0 = time.perf_counter()
     try:
         safe = safe_filename(name)
-    except IngestError as exc:
+        collection = collection_name(collection)
+    except RagError as exc:
         return IngestOutcome(name=name[:120], status="error", error=str(exc))
     own_index = index is None
     try:
-        doc = parse_document(safe, data, settings)  # enforces size/page/time limits
+        doc = parse_document(safe, data, settings, ocr=ocr, on_progress=on_progress)
         index = index or PolicyIndex(settings)
         if force:
-            index.delete_document(safe)
-        status = index.add_document(doc)
-        _keep_copy(settings, safe, data)
-        info = next((d for d in index.list_documents() if d.name == safe), None)
+            index.delete_document(safe, collection)
+
+        def embedded(done: int, total: int) -> None:
+            if on_progress is not None:
+                on_progress("embedding", done, total)
+
+        status = index.add_document(doc, collection=collection, on_progress=embedded)
+        _keep_copy(settings, collection, safe, data)
+        info = next((d for d in index.list_documents(collection) if d.name == safe), None)
         if info is None:  # pragma: no cover - the index just said it has it
             info = DocumentInfo(safe, doc.sha256, doc.pages, len(doc.chunks), doc.size_bytes, "")
-        store.record_document(info)
-        return IngestOutcome(safe, status, info.chunks, info.pages, time.perf_counter() - t0)
+        info = DocumentInfo(
+            name=info.name,
+            sha256=info.sha256,
+            pages=info.pages,
+            chunks=info.chunks,
+            size_bytes=info.size_bytes,
+            added_at=info.added_at,
+            collection=collection,
+            ocr_pages=doc.ocr_pages,
+            format=doc.format,
+        )
+        version = store.record_document(info, sections=doc.sections)
+        return IngestOutcome(
+            safe,
+            status,
+            info.chunks,
+            info.pages,
+            time.perf_counter() - t0,
+            collection=collection,
+            version=version.version,
+            ocr_pages=doc.ocr_pages,
+            sections_changed=version.sections_changed if status == "replaced" else (),
+        )
     except RagError as exc:
-        return IngestOutcome(safe, "error", seconds=time.perf_counter() - t0, error=str(exc))
+        return IngestOutcome(
+            safe, "error", seconds=time.perf_counter() - t0, error=str(exc), collection=collection
+        )
     finally:
         if own_index and index is not None:
             index.close()
 
 
 def ingest_paths(
-    paths: Iterable[Path], *, settings: Settings, store: HistoryStore
+    paths: Iterable[Path],
+    *,
+    settings: Settings,
+    store: HistoryStore,
+    collection: str = DEFAULT_COLLECTION,
+    on_progress: ProgressFn | None = None,
 ) -> Iterator[IngestOutcome]:
-    """Index files from disk, yielding one outcome per path as it finishes."""
+    """Index files from disk into ``collection``, yielding one outcome per path as it finishes."""
     with PolicyIndex(settings) as index:
-        yield from _ingest_each(paths, settings, store, index)
+        yield from _ingest_each(paths, settings, store, index, collection, on_progress)
 
 
 def _ingest_each(
-    paths: Iterable[Path], settings: Settings, store: HistoryStore, index: PolicyIndex
+    paths: Iterable[Path],
+    settings: Settings,
+    store: HistoryStore,
+    index: PolicyIndex,
+    collection: str,
+    on_progress: ProgressFn | None,
 ) -> Iterator[IngestOutcome]:
     seen: dict[str, Path] = {}
     for path in paths:
@@ -105,34 +165,73 @@ def _ingest_each(
         except OSError as exc:
             yield IngestOutcome(path.name, "error", error=f"{path}: cannot read the file ({exc.strerror}).")
             continue
-        yield ingest_bytes(path.name, data, settings=settings, store=store, index=index)
+        yield ingest_bytes(
+            path.name,
+            data,
+            settings=settings,
+            store=store,
+            index=index,
+            collection=collection,
+            on_progress=on_progress,
+        )
 
 
-def delete_document(name: str, *, settings: Settings, store: HistoryStore) -> int:
-    """Remove a document from the index, the kept copy and the store. Returns chunks removed."""
+def delete_document(
+    name: str, *, settings: Settings, store: HistoryStore, collection: str = DEFAULT_COLLECTION
+) -> int:
+    """Remove a document from the index, the kept copy and the store (its version history stays).
+    Returns chunks removed."""
     with PolicyIndex(settings) as index:
-        removed = index.delete_document(name)
-    copy = settings.uploads_dir / safe_filename(name)
+        removed = index.delete_document(name, collection)
+    copy = uploads_dir(settings, collection) / safe_filename(name)
     copy.unlink(missing_ok=True)
-    store.forget_document(name)
+    store.forget_document(name, collection)
     return removed
 
 
-def reindex_document(name: str, *, settings: Settings, store: HistoryStore) -> IngestOutcome:
+def reindex_document(
+    name: str,
+    *,
+    settings: Settings,
+    store: HistoryStore,
+    collection: str = DEFAULT_COLLECTION,
+    index: PolicyIndex | None = None,
+) -> IngestOutcome:
     """Parse the kept copy again with the current chunk settings and replace its chunks."""
-    copy = settings.uploads_dir / safe_filename(name)
+    copy = uploads_dir(settings, collection) / safe_filename(name)
     if not copy.is_file():
         return IngestOutcome(
-            name, "error", error=f"{name}: the original file is no longer stored; upload it again."
+            name,
+            "error",
+            error=f"{name}: the original file is no longer stored; upload it again.",
+            collection=collection,
         )
-    return ingest_bytes(name, copy.read_bytes(), settings=settings, store=store, force=True)
+    return ingest_bytes(
+        name,
+        copy.read_bytes(),
+        settings=settings,
+        store=store,
+        collection=collection,
+        force=True,
+        index=index,
+    )
 
 
-def _keep_copy(settings: Settings, safe: str, data: bytes) -> None:
+def uploads_dir(settings: Settings, collection: str) -> Path:
+    """Where the originals of a collection are kept: ``uploads/`` for the default collection,
+    ``uploads/<slug>-<hash>/`` for the others (names may hold any character)."""
+    if collection == DEFAULT_COLLECTION:
+        return settings.uploads_dir
+    slug = re.sub(r"[^a-z0-9]+", "-", collection.lower()).strip("-")[:40] or "collection"
+    return settings.uploads_dir / f"{slug}-{hashlib.sha256(collection.encode()).hexdigest()[:8]}"
+
+
+def _keep_copy(settings: Settings, collection: str, safe: str, data: bytes) -> None:
     """Keep the original bytes under the data dir (for re-indexing). ``safe`` has no directories."""
-    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    target = (settings.uploads_dir / safe).resolve()
-    if target.parent != settings.uploads_dir.resolve():  # defence in depth against traversal
+    folder = uploads_dir(settings, collection)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = (folder / safe).resolve()
+    if target.parent != folder.resolve():  # defence in depth against traversal
         raise IngestError(f"{safe}: refusing to write outside the data directory.")
     tmp = target.with_suffix(target.suffix + ".part")
     tmp.write_bytes(data)

@@ -18,7 +18,7 @@ from rag_core.storage.records import ResultRecord, RunRecord
 from rag_core.summary import JudgeStats
 from rag_core.vocab import RunStatus, Suite
 
-__all__ = ["Comparison", "compare_runs", "runs_table"]
+__all__ = ["Comparison", "compare_runs", "document_warnings", "run_documents", "runs_table"]
 
 
 @dataclass
@@ -69,16 +69,62 @@ def compare_runs(
             f"The runs used different question sets ('{base.question_set or '—'}' vs "
             f"'{cand.question_set or '—'}'); only questions present in both have deltas."
         )
+    warnings.extend(document_warnings(base, cand))
     for r in (base, cand):
         if r.status != RunStatus.COMPLETED:
             warnings.append(f"Run #{r.id} is {r.status}: some questions may be missing or unscored.")
     return Comparison(base, cand, rows[base.id], rows[cand.id], deltas, warnings)
 
 
+def run_documents(run: RunRecord) -> dict[str, tuple[int, str]]:
+    """``{document name: (version, sha256)}`` a run retrieved from (``{}`` for runs stored before
+    collections and versions existed)."""
+    out: dict[str, tuple[int, str]] = {}
+    for d in run.config.get("documents") or []:
+        if isinstance(d, dict) and "name" in d:
+            out[str(d["name"])] = (int(d.get("version") or 0), str(d.get("sha256") or ""))
+    return out
+
+
+def document_warnings(base: RunRecord, cand: RunRecord) -> list[str]:
+    """Why two runs' answers may differ because of the documents, not the assistant: another
+    collection, or other versions of the documents (added, removed or changed files)."""
+    out: list[str] = []
+    bc, cc = base.config.get("collection"), cand.config.get("collection")
+    if bc and cc and bc != cc:
+        out.append(f"The runs searched different document collections ('{bc}' vs '{cc}').")
+    bd, cd = run_documents(base), run_documents(cand)
+    if not bd or not cd:
+        if bd or cd:
+            old = base if not bd else cand
+            out.append(
+                f"Run #{old.id} was stored before document versions were recorded: it may have used "
+                "other versions of the documents."
+            )
+        return out
+    diffs: list[str] = []
+    for name in sorted(set(bd) | set(cd), key=str.lower):
+        b, c = bd.get(name), cd.get(name)
+        if b is None:
+            diffs.append(f"{name} only in #{cand.id} (v{c[0] if c else '?'})")
+        elif c is None:
+            diffs.append(f"{name} only in #{base.id} (v{b[0]})")
+        elif b[1] != c[1]:
+            diffs.append(f"{name} v{b[0]} in #{base.id} vs v{c[0]} in #{cand.id}")
+    if diffs:
+        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+        out.append(
+            f"The runs used different document versions: {shown}. Differences in the answers may come "
+            "from the documents, not the assistant."
+        )
+    return out
+
+
 def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
     """The History table: one row per run, newest first.
 
-    Columns: ``Run`` (id), ``Date`` (UTC datetime), ``Question set``, ``Backend``, ``Mode``,
+    Columns: ``Run`` (id), ``Date`` (UTC datetime), ``Question set``, ``Collection`` (document
+    collection searched; ``—`` for runs before collections), ``Backend``, ``Mode``,
     ``Suite``, ``Status``, one column per metric named by its label (unique across suites: the
     offline and the judged context recall are two columns; mean, NaN when not scored),
     ``Speedup`` (measured, else estimated; NaN when unknown), ``Cost ($)``, ``Time (s)``,
@@ -90,6 +136,7 @@ def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
             "Run": df["id"].astype(int),
             "Date": df["created_at"],
             "Question set": df["question_set"].fillna("—"),
+            "Collection": df["id"].map({r.id: str(r.config.get("collection") or "—") for r in runs}),
             "Backend": df["backend"],
             "Mode": df["mode"],
             "Suite": df["suite"],

@@ -40,7 +40,14 @@ def run_export(run: RunRecord, summary: RunSummary, results: Sequence[ResultReco
     """A run as the CLI's ``--json`` / the JSON export: the summary (the README's contract), the
     run's identity and config, and its results in input order. Never contains NaN."""
     out = summary.to_json()
+    versions = {
+        str(d.get("sha256")): f"{d.get('name')} v{d.get('version')}"
+        for d in run.config.get("documents") or []
+        if isinstance(d, dict)
+    }
     out.update(
+        collection=run.config.get("collection"),
+        documents=run.config.get("documents") or [],
         question_set=run.question_set,
         created_at=run.created_at,
         finished_at=run.finished_at,
@@ -51,6 +58,9 @@ def run_export(run: RunRecord, summary: RunSummary, results: Sequence[ResultReco
                 "ground_truth": r.ground_truth,
                 "answer": r.answer,
                 "contexts": r.contexts,
+                "document_versions": sorted(
+                    {versions[c["doc_sha256"]] for c in r.contexts if c.get("doc_sha256") in versions}
+                ),
                 "scores": {k: v.value for k, v in r.scores.items()},
                 "score_details": {
                     k: {

@@ -35,7 +35,7 @@ from typing import Any
 
 from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine
 from rag_core.errors import GenerationError, InputError, RagError, RetrievalError, StorageError
-from rag_core.models import Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
+from rag_core.models import DEFAULT_COLLECTION, Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
 from rag_core.runs.handle import RunHandle
 from rag_core.runs.request import RunOptions, RunRequest
 from rag_core.runs.summary import build_summary
@@ -47,6 +47,7 @@ from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite
 
 __all__ = [
     "HEARTBEAT_S",
+    "documents_used",
     "live_handle",
     "live_runs",
     "make_answerer",
@@ -110,17 +111,27 @@ def make_answerer(backend: Backend, settings: Settings) -> Any:
     return ExtractiveAnswerer()
 
 
-def retrieve_contexts(settings: Settings, questions: list[str], top_k: int) -> list[list[ScoredChunk]]:
-    """The ``top_k`` chunks for each question. Raises :class:`RetrievalError` when the embedded
-    index's folder is missing (opening it would create an empty one and every question would be
-    answered from nothing) or was replaced while open (see :mod:`rag_core.ingest.index`)."""
+def retrieve_contexts(
+    settings: Settings, questions: list[str], top_k: int, collection: str = DEFAULT_COLLECTION
+) -> list[list[ScoredChunk]]:
+    """The ``top_k`` chunks of ``collection`` for each question. Raises :class:`RetrievalError` when
+    the embedded index's folder is missing (opening it would create an empty one and every question
+    would be answered from nothing) or was replaced while open (see :mod:`rag_core.ingest.index`)."""
     from rag_core.ingest.index import PolicyIndex, index_folder_problem, index_identity
     from rag_core.ingest.retrieval import retrieve
 
     if not settings.chroma_host and index_identity(settings) is None:
         raise RetrievalError(index_folder_problem(settings, missing=True))
     with PolicyIndex(settings) as index:
-        return retrieve(index, questions, top_k)
+        return retrieve(index, questions, top_k, collection)
+
+
+def documents_used(store: HistoryStore, collection: str) -> list[dict[str, Any]]:
+    """The exact documents a run of ``collection`` retrieves from, as stored with the run:
+    ``[{"name", "version", "sha256"}]`` sorted by name."""
+    return [
+        {"name": d.name, "version": d.version, "sha256": d.sha256} for d in store.list_documents(collection)
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,18 +153,34 @@ def start_run(
     """
     request.check(settings)
     engine = engine or get_engine()
+    documents = documents_used(store, request.collection)
+    if not documents:
+        raise InputError(
+            f"The collection '{request.collection}' has no documents: upload policy documents into "
+            "it on the Documents page (or `ingest --collection`), or choose another collection."
+        )
     if resume_of is None:
         run_id = store.create_run(
             question_set=request.question_set,
             backend=str(request.backend),
             mode=str(request.mode),
             suite=str(request.suite),
-            config=request.config(),
+            config={**request.config(), "documents": documents},
             items=list(request.items),
         )
     else:
         run_id = resume_of
         store.update_run(run_id, status=RunStatus.RUNNING)
+        config = store.get_run(run_id).config
+        if config.get("documents") != documents:  # answers of this attempt come from these versions
+            store.update_run(
+                run_id,
+                config={
+                    **config,
+                    "documents": documents,
+                    "documents_before_resume": config.get("documents"),
+                },
+            )
     handle = RunHandle(run_id)
     ns = store_key(store)
     engine.runs.add(ns, run_id, handle)
@@ -281,7 +308,9 @@ class _Coordinator:
         self.ledger.phase(Phase.RETRIEVAL)
         contexts: list[list[ScoredChunk]] = [[] for _ in req.items]
         if todo:
-            got = retrieve_contexts(self.settings, [req.items[i].question for i in todo], req.top_k)
+            got = retrieve_contexts(
+                self.settings, [req.items[i].question for i in todo], req.top_k, req.collection
+            )
             for i, ctx in zip(todo, got, strict=True):
                 contexts[i] = ctx
         self.ledger.phase(None)
@@ -619,6 +648,7 @@ def resume_run(
         question_set=run.question_set,
         fresh=bool(cfg.get("fresh", False)),
         judge_repeats=int(cfg.get("judge_repeats", 1)),
+        collection=str(cfg.get("collection") or DEFAULT_COLLECTION),
     )
     if req.mode == Mode.COMPARE:  # the timing comparison cannot be resumed meaningfully
         req = req.replace(mode=Mode.ASYNC)

@@ -10,7 +10,7 @@ from typing import Any
 
 from rag_core.answer.batches_api import BatchPolling
 from rag_core.errors import InputError
-from rag_core.models import QAItem
+from rag_core.models import DEFAULT_COLLECTION, QAItem
 from rag_core.settings import Settings
 from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, choice, suite_metrics
 
@@ -50,6 +50,8 @@ class RunRequest:
     """Bypass the judge cache (still writes to it)."""
     judge_repeats: int = 1
     """Judge each (question, metric) this many times and keep mean ± stdev."""
+    collection: str = DEFAULT_COLLECTION
+    """The document collection retrieval searches (only that one)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend", choice(Backend, self.backend, "backend"))
@@ -103,6 +105,7 @@ class RunRequest:
             "metrics": list(self.metrics) if self.metrics else None,
             "fresh": self.fresh,
             "judge_repeats": self.judge_repeats,
+            "collection": self.collection,
         }
 
 

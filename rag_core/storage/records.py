@@ -21,6 +21,8 @@ class QuestionSetInfo:
     """Number of questions in the set."""
     updated_at: str
     """ISO-8601 UTC timestamp of the last save."""
+    collection: str | None = None
+    """The document collection its runs retrieve from; ``None`` when not bound."""
 
 
 @dataclass(frozen=True)

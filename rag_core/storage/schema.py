@@ -159,6 +159,66 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # Issue 10: documents belong to a named collection and keep a version history.
+        # documents is rebuilt with the key (collection, name): the same file name may exist in two
+        # collections. Existing documents join the default collection as version 1.
+        """
+        CREATE TABLE documents_v3 (
+            collection  TEXT NOT NULL DEFAULT 'All documents',
+            name        TEXT NOT NULL,
+            sha256      TEXT NOT NULL,
+            pages       INTEGER NOT NULL,
+            chunks      INTEGER NOT NULL,
+            size_bytes  INTEGER NOT NULL,
+            added_at    TEXT NOT NULL,
+            version     INTEGER NOT NULL DEFAULT 1,
+            ocr_pages   INTEGER NOT NULL DEFAULT 0,
+            format      TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (collection, name)
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT INTO documents_v3(collection, name, sha256, pages, chunks, size_bytes, added_at)
+        SELECT 'All documents', name, sha256, pages, chunks, size_bytes, added_at FROM documents
+        """,
+        "DROP TABLE documents",
+        "ALTER TABLE documents_v3 RENAME TO documents",
+        # One row per distinct content ever indexed under (collection, name); kept when the
+        # document is deleted, so numbering continues and past runs can still be explained.
+        # sections: {section path: fingerprint}; sections_changed: paths that differ from the
+        # previous version (JSON list).
+        """
+        CREATE TABLE document_versions (
+            collection        TEXT NOT NULL,
+            name              TEXT NOT NULL,
+            version           INTEGER NOT NULL,
+            sha256            TEXT NOT NULL,
+            added_at          TEXT NOT NULL,
+            chunks            INTEGER NOT NULL,
+            pages             INTEGER NOT NULL,
+            size_bytes        INTEGER NOT NULL,
+            ocr_pages         INTEGER NOT NULL DEFAULT 0,
+            sections          TEXT NOT NULL DEFAULT '{}',
+            sections_changed  TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (collection, name, version)
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT INTO document_versions(collection, name, version, sha256, added_at, chunks, pages,
+                                      size_bytes)
+        SELECT collection, name, 1, sha256, added_at, chunks, pages, size_bytes FROM documents
+        """,
+        """
+        CREATE TABLE collections (
+            name        TEXT PRIMARY KEY,
+            created_at  TEXT NOT NULL
+        )
+        """,
+        "INSERT INTO collections(name, created_at) VALUES ('All documents', strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now'))",
+        # NULL: the set is not bound (a run chooses its collection).
+        "ALTER TABLE question_sets ADD COLUMN collection TEXT",
+    ),
 )
 #: The schema version this code writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -56,7 +56,7 @@ def test_search_the_index_shows_chunks_and_scores(app, indexed_dir: Path) -> Non
     assert not at.exception
     headers = [m for m in texts(at, "markdown") if "score" in m]
     assert len(headers) == at.slider(key="docs.search_k").value == 4
-    assert all("northwind" in h and "page" in h for h in headers)
+    assert all("northwind" in h and "p. " in h for h in headers)  # file › section, p. N
     assert any("carr" in m.lower() for m in texts(at, "markdown"))  # the carry-over chunk is shown
 
 
@@ -72,3 +72,72 @@ def test_reindex_and_delete_with_confirmation(app, indexed_dir: Path) -> None:
     assert not at.exception
     assert any("Deleted" in t for t in texts(at, "success"))
     assert any("No documents indexed yet" in t for t in texts(at, "info"))
+
+
+# --- issue 10: formats, collections, versions, OCR message -------------------------------------
+def test_word_and_html_files_index_into_a_new_collection_with_sections(app, empty_dir: Path) -> None:
+    from tests.unit.test_formats import HTML, docx_bytes
+
+    at = app(empty_dir)
+    assert set(at.file_uploader(key="docs.upload").allowed_type) >= {".docx", ".html", ".htm"}
+    at.text_input(key="docs.new_collection").input("Harbour Lane").run()
+    at.button(key="docs.create_collection").click().run()
+    assert at.selectbox(key="docs.collection").value == "Harbour Lane"
+    uploader = at.file_uploader(key="docs.upload")
+    uploader.upload(
+        "policies.docx",
+        docx_bytes(),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    )
+    uploader.upload("sickness.html", HTML, "text/html")
+    at.run()
+    at.button(key="docs.index").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not texts(at, "error")
+    assert any("policies.docx** v1 — indexed" in t for t in texts(at, "success"))
+
+    table = _documents_table(at)
+    assert sorted(table["Document"]) == ["policies.docx", "sickness.html"]
+    assert set(table["Type"]) == {"DOCX", "HTML"} and set(table["Version"]) == {1}
+    chunks = next(df.value for df in at.dataframe if "Section" in df.value.columns)
+    assert "1 Holidays" in set(chunks["Section"]) and chunks["Page"].isna().all()  # Word has no pages
+
+    at.text_input(key="docs.search_query").input("How much is paid per mile?").run()
+    headers = [m for m in texts(at, "markdown") if "score" in m]
+    assert headers and "policies.docx › 2 Expenses › Mileage" in headers[0]
+    # The default collection is still empty: collections do not mix.
+    at.selectbox(key="docs.collection").select("All documents").run()
+    assert any("No documents indexed yet in this collection" in t for t in texts(at, "info"))
+
+
+def test_reupload_shows_the_new_version_and_its_history(app, empty_dir: Path) -> None:
+    at = app(empty_dir)
+    for body in (
+        b"# Leave\n\n25 days.\n\n# Pay\n\nMonthly.\n",
+        b"# Leave\n\n27 days.\n\n# Pay\n\nMonthly.\n",
+    ):
+        at.file_uploader(key="docs.upload").upload("handbook.md", body, "text/markdown")
+        at.run()
+        at.button(key="docs.index").click().run()
+    assert any(
+        "handbook.md** v2 — re-indexed (content changed)" in t and "sections changed: Leave" in t
+        for t in texts(at, "success")
+    )
+    assert list(_documents_table(at)["Version"]) == [2]
+    history = next(df.value for df in at.dataframe if "Sections changed" in df.value.columns)
+    assert list(history["Version"]) == [2, 1]
+    assert list(history["Sections changed"]) == ["Leave", "first version"]
+
+
+def test_scanned_pdf_without_tesseract_says_what_to_install(app, empty_dir: Path, monkeypatch) -> None:
+    from tests.fixtures.pdfs import scanned_pdf
+
+    monkeypatch.setenv("RAG_TESSERACT_CMD", str(empty_dir / "no-tesseract"))  # the injection point
+    at = app(empty_dir)
+    install = "apt-get install tesseract-ocr tesseract-ocr-eng"
+    assert any(install in t for t in texts(at, "caption"))  # warned before uploading
+    at.file_uploader(key="docs.upload").upload("scan.pdf", scanned_pdf(["Leave policy"]), "application/pdf")
+    at.run()
+    at.button(key="docs.index").click().run()
+    [error] = texts(at, "error")
+    assert error.startswith("scan.pdf: page 1 has no text layer") and install in error

@@ -197,3 +197,20 @@ def test_save_and_switching_sets_start_a_new_editor(app, empty_dir: Path) -> Non
     keys.append(_editor_key(at))
     assert len(set(keys)) == len(keys), keys
     assert len(at.data_editor[0].value) == 11
+
+
+def test_a_set_bound_to_a_collection_runs_only_there(app, indexed_dir: Path) -> None:
+    ws = _workspace(indexed_dir)
+    ws.create_collection("Southbank")
+    ws.close()
+    at = _open(app, indexed_dir)
+    bound = at.selectbox(key="qsets.selected").value
+    at.selectbox(key="qsets.collection").select("Southbank").run()
+    assert any("retrieve only from the collection 'Southbank'" in t for t in texts(at, "success"))
+    at.switch_page("pages/run.py").run()
+    at.selectbox(key="run.set").select(bound).run()
+    run_collection = at.selectbox(key="run.collection")
+    assert run_collection.value == "Southbank" and run_collection.disabled
+    # Southbank has no documents yet: the run cannot start, and the page says why.
+    assert at.button(key="run.start").disabled
+    assert any("has no documents" in t for t in texts(at, "caption"))

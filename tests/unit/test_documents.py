@@ -19,8 +19,9 @@ from tests.fixtures.pdfs import (
     text_pdf,
 )
 
+TOPICS = {1: "annual leave", 2: "sick pay", 3: "remote working"}
 PAGES = [
-    " ".join(f"Page{p} sentence {i} explains the annual leave policy in some detail." for i in range(40))
+    " ".join(f"Page{p} sentence {i} explains the {TOPICS[p]} policy in some detail." for i in range(40))
     for p in (1, 2, 3)
 ]
 
@@ -36,10 +37,12 @@ def test_markdown_is_split_into_ordered_chunks_with_stable_ids(settings):
     assert len(doc.chunks) > 5
     assert [c.position for c in doc.chunks] == list(range(len(doc.chunks)))
     assert [c.id for c in doc.chunks] == [f"{sha[:16]}:{i}" for i in range(len(doc.chunks))]
-    assert all(c.page == 1 and c.source == "handbook.md" and c.doc_sha256 == sha for c in doc.chunks)
+    # Markdown has no pages (page 0: citations name the section instead).
+    assert all(c.page == 0 and c.source == "handbook.md" and c.doc_sha256 == sha for c in doc.chunks)
     assert all(0 < len(c.text) <= settings.chunk_size for c in doc.chunks)
-    # Nothing is lost: every section heading lands in some chunk.
-    assert all(any(re.search(rf"## Section {i}\b", c.text) for c in doc.chunks) for i in range(12))
+    # Nothing is lost: every section heading lands in some chunk, and chunks carry their section.
+    assert all(any(re.search(rf"^Section {i}$", c.text, re.M) for c in doc.chunks) for i in range(12))
+    assert {c.section for c in doc.chunks} == {f"Section {i}" for i in range(12)}
 
 
 def test_chunk_size_is_in_characters_and_settings_apply(settings):
@@ -68,9 +71,7 @@ def test_text_fallback_to_cp1252_and_bom_are_handled(settings):
     assert parse_document("a.txt", "Café policy – 25 days".encode("cp1252"), settings).chunks[0].text == (
         "Café policy – 25 days"
     )
-    assert (
-        parse_document("b.md", "\ufeff# Leave\nRules".encode(), settings).chunks[0].text == "# Leave\nRules"
-    )
+    assert parse_document("b.md", "\ufeff# Leave\nRules".encode(), settings).chunks[0].text == "Leave\nRules"
     assert "Leave" in parse_document("c.txt", "Leave rules".encode("utf-16"), settings).chunks[0].text
 
 
@@ -91,7 +92,9 @@ def test_name_is_sanitised_before_use(settings):
         ("empty.pdf", lambda: b"", {}, "empty"),
         ("empty.txt", lambda: b"", {}, "empty"),
         ("blank.txt", lambda: b" \n\t\n  ", {}, "no text"),
-        ("policy.docx", lambda: b"PK\x03\x04 not really", {}, "not a supported type"),
+        ("policy.doc", lambda: b"\xd0\xcf\x11\xe0 old word", {}, "old Word format"),
+        ("policy.docx", lambda: b"PK\x03\x04 not really", {}, "damaged"),
+        ("sheet.xlsx", lambda: b"PK\x03\x04", {}, "not a supported type"),
         ("noext", lambda: b"hello", {}, "not a supported type"),
         ("corrupt.pdf", lambda: b"%PDF-1.7\n this is \x00 garbage \xff\xfe without objects", {}, "damaged"),
         ("notapdf.pdf", lambda: b"just some text pretending", {}, "damaged"),
@@ -112,7 +115,7 @@ def test_bad_input_raises_ingest_error_naming_the_file(settings, name, make, ove
 
 
 def test_supported_types_are_the_documented_ones():
-    assert {".pdf", ".txt", ".md"} == SUPPORTED
+    assert {".pdf", ".docx", ".html", ".htm", ".txt", ".md"} == SUPPORTED
 
 
 def test_page_count_bomb_is_refused_quickly(settings):

@@ -159,7 +159,7 @@ def test_quotes_the_answering_sentence_with_source_and_page(answerer: Extractive
     assert a.covered is True
     assert a.text == (
         "Full-time employees receive 27 days of annual leave each year, plus public holidays. "
-        "(handbook.pdf, p. 4)"
+        "(handbook.pdf › 2. Annual Leave, p. 4)"
     )
     assert a.model == MODEL_NAME == "offline-extractive"
     assert (a.input_tokens, a.output_tokens) == (0, 0)
@@ -228,7 +228,8 @@ def test_page_footer_inside_a_chunk_moves_the_citation_to_the_next_page(answerer
     )
     a = answerer.answer_sync("How long is the probationary period for a new employee?", [crossing])
     assert (
-        a.text == "Every new employee starts with a probationary period of six months. (handbook.pdf, p. 4)"
+        a.text
+        == "Every new employee starts with a probationary period of six months. (handbook.pdf › 3. Probation, p. 4)"
     )
 
 
@@ -302,4 +303,4 @@ def test_sample_questions_with_the_local_model(settings) -> None:
             assert (a.text, a.covered) == (NOT_COVERED, False), item["question"]
         else:
             assert a.covered and key in a.text, (item["question"], a.text)
-            assert re.search(r"\(northwind_staff_handbook\.pdf, p\. \d+\)$", a.text)
+            assert re.search(r"\(northwind_staff_handbook\.pdf › [^()]+, p\. \d+\)$", a.text), a.text

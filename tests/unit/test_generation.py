@@ -67,8 +67,8 @@ def test_prompt_wraps_context_in_delimiters_with_sources_and_pages() -> None:
     assert len(messages) == 1 and messages[0]["role"] == "user"
     user = messages[0]["content"]
     assert user.count("<policy_context>") == 1 and user.count("</policy_context>") == 1
-    assert '<chunk id="1" source="handbook.pdf" page="4">' in user
-    assert '<chunk id="2" source="parental policy.md" page="1">' in user
+    assert '<chunk id="1" source="handbook.pdf" page="4" cite="handbook.pdf, p. 4">' in user
+    assert '<chunk id="2" source="parental policy.md" page="1" cite="parental policy.md, p. 1">' in user
     assert user.index("</policy_context>") < user.index("<question>")
     assert "How much annual leave do I get?" in user
     assert NOT_COVERED in system and "(handbook.pdf, p. 4)" in system
@@ -223,3 +223,23 @@ def test_key_never_appears_in_reprs_or_messages(settings: Settings) -> None:
         str(info.value.args),
     ]
     assert all(FAKE_KEY not in t for t in texts)
+
+
+def test_prompt_gives_claude_the_section_citation_and_no_page_for_word_files() -> None:
+    word = ScoredChunk(
+        Chunk(
+            id="w:0",
+            text="Mileage is 45p.",
+            source="policies.docx",
+            page=0,
+            position=0,
+            doc_sha256="x",
+            section="2 Expenses › Mileage",
+        ),
+        0.8,
+    )
+    _, messages = build_messages("Mileage rate?", [word])
+    assert (
+        '<chunk id="1" source="policies.docx" section="2 Expenses › Mileage" cite="policies.docx › 2 Expenses › Mileage">'
+        in messages[0]["content"]
+    )

@@ -31,9 +31,9 @@ def test_retrieve_answers_every_question_in_order_with_one_query(index, monkeypa
     calls: list[list[str]] = []
     real_query = index.query
 
-    def spy(questions, top_k):
+    def spy(questions, top_k, collection):
         calls.append(list(questions))
-        return real_query(questions, top_k)
+        return real_query(questions, top_k, collection)
 
     monkeypatch.setattr(index, "query", spy)
     questions = [
