@@ -256,11 +256,13 @@ class Workspace:
             # done, so a failure is retried on the next call instead of serving the old list).
             self._drop_index()
             indexed = {(d.collection, d.name): d for d in self._get_index().list_documents()}
-            for d in self.store.list_documents():
-                if (d.collection, d.name) not in indexed:
+            recorded = {(d.collection, d.name): d for d in self.store.list_documents()}
+            for key, d in recorded.items():
+                if key not in indexed:
                     self.store.forget_document(d.name, d.collection)
-            for d in indexed.values():
-                self.store.record_document(d)
+            for key, d in indexed.items():  # keep what ingestion recorded (format, sections, OCR)
+                if key not in recorded or recorded[key].sha256 != d.sha256:
+                    self.store.record_document(d)
             self._index_seen = now
             self._touch()
 
