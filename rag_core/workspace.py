@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rag_core.errors import InputError, RagError
+from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.models import Chunk, DocumentInfo, QAItem, RequestTiming, ScoredChunk
 from rag_core.reporting.compare import Comparison, compare_runs, runs_table
 from rag_core.reporting.export import questions_csv, questions_json, results_csv, run_export, run_json_text
@@ -51,6 +52,7 @@ from rag_core.settings import PROJECT_ROOT, Settings
 from rag_core.storage import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
 from rag_core.summary import RunSummary
 from rag_core.vocab import Backend, Mode, Suite, choice
+from rag_core.workspace_experiments import ExperimentsMixin
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
     from rag_core.engine import Engine
@@ -100,8 +102,11 @@ def _text(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 # The facade
 # --------------------------------------------------------------------------------------------
-class Workspace:
-    """Everything the dashboard does with one data directory. See the module docstring."""
+class Workspace(ExperimentsMixin):
+    """Everything the dashboard does with one data directory. See the module docstring.
+
+    Configurations, run names, sweeps and leaderboards: :class:`~rag_core.workspace_experiments.ExperimentsMixin`.
+    """
 
     def __init__(
         self, settings: Settings, *, store: HistoryStore | None = None, engine: Engine | None = None
@@ -155,7 +160,11 @@ class Workspace:
         Runs still executing in this process (started by another session or an earlier
         workspace) are left alone.
         """
-        return recover_interrupted(self.store, self.settings, self.engine)
+        from rag_core.runs.sweep import live_sweeps
+
+        ids = recover_interrupted(self.store, self.settings, self.engine)
+        self.store.mark_sweeps_interrupted(exclude={h.sweep_id for h in live_sweeps(self.engine, self.store)})
+        return ids
 
     def version(self) -> str:
         """A token that changes whenever stored data may have changed (cache key for reads).
@@ -379,12 +388,18 @@ class Workspace:
         metrics: Sequence[str] | None = None,
         judge_repeats: int = 1,
         fresh: bool = False,
+        config: str | None = None,
+        config_version: int | None = None,
+        run_name: str | None = None,
+        note: str | None = None,
     ) -> int:
         """Start a run of the saved set ``question_set`` in the background; returns its id at once.
 
         Raises :class:`InputError` (nothing stored) when no document is indexed, the set does not
         exist or is empty, an option is out of range, or Claude is chosen without an API key.
-        ``metrics`` empty or None means all of the suite's metrics.
+        ``metrics`` empty or None means all of the suite's metrics. The run pins the assistant
+        configuration ``config`` at ``config_version`` (latest when None); without one it pins
+        "default" (the settings), unless ``top_k`` is given (then an unsaved variant of it).
         """
         if not self.has_documents():
             raise InputError(
@@ -402,6 +417,11 @@ class Workspace:
             question_set=question_set,
             fresh=fresh,
             judge_repeats=int(judge_repeats),
+            assistant=self.config(config or DEFAULT_CONFIG_NAME, config_version)
+            if config or top_k is None
+            else None,
+            run_name=run_name,
+            note=note,
         )
         handle = start_run(request, settings=self.settings, store=self.store, engine=self.engine)
         self._touch()
