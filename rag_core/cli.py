@@ -206,6 +206,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             f"{', '.join(allowed) or 'nothing (--suite none)'}."
         )
     gates = _parse_gates(args.fail_under, metrics or allowed)
+    store = _store(settings)
+    cli_experiments.check_baseline(args, store)  # a typo in --baseline must not cost a whole run
     items = load_questions(args.questions)
     with PolicyIndex(settings) as index:
         if index.count() == 0:
@@ -213,8 +215,6 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 f"No documents are indexed in {settings.data_dir}: run "
                 "`python -m rag_core ingest FILE…` first (or check --data-dir)."
             )
-    store = _store(settings)
-    cli_experiments.check_baseline(args, store)
     if args.config and args.top_k is not None:
         raise InputError("--top-k is part of the configuration: use a configuration with that top-k instead.")
     from rag_core.runs.configs import resolve_config
@@ -354,7 +354,8 @@ def _print_summary(s: RunSummary) -> None:
         sd = f" ± {m.stdev:.3f} across questions" if m.stdev is not None else ""
         if m.judge_stdev is not None:
             sd += f", judge ± {m.judge_stdev:.3f} between repeats"
-        print(f"  {m.label:26} {_fmt(m.mean)}{sd}  ({m.scored} of {m.total} scored)")
+        ci = f" [95% CI {_fmt(m.ci_low)}–{_fmt(m.ci_high)}]" if m.ci_low is not None else ""
+        print(f"  {m.label:26} {_fmt(m.mean)}{ci}{sd}  ({m.scored} of {m.total} scored)")
     u = s.usage
     if u.passes and u.cost_usd:
         parts = [

@@ -73,7 +73,11 @@ def test_what_changed_and_the_statistics_of_two_runs(ws: Workspace) -> None:
     c = _run(ws, config="k2")
     changes = ws.compare(a, c).changes
     assert changes is not None
-    assert [f.field for f in changes.config] == ["config", "instructions", "top_k"]  # k2 v2: top-k 2, "Be brief."
+    assert [f.field for f in changes.config] == [
+        "config",
+        "instructions",
+        "top_k",
+    ]  # k2 v2: top-k 2, "Be brief."
     assert changes.config[1].text_diff[-1] == "+Be brief."
     assert {q.kind for q in changes.questions} == {"added", "removed"}
     assert [f.field for f in changes.question_set] == ["question_set_version"]
@@ -131,4 +135,4 @@ def test_configs_from_a_file(ws: Workspace, tmp_path: Path) -> None:
     assert [c.label for c in ws.import_configs("c.json", data)] == ["k3 v1", "chunks 600 v1"]  # unchanged
     clone = ws.clone_config("k3", "k3 copy")
     assert clone.label == "k3 copy v1" and clone.config == ws.config("k3").config
-    assert [c.name for c in ws.configs()][0] == "default"
+    assert ws.configs()[0].name == "default"

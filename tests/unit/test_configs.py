@@ -87,11 +87,11 @@ def test_files_round_trip_and_missing_fields_keep_the_default(
     bare = json.dumps({"top_k": 2, "retrieval": "mmr"})
     ((name, cfg, _),) = cfgs.parse_config_file(bare, source="bare.json", base=base, name="mmr2")
     assert name == "mmr2" and cfg == base.replace(top_k=2, retrieval="mmr")
-    with pytest.raises(InputError, match="bare.json: no name"):
+    with pytest.raises(InputError, match=r"bare\.json: no name"):
         cfgs.parse_config_file(bare, source="bare.json", base=base)
-    with pytest.raises(InputError, match="bad.json: not valid JSON"):
+    with pytest.raises(InputError, match=r"bad\.json: not valid JSON"):
         cfgs.parse_config_file(b"{", source="bad.json", base=base)
-    with pytest.raises(InputError, match="two.json, configuration 2: Top-k"):
+    with pytest.raises(InputError, match=r"two\.json, configuration 2: Top-k"):
         cfgs.parse_config_file(
             json.dumps([{"name": "a", "top_k": 2}, {"name": "b", "top_k": 99}]), source="two.json", base=base
         )

@@ -51,7 +51,7 @@ def test_saving_a_changed_config_makes_a_new_version_and_an_unchanged_one_does_n
 
 def test_unknown_configs_and_versions_are_named(store: HistoryStore) -> None:
     store.save_config("mine", BASE)
-    with pytest.raises(InputError, match="no configuration named 'other'.*'mine'"):
+    with pytest.raises(InputError, match=r"no configuration named 'other'.*'mine'"):
         store.get_config("other")
     with pytest.raises(InputError, match="has no version 7"):
         store.get_config("mine", 7)
