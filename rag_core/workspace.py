@@ -363,10 +363,17 @@ class Workspace(ExperimentsMixin):
         metrics: Sequence[str] | None,
         top_k: int,
         judge_repeats: int = 1,
+        config: str | None = None,
     ) -> CostEstimate:
-        """:func:`~rag_core.runs.cost.estimate_run` with this workspace's settings."""
+        """:func:`~rag_core.runs.cost.estimate_run` with this workspace's settings (and, when given,
+        the answer model, chunk size and top-k of configuration ``config``)."""
+        settings = self.settings
+        if config:
+            cfg = self.config(config).config
+            settings = settings.replace(answer_model=cfg.answer_model, chunk_size=cfg.chunk_size)
+            top_k = cfg.top_k
         return estimate_run(
-            self.settings,
+            settings,
             n_questions=n_questions,
             backend=backend,
             mode=mode,

@@ -8,6 +8,7 @@ Kept apart so the facade stays small; the logic lives in :mod:`rag_core.runs.con
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -157,18 +158,19 @@ class ExperimentsMixin:
         judge_repeats: int = 1,
     ) -> SweepPlan:
         """A sweep of the saved set over ``configs`` (names, ``NAME@version`` or versions) and/or a
-        ``grid`` over ``base`` (its points are saved as configurations). Raises :class:`InputError`."""
+        ``grid`` over ``base``. Grid points are unsaved configurations (version 0) until
+        :meth:`start_sweep` saves them, so estimating a plan writes nothing. Raises :class:`InputError`."""
         items = self.question_set(question_set)
         chosen = [c if isinstance(c, ConfigVersion) else self.config(c) for c in configs]
         if grid:
             origin = (
                 self.config(base) if base else (chosen[0] if chosen else self.config(DEFAULT_CONFIG_NAME))
             )
+            known = {c.config.fingerprint() for c in chosen}
             for point_name, cfg in cfgs.expand_grid(origin, grid):
-                cv = self.store.save_config(point_name, cfg, note=f"Grid point of {origin.label}.")
-                if cv.label not in {c.label for c in chosen}:
-                    chosen.append(cv)
-            self._touch()
+                if cfg.fingerprint() not in known:
+                    known.add(cfg.fingerprint())
+                    chosen.append(ConfigVersion(point_name, 0, cfg, note=f"Grid point of {origin.label}."))
         return SweepPlan(
             items=tuple(items),
             configs=tuple(chosen),
@@ -193,6 +195,12 @@ class ExperimentsMixin:
             raise InputError(
                 "No documents are indexed yet: upload policy documents on the Documents page first."
             )
+        plan.check(self.settings)
+        if any(not c.saved for c in plan.configs):  # grid points: saved now, so the runs pin a version
+            saved = tuple(
+                c if c.saved else self.store.save_config(c.name, c.config, note=c.note) for c in plan.configs
+            )
+            plan = dataclasses.replace(plan, configs=saved)
         handle = start_sweep(plan, settings=self.settings, store=self.store, engine=self.engine)
         self._touch()
         return handle.sweep_id

@@ -40,7 +40,8 @@ def _err(mean: float | None, ci: tuple[float | None, float | None]) -> tuple[flo
 
 def comparison_figure(stats: Sequence[PairedDiff], baseline_id: int, candidate_id: int) -> go.Figure:
     """Grouped bars per metric: baseline and candidate means over the paired questions, with their
-    95 % CIs as error bars; the hover shows the difference, its CI and the verdict."""
+    95 % CIs as error bars, the verdict written above each metric; the hover shows the difference,
+    its CI and the verdict."""
     title = "Baseline vs candidate (95 % confidence intervals)"
     rows = [s for s in stats if s.mean_a is not None and s.mean_b is not None]
     if not rows:
@@ -77,9 +78,18 @@ def comparison_figure(stats: Sequence[PairedDiff], baseline_id: int, candidate_i
                 hovertemplate=f"{role} #{run_id}<br>%{{x}}: %{{y:.3f}}<br>%{{customdata}}<extra></extra>",
             )
         )
+    for label, s in zip(x, rows, strict=True):  # the verdict above each metric's pair of bars
+        mark = {Verdict.BETTER: "▲ better", Verdict.WORSE: "▼ worse"}.get(s.verdict, "≈ " + str(s.verdict))
+        fig.add_annotation(
+            x=label,
+            y=1.12,
+            text=f"{mark} (Δ {s.diff:+.2f})" if s.diff is not None else mark,
+            showarrow=False,
+            font={"size": 12, "color": VERDICT_COLORS.get(s.verdict, _GREY)},
+        )
     _base_layout(fig, title, barmode="group", bargap=0.35, showlegend=True)
     fig.update_xaxes(title="Metric")
-    fig.update_yaxes(title="Mean over paired questions", range=[0, 1.1])
+    fig.update_yaxes(title="Mean over paired questions", range=[0, 1.2])
     return fig
 
 
