@@ -168,8 +168,13 @@ class ExperimentsMixin:
             )
             known = {c.config.fingerprint() for c in chosen}
             for point_name, cfg in cfgs.expand_grid(origin, grid):
-                if cfg.fingerprint() not in known:
-                    known.add(cfg.fingerprint())
+                if cfg.fingerprint() in known:
+                    continue
+                known.add(cfg.fingerprint())
+                saved = self.store.config_versions(point_name)
+                if saved and saved[-1].config.fingerprint() == cfg.fingerprint():
+                    chosen.append(saved[-1])  # this grid point was saved by an earlier sweep
+                else:
                     chosen.append(ConfigVersion(point_name, 0, cfg, note=f"Grid point of {origin.label}."))
         return SweepPlan(
             items=tuple(items),

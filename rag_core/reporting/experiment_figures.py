@@ -74,6 +74,7 @@ def comparison_figure(stats: Sequence[PairedDiff], baseline_id: int, candidate_i
                 },
                 text=[f"{m:.2f}" for m in means],
                 textposition="inside",
+                insidetextanchor="start",  # at the foot of the bar, clear of the error bar
                 customdata=verdicts,
                 hovertemplate=f"{role} #{run_id}<br>%{{x}}: %{{y:.3f}}<br>%{{customdata}}<extra></extra>",
             )
