@@ -21,11 +21,14 @@ def duration(seconds: float | None) -> str:
 
 
 def metric_line(stats: MetricStats | None) -> str:
-    """``"0.86 ± 0.10 · 9 of 12 scored"`` (12 = every question of the run); ``"— · 0 of 12 scored"``
+    """``"0.86 (95 % CI 0.80–0.91) ± 0.10 · 9 of 12 scored"`` (12 = every question of the run; the CI when
+    the summary has one); ``"— · 0 of 12 scored"``
     when nothing was scored, with failures and unscored questions named."""
     if stats is None:
         return "— · not scored"
     value = "—" if stats.mean is None else f"{stats.mean:.2f}"
+    if stats.ci_low is not None and stats.ci_high is not None:
+        value += f" (95 % CI {stats.ci_low:.2f}–{stats.ci_high:.2f})"
     spread = f" ± {stats.stdev:.2f}" if stats.stdev is not None and stats.stdev > 0 else ""
     extra = []
     if stats.failed:

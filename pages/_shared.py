@@ -18,8 +18,10 @@ import pandas as pd
 import streamlit as st
 
 from rag_core.errors import RagError
+from rag_core.experiment import ConfigVersion, SweepRecord
 from rag_core.models import Chunk, DocumentInfo, DocumentVersion, QAItem, RequestTiming
 from rag_core.reporting import frames
+from rag_core.reporting.significance import Leaderboard
 from rag_core.settings import Settings
 from rag_core.storage import QuestionSetInfo, ResultRecord, RunRecord
 from rag_core.summary import RunSummary
@@ -30,6 +32,8 @@ DOCUMENTS_PAGE = "pages/documents.py"
 QSETS_PAGE = "pages/question_sets.py"
 RUN_PAGE = "pages/run.py"
 HISTORY_PAGE = "pages/history.py"
+CONFIGS_PAGE = "pages/configurations.py"
+SWEEPS_PAGE = "pages/sweeps.py"
 
 
 _CACHE_TTL_S = 600
@@ -299,3 +303,43 @@ def _compare(data_dir: str, ver: str, baseline: int, candidate: int) -> Comparis
 
 def compare(baseline: int, candidate: int) -> Comparison:
     return _compare(*_key(), baseline, candidate)
+
+
+# --------------------------------------------------------------------------------------------
+# Experiments (configurations, sweeps)
+# --------------------------------------------------------------------------------------------
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _configs(data_dir: str, ver: str) -> list[ConfigVersion]:
+    return workspace().configs()
+
+
+def configs() -> list[ConfigVersion]:
+    """The latest version of every configuration, "default" first."""
+    return _configs(*_key())
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
+def _config_versions(data_dir: str, ver: str, name: str) -> list[ConfigVersion]:
+    return workspace().config_versions(name)
+
+
+def config_versions(name: str) -> list[ConfigVersion]:
+    return _config_versions(*_key(), name)
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner=False)
+def _sweeps(data_dir: str, ver: str) -> list[SweepRecord]:
+    return workspace().sweeps()
+
+
+def sweeps() -> list[SweepRecord]:
+    return _sweeps(*_key())
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner="Ranking the configurations…")
+def _leaderboard(data_dir: str, ver: str, sweep_id: int) -> Leaderboard:
+    return workspace().leaderboard(sweep_id)
+
+
+def leaderboard(sweep_id: int) -> Leaderboard:
+    return _leaderboard(*_key(), sweep_id)

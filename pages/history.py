@@ -14,7 +14,10 @@ from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
 from rag_core.models import citation
 from rag_core.reporting import figures, frames
+from rag_core.reporting.diff import identity_facts
+from rag_core.reporting.experiment_figures import comparison_figure
 from rag_core.vocab import metric as metric_spec
+from rag_core.workspace import Comparison
 
 ui.ensure_routed(__file__)
 ss = st.session_state
@@ -48,6 +51,8 @@ metric_cols = [
     if c
     not in {
         "Run",
+        "Name",
+        "Config",
         "Date",
         "Question set",
         "Collection",
@@ -89,6 +94,127 @@ st.caption(
 )
 
 TABS = ["Compare runs", "Charts", "Run details"]
+QUESTION_CHANGES = {
+    "added": "added",
+    "removed": "removed",
+    "edited": "expected answer edited",
+    "reworded": "reworded",
+}
+
+
+def show_changes(cmp: Comparison) -> None:
+    """What changed between the two runs, above their comparison."""
+    changes = cmp.changes
+    if changes is None:
+        return
+    with st.container(border=True, key="history.changes"):
+        st.markdown(f"**What changed from #{changes.baseline} to #{changes.candidate}**")
+        if changes.same:
+            st.caption(
+                "Nothing that is recorded: same configuration, questions, documents, settings and code."
+            )
+        fields = [*changes.config, *changes.run, *changes.question_set, *changes.code]
+        if fields:
+            st.dataframe(
+                pd.DataFrame(
+                    {
+                        "What": [c.label for c in fields],
+                        "Baseline": [
+                            "(text, see the diff)" if c.text_diff else str(c.before) for c in fields
+                        ],
+                        "Candidate": [
+                            "(text, see the diff)" if c.text_diff else str(c.after) for c in fields
+                        ],
+                    }
+                ),
+                hide_index=True,
+                width="stretch",
+                key="history.changes_table",
+            )
+        for c in fields:
+            if c.text_diff:
+                with st.expander(f"{c.label}: text diff"):
+                    st.code("\n".join(c.text_diff), language="diff")
+        if changes.questions:
+            counts = pd.Series([q.kind for q in changes.questions]).value_counts()
+            summary = ", ".join(f"{n} {QUESTION_CHANGES[k]}" for k, n in counts.items())
+            with st.expander(f"Questions: {summary}"):
+                st.dataframe(
+                    pd.DataFrame(
+                        {
+                            "Change": [QUESTION_CHANGES[q.kind] for q in changes.questions],
+                            "Question": [q.question for q in changes.questions],
+                            "Before": [q.before or "" for q in changes.questions],
+                            "After": [q.after or "" for q in changes.questions],
+                        }
+                    ),
+                    hide_index=True,
+                    width="stretch",
+                    key="history.changes_questions",
+                )
+        if changes.documents:
+            st.markdown("Documents: " + "; ".join(f"{ui.md(d.name)} {d.kind}" for d in changes.documents))
+        for line in changes.unknown:
+            st.caption(ui.md(line))
+
+
+def show_statistics(cmp: Comparison) -> None:
+    """Per metric: both means with CIs, the paired difference, its test and verdict."""
+    ui.plot(
+        comparison_figure(cmp.stats, cmp.baseline.id, cmp.candidate.id)
+        if cmp.stats
+        else figures.metric_compare_figure(cmp.baseline_row, cmp.candidate_row),
+        key="history.fig_compare",
+    )
+    if not cmp.stats:
+        return
+    table = pd.DataFrame(
+        {
+            "Metric": [s.label for s in cmp.stats],
+            "Verdict": [str(s.verdict) for s in cmp.stats],
+            "Baseline": [s.mean_a for s in cmp.stats],
+            "Candidate": [s.mean_b for s in cmp.stats],
+            "Δ": [s.diff for s in cmp.stats],
+            "95 % CI of Δ": [
+                "—" if s.ci_low is None or s.ci_high is None else f"{s.ci_low:+.3f} to {s.ci_high:+.3f}"
+                for s in cmp.stats
+            ],
+            "p (Holm)": [s.p_holm for s in cmp.stats],
+            "Questions": [s.n_paired for s in cmp.stats],
+            "Smallest detectable Δ": [s.mde for s in cmp.stats],
+        }
+    )
+    if any(s.judge_noise is not None for s in cmp.stats):
+        table["Judge noise ±"] = [s.judge_noise for s in cmp.stats]
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        key="history.stats",
+        column_config={
+            "Baseline": st.column_config.NumberColumn(format="%.3f"),
+            "Candidate": st.column_config.NumberColumn(format="%.3f"),
+            "Δ": st.column_config.NumberColumn(format="%+.3f"),
+            "p (Holm)": st.column_config.NumberColumn(format="%.3g"),
+            "Smallest detectable Δ": st.column_config.NumberColumn(format="%.3f"),
+            "Judge noise ±": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    st.caption(
+        "Paired over the questions both runs scored: Δ = candidate − baseline with a 95 % bootstrap "
+        "confidence interval; p from a paired permutation test, Holm-corrected across the metrics. "
+        "*Better*/*worse* only when both agree; otherwise the difference is within what these questions "
+        "can tell apart from noise (see the smallest detectable Δ)."
+    )
+    st.download_button(
+        "Download the comparison (JSON)",
+        json.dumps(ws.compare_json(cmp.baseline.id, cmp.candidate.id), indent=2),
+        file_name=f"compare-{cmp.baseline.id}-{cmp.candidate.id}.json",
+        mime="application/json",
+        key="history.compare_json",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
 def _remember_tab() -> None:
@@ -129,10 +255,8 @@ with compare_tab:
             if cmp is not None:
                 for w in cmp.warnings:
                     st.warning(ui.md(w), icon=":material/warning:")
-                ui.plot(
-                    figures.metric_compare_figure(cmp.baseline_row, cmp.candidate_row),
-                    key="history.fig_compare",
-                )
+                show_changes(cmp)
+                show_statistics(cmp)
                 deltas = cmp.deltas
                 metrics = [c.split(":", 1)[1] for c in deltas.columns if c.startswith("delta:")]
                 if deltas.empty or not metrics:
@@ -209,6 +333,27 @@ with details_tab:
         run = by_id[run_id]
         s = ui.summary(run_id)
         cfg = run.config or {}
+        if run.name or run.note:
+            st.markdown(
+                f"**{ui.md(run.name or 'Unnamed run')}**" + (f"  \n{ui.md(run.note)}" if run.note else "")
+            )
+        facts_id = identity_facts(run.identity)
+        if facts_id:
+            st.caption("  \n".join(f"{ui.md(k)}: {ui.md(v)}" for k, v in facts_id.items()))
+        with (
+            st.popover("Name / note", icon=":material/edit:"),
+            st.form(f"history.label_form.{run_id}", border=False),
+        ):
+            new_name = st.text_input("Name", run.name or "", key=f"history.label_name.{run_id}")
+            new_note = st.text_area("Note", run.note or "", key=f"history.label_note.{run_id}")
+            if st.form_submit_button("Save", key=f"history.label_save.{run_id}"):
+                try:
+                    ws.label_run(run_id, name=new_name, note=new_note)
+                except RagError as exc:
+                    st.error(ui.md(str(exc)))
+                else:
+                    ss["history.flash"] = ("success", f"Saved the name and note of run #{run_id}.")
+                    st.rerun()
         st.markdown(
             f"**Status:** {run.status} · **Questions:** {run.n_questions} · **Backend:** {run.backend} · "
             f"**Mode:** {run.mode} · **Concurrency:** {cfg.get('concurrency', '—')} · **Top-k:** "

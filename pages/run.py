@@ -12,6 +12,7 @@ import streamlit as st
 from pages import _shared as ui
 from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
+from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.models import DEFAULT_COLLECTION
 from rag_core.runs.request import default_suite
 from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, suite_metrics
@@ -24,6 +25,7 @@ settings = ws.settings
 
 PHASES = {
     Phase.STARTING: "Starting",
+    Phase.INDEXING: "Building the chunked index for this configuration (first use only)",
     Phase.RETRIEVAL: "Retrieving context",
     Phase.GENERATION_SEQUENTIAL: "Generating answers — sequential pass (timing baseline)",
     Phase.GENERATION: "Generating answers",
@@ -58,6 +60,10 @@ def show_summary(run_id: int) -> None:
     s = ws.summary(run_id)
     t = s.timings
     n = s.n_questions
+    ident = run.identity
+    if run.name or (ident is not None and ident.config is not None):
+        cfg = ident.config.label if ident is not None and ident.config is not None else "—"
+        st.caption(ui.md(f"{run.name or 'Unnamed run'} · configuration {cfg}"))
     if run.status == RunStatus.COMPLETED:
         st.success(
             f"Run #{run.id} completed: {n} questions in {duration(t.total_s)}"
@@ -285,8 +291,26 @@ with st.container(border=True):
             disabled=mode in ("sequential", "batch"),
             help="Requests in flight at once (async and compare modes).",
         )
-        ss.setdefault("run.top_k", min(settings.top_k, 10))
-        top_k = st.slider("Chunks per question (top-k)", 1, 10, key="run.top_k", persist_state="session")
+        configs = {c.name: c for c in ui.configs()}
+        ui.ensure_choice("run.config", list(configs), default=DEFAULT_CONFIG_NAME)
+        config_name = st.selectbox(
+            "Assistant configuration",
+            list(configs),
+            key="run.config",
+            persist_state="session",
+            format_func=lambda n: configs[n].label if n in configs else n,
+            help="Model, prompts, top-k, retrieval and chunking. The run records this exact version.",
+        )
+        cv = configs.get(config_name) if config_name else None
+        top_k = cv.config.top_k if cv is not None else settings.top_k
+        if cv is not None:
+            c = cv.config
+            facts = f"top-k {c.top_k} · {c.retrieval} · chunks {c.chunk_size}/{c.chunk_overlap}"
+            if backend == "claude":
+                temp = "default" if c.temperature is None else f"{c.temperature:g}"
+                facts = f"{c.answer_model} · temperature {temp} · max {c.max_tokens} tokens · " + facts
+            st.caption(ui.md(facts))
+        st.page_link(ui.CONFIGS_PAGE, label="Edit configurations", icon=":material/tune:")
         suites = [x.value for x in Suite if x != Suite.JUDGE or settings.has_key]
         ui.ensure_choice("run.suite", suites, default=default_suite(settings).value)
         suite = st.selectbox(
@@ -340,6 +364,7 @@ with st.container(border=True):
             metrics=metrics or None,
             top_k=top_k,
             judge_repeats=judge_repeats,
+            config=config_name,
         )
         st.info(
             f"Estimated Claude usage: **{est.calls:,} calls** ({est.answer_calls:,} answers + "
@@ -349,6 +374,10 @@ with st.container(border=True):
         )
     else:
         st.caption(f"Offline run of {n_questions} questions: no API calls, no cost.")
+
+    with st.expander("Name and note (optional)"):
+        run_name = st.text_input("Run name", key="run.name", placeholder="e.g. shorter prompt, try 2")
+        run_note = st.text_area("Note", key="run.note", height=68, placeholder="What are you testing?")
 
     problem = None
     if running and not adopted:
@@ -377,12 +406,14 @@ with st.container(border=True):
                 backend=backend,
                 mode=mode,
                 concurrency=concurrency,
-                top_k=top_k,
                 suite=suite,
                 metrics=metrics or None,
                 judge_repeats=judge_repeats,
                 fresh=fresh,
                 collection=collection,
+                config=config_name,
+                run_name=run_name or None,
+                note=run_note or None,
             )
         except RagError as exc:
             st.error(ui.md(str(exc)))

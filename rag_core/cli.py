@@ -1,7 +1,9 @@
-"""Headless CLI: ``python -m rag_core ingest|docs|versions|run|runs|export|resume|questions …``.
+"""Headless CLI: ``python -m rag_core ingest|docs|versions|run|runs|export|resume|questions|configs|compare|sweep …``.
 
-The interface CI gating and benchmarks use. Exit codes: 0 ok, 1 a ``--fail-under`` gate failed
-or the run failed, 2 bad input (message on stderr, naming the file/row/setting).
+The interface CI gating and benchmarks use. Exit codes: 0 ok, 1 a ``--fail-under`` gate failed, a
+metric was significantly worse than ``--baseline`` with ``--fail-if-worse``, or the run failed,
+2 bad input (message on stderr, naming the file/row/setting). The experiment commands live in
+:mod:`rag_core.cli_experiments`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rag_core import cli_experiments
 from rag_core.errors import InputError, RagError
 from rag_core.models import DEFAULT_COLLECTION
 from rag_core.reporting.export import results_csv, run_export, run_json_text
@@ -100,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         help="exit 1 when the metric's mean is below VALUE (repeatable)",
     )
     s.add_argument("--quiet", action="store_true")
+    cli_experiments.add_run_arguments(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("resume", help="finish an interrupted or cancelled run (re-runs only what is missing)")
@@ -127,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_questions_import)
     s = qs.add_parser("list", help="list saved sets")
     s.set_defaults(func=cmd_questions_list)
+    cli_experiments.add_parsers(sub)  # configs, compare, sweep
     return p
 
 
@@ -245,6 +250,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             f"{', '.join(allowed) or 'nothing (--suite none)'}."
         )
     gates = _parse_gates(args.fail_under, metrics or allowed)
+    store = _store(settings)
+    cli_experiments.check_baseline(args, store)  # a typo in --baseline must not cost a whole run
     items = load_questions(args.questions)
     with PolicyIndex(settings) as index:
         if index.count() == 0:
@@ -259,6 +266,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             f"--collection {collection!r}: no such collection; choose from "
             f"{', '.join(repr(c) for c in store.list_collections())}."
         )
+    if args.config and args.top_k is not None:
+        raise InputError("--top-k is part of the configuration: use a configuration with that top-k instead.")
+    from rag_core.runs.configs import resolve_config
+
+    assistant = resolve_config(store, settings, args.config) if args.config or args.top_k is None else None
     recover_interrupted(store, settings)
     req = RunRequest(
         items=tuple(items),
@@ -272,9 +284,18 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         fresh=args.fresh,
         judge_repeats=args.judge_repeats,
         collection=collection,
+        assistant=assistant,
+        run_name=args.run_name,
+        note=args.note,
     )
     handle = start_run(req, settings=settings, store=store)
-    return _follow(handle, store, settings, args, gates)
+    rc = _follow(handle, store, settings, args, gates)
+    if args.baseline is not None and rc in (EXIT_OK, EXIT_GATE):
+        gate = cli_experiments.baseline_gate(
+            store, args.baseline, handle.run_id, fail_if_worse=args.fail_if_worse
+        )
+        rc = max(rc, gate)
+    return rc
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
@@ -416,7 +437,8 @@ def _print_summary(s: RunSummary) -> None:
         sd = f" ± {m.stdev:.3f} across questions" if m.stdev is not None else ""
         if m.judge_stdev is not None:
             sd += f", judge ± {m.judge_stdev:.3f} between repeats"
-        print(f"  {m.label:26} {_fmt(m.mean)}{sd}  ({m.scored} of {m.total} scored)")
+        ci = f" [95% CI {_fmt(m.ci_low)}–{_fmt(m.ci_high)}]" if m.ci_low is not None else ""
+        print(f"  {m.label:26} {_fmt(m.mean)}{ci}{sd}  ({m.scored} of {m.total} scored)")
     u = s.usage
     if u.passes and u.cost_usd:
         parts = [
@@ -444,7 +466,11 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
     for r in runs:
         ms = " ".join(f"{m.id}={_fmt(m.mean, '.2f')}" for m in (r.summary.metrics if r.summary else ()))
         coll = r.config.get("collection") or DEFAULT_COLLECTION
-        print(f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{coll}\t{r.n_questions} q\t{ms}")
+        cfg = r.identity.config.label if r.identity and r.identity.config else "—"
+        print(
+            f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{coll}\t{cfg}\t{r.n_questions} q\t{ms}"
+            f"\t{r.name or ''}"
+        )
     return EXIT_OK
 
 

@@ -86,6 +86,11 @@ class MetricStats(_Record):
     """Every question of the run (scored + failed + not scored yet)."""
     judge_stdev: float | None = None
     """The judge's own variance: mean over questions of the stdev between repeats."""
+    ci_low: float | None = None
+    """Lower bound of the mean's 95 % bootstrap confidence interval over questions (None below two
+    scored questions; see :mod:`rag_core.runs.statistics`)."""
+    ci_high: float | None = None
+    """Upper bound of that interval."""
 
     @property
     def id(self) -> str:
@@ -113,6 +118,8 @@ class MetricStats(_Record):
             "failed": self.failed,
             "total": self.total,
             "judge_stdev": self.judge_stdev,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
         }
 
 
@@ -371,6 +378,8 @@ class RunSummary(_Record):
                     failed=int(st.get("failed") or 0),
                     total=int(st.get("total") or n),
                     judge_stdev=_fin(st.get("judge_stdev")),
+                    ci_low=_fin(st.get("ci_low")),
+                    ci_high=_fin(st.get("ci_high")),
                 )
             )
         return cls(

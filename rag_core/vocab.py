@@ -28,8 +28,10 @@ __all__ = [
     "MetricSpec",
     "Mode",
     "Phase",
+    "Retrieval",
     "RunStatus",
     "Suite",
+    "Verdict",
     "choice",
     "metric",
     "metric_id",
@@ -113,6 +115,8 @@ class Phase(StrEnum):
     """What a run is doing right now (progress) and the timeline row a request belongs to."""
 
     STARTING = "starting"
+    INDEXING = "indexing"
+    """Building the chunked copy of the index a configuration asks for (first use only)."""
     RETRIEVAL = "retrieval"
     GENERATION_SEQUENTIAL = "generation-sequential"
     """Compare mode's sequential pass: timing baseline, its answers are not kept."""
@@ -122,6 +126,28 @@ class Phase(StrEnum):
     BATCH_COLLECT = "batch-collect"
     EVALUATION = "evaluation"
     DONE = "done"
+
+
+class Retrieval(StrEnum):
+    """How an assistant configuration picks the chunks it answers from."""
+
+    SIMILARITY = "similarity"
+    """The ``top_k`` chunks most similar to the question (cosine)."""
+    MMR = "mmr"
+    """Maximal marginal relevance: similar to the question, but not to each other (fewer near-duplicates)."""
+
+
+class Verdict(StrEnum):
+    """What a paired comparison of two runs says about one metric (see rag_core.runs.statistics)."""
+
+    BETTER = "better"
+    """The candidate is significantly better (Holm-corrected test and the 95 % CI agree)."""
+    WORSE = "worse"
+    """The candidate is significantly worse."""
+    NO_DIFFERENCE = "no detectable difference"
+    """The difference is within what these questions can tell apart from noise."""
+    NOT_ENOUGH_DATA = "not enough paired questions"
+    """Fewer than two questions were scored in both runs: nothing can be tested."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rag_core.errors import InputError, RagError, RetrievalError
+from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.models import (
     DEFAULT_COLLECTION,
     Chunk,
@@ -71,6 +72,7 @@ from rag_core.settings import PROJECT_ROOT, Settings
 from rag_core.storage import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
 from rag_core.summary import RunSummary
 from rag_core.vocab import Backend, Mode, Suite, choice
+from rag_core.workspace_experiments import ExperimentsMixin
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
     from rag_core.engine import Engine
@@ -123,8 +125,11 @@ def _text(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 # The facade
 # --------------------------------------------------------------------------------------------
-class Workspace:
-    """Everything the dashboard does with one data directory. See the module docstring."""
+class Workspace(ExperimentsMixin):
+    """Everything the dashboard does with one data directory. See the module docstring.
+
+    Configurations, run names, sweeps and leaderboards: :class:`~rag_core.workspace_experiments.ExperimentsMixin`.
+    """
 
     def __init__(
         self,
@@ -186,7 +191,11 @@ class Workspace:
         Runs still executing in this process (started by another session or an earlier
         workspace) are left alone.
         """
-        return recover_interrupted(self.store, self.settings, self.engine)
+        from rag_core.runs.sweep import live_sweeps
+
+        ids = recover_interrupted(self.store, self.settings, self.engine)
+        self.store.mark_sweeps_interrupted(exclude={h.sweep_id for h in live_sweeps(self.engine, self.store)})
+        return ids
 
     def version(self) -> str:
         """A token that changes whenever stored data may have changed (cache key for reads).
@@ -256,12 +265,12 @@ class Workspace:
             # done, so a failure is retried on the next call instead of serving the old list).
             self._drop_index()
             indexed = {(d.collection, d.name): d for d in self._get_index().list_documents()}
-            recorded = {(d.collection, d.name): d for d in self.store.list_documents()}
-            for key, d in recorded.items():
+            stored = {(d.collection, d.name): d for d in self.store.list_documents()}
+            for key, d in stored.items():
                 if key not in indexed:
                     self.store.forget_document(d.name, d.collection)
             for key, d in indexed.items():  # keep what ingestion recorded (format, sections, OCR)
-                if key not in recorded or recorded[key].sha256 != d.sha256:
+                if key not in stored or stored[key].sha256 != d.sha256:
                     self.store.record_document(d)
             self._index_seen = now
             self._touch()
@@ -511,10 +520,17 @@ class Workspace:
         metrics: Sequence[str] | None,
         top_k: int,
         judge_repeats: int = 1,
+        config: str | None = None,
     ) -> CostEstimate:
-        """:func:`~rag_core.runs.cost.estimate_run` with this workspace's settings."""
+        """:func:`~rag_core.runs.cost.estimate_run` with this workspace's settings (and, when given,
+        the answer model, chunk size and top-k of configuration ``config``)."""
+        settings = self.settings
+        if config:
+            cfg = self.config(config).config
+            settings = settings.replace(answer_model=cfg.answer_model, chunk_size=cfg.chunk_size)
+            top_k = cfg.top_k
         return estimate_run(
-            self.settings,
+            settings,
             n_questions=n_questions,
             backend=backend,
             mode=mode,
@@ -537,6 +553,10 @@ class Workspace:
         judge_repeats: int = 1,
         fresh: bool = False,
         collection: str | None = None,
+        config: str | None = None,
+        config_version: int | None = None,
+        run_name: str | None = None,
+        note: str | None = None,
     ) -> int:
         """Start a run of the saved set ``question_set`` in the background; returns its id at once.
 
@@ -545,7 +565,9 @@ class Workspace:
         :class:`InputError` (nothing stored) when the collection has no documents, the set does not
         exist or is empty, an option is out of range, or Claude is chosen without an API key;
         :class:`RetrievalError` when the index folder has gone missing.
-        ``metrics`` empty or None means all of the suite's metrics.
+        ``metrics`` empty or None means all of the suite's metrics. The run pins the assistant
+        configuration ``config`` at ``config_version`` (latest when None); without one it pins
+        "default" (the settings), unless ``top_k`` is given (then an unsaved variant of it).
         """
         info = next((s for s in self.question_sets() if s.name == question_set), None)
         bound = info.collection if info is not None else None
@@ -577,6 +599,11 @@ class Workspace:
             fresh=fresh,
             judge_repeats=int(judge_repeats),
             collection=collection,
+            assistant=self.config(config or DEFAULT_CONFIG_NAME, config_version)
+            if config or top_k is None
+            else None,
+            run_name=run_name,
+            note=note,
         )
         handle = start_run(request, settings=self.settings, store=self.store, engine=self.engine)
         self._touch()

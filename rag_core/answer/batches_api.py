@@ -143,27 +143,33 @@ def index_of(cid: str) -> int | None:
 
 
 def batch_requests(
-    items: Sequence[tuple[int, str, Sequence[ScoredChunk]]], *, model: str, max_tokens: int
+    items: Sequence[tuple[int, str, Sequence[ScoredChunk]]],
+    *,
+    model: str,
+    max_tokens: int,
+    system_prompt: str | None = None,
+    instructions: str = "",
+    temperature: float | None = None,
 ) -> list[dict[str, Any]]:
     """The ``requests`` of a batch for ``(index, question, contexts)`` triples (order kept).
 
     The params are those of a Messages API call of the other modes (same system prompt, same
-    user message), without ``temperature``/``top_p``.
+    user message, the assistant configuration's ``temperature`` when it sets one), never ``top_p``.
     """
     out = []
     for index, question, contexts in items:
-        system, messages = build_messages(question, list(contexts))
-        out.append(
-            {
-                "custom_id": custom_id(index),
-                "params": {
-                    "model": model,
-                    "max_tokens": int(max_tokens),
-                    "system": system,
-                    "messages": messages,
-                },
-            }
+        system, messages = build_messages(
+            question, list(contexts), system_prompt=system_prompt, instructions=instructions
         )
+        params: dict[str, Any] = {
+            "model": model,
+            "max_tokens": int(max_tokens),
+            "system": system,
+            "messages": messages,
+        }
+        if temperature is not None:
+            params["temperature"] = temperature
+        out.append({"custom_id": custom_id(index), "params": params})
     return out
 
 

@@ -61,8 +61,8 @@ class ClaudeAnswerer:
     ``answer`` (async) uses one ``AsyncAnthropic`` client per running event loop, created lazily
     (normally the engine's loop); ``answer_sync`` uses one sync ``Anthropic`` client. Both use the
     settings' key, ``base_url``, ``request_timeout_s`` and ``max_retries=0``; model and max_tokens
-    come from the settings (``answer_model``, ``answer_max_tokens``) unless given here. No
-    ``temperature``/``top_p`` are sent.
+    come from the settings (``answer_model``, ``answer_max_tokens``) unless given here; an assistant configuration may
+    also set the system prompt, answer instructions and ``temperature`` (never ``top_p``).
 
     Raises :class:`~rag_core.errors.AuthError` (fatal) when no key is configured, and the mapped
     errors of :func:`~rag_core.answer.api_errors.map_api_error` otherwise.
@@ -71,7 +71,14 @@ class ClaudeAnswerer:
     name = "claude"
 
     def __init__(
-        self, settings: Settings, *, model: str | None = None, max_tokens: int | None = None
+        self,
+        settings: Settings,
+        *,
+        model: str | None = None,
+        max_tokens: int | None = None,
+        system_prompt: str | None = None,
+        instructions: str = "",
+        temperature: float | None = None,
     ) -> None:
         # Importing the SDK takes seconds; do it here, in the caller's thread, so the first
         # answer does not stall the engine's event loop (and every other batch on it).
@@ -80,6 +87,11 @@ class ClaudeAnswerer:
         self.settings = settings
         self.model: str = model or settings.answer_model
         self.max_tokens: int = int(max_tokens or settings.answer_max_tokens)
+        # An assistant configuration's prompt and sampling (rag_core.experiment); the defaults send
+        # the built-in prompt and no temperature, as before configurations existed.
+        self.system_prompt = system_prompt
+        self.instructions = instructions
+        self.temperature = temperature
         self._lock = threading.Lock()
         self._async_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, anthropic.AsyncAnthropic
@@ -130,8 +142,18 @@ class ClaudeAnswerer:
 
     # --- shared core ------------------------------------------------------------------------------
     def _request(self, question: str, contexts: Sequence[ScoredChunk]) -> dict[str, Any]:
-        system, messages = build_messages(question, contexts)
-        return {"model": self.model, "max_tokens": self.max_tokens, "system": system, "messages": messages}
+        system, messages = build_messages(
+            question, contexts, system_prompt=self.system_prompt, instructions=self.instructions
+        )
+        request: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": system,
+            "messages": messages,
+        }
+        if self.temperature is not None:
+            request["temperature"] = self.temperature
+        return request
 
     def _map(self, exc: BaseException) -> RagError:
         return map_api_error(

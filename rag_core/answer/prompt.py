@@ -40,13 +40,24 @@ def _text(value: str) -> str:
     return html.escape(value, quote=False)
 
 
-def build_messages(question: str, contexts: Sequence[ScoredChunk]) -> tuple[str, list[dict[str, Any]]]:
+def build_messages(
+    question: str,
+    contexts: Sequence[ScoredChunk],
+    *,
+    system_prompt: str | None = None,
+    instructions: str = "",
+) -> tuple[str, list[dict[str, Any]]]:
     """The system prompt and the one user message for ``question`` over ``contexts``.
 
     Shared by the sync and async paths. Chunk text, attributes and the question are XML-escaped
     (``&``, ``<``, ``>`` and quotes in attributes), so no document text can close
     ``</chunk>``/``</policy_context>`` or open new tags. With no contexts the context block says
     so, and the model is expected to answer :data:`NOT_COVERED`.
+
+    An assistant configuration may replace the system prompt (``system_prompt``; None = the built-in
+    :data:`SYSTEM_PROMPT`) and add ``instructions``, sent after the question in an
+    ``<instructions>`` block (the analyst's text: not escaped). The defaults send exactly what every
+    run sent before configurations existed.
     """
     parts = ["<policy_context>"]
     if not contexts:
@@ -64,4 +75,7 @@ def build_messages(question: str, contexts: Sequence[ScoredChunk]) -> tuple[str,
     parts.append("</policy_context>")
     parts.append("")
     parts.append(f"<question>\n{_text(question.strip())}\n</question>")
-    return SYSTEM_PROMPT, [{"role": "user", "content": "\n".join(parts)}]
+    if instructions and instructions.strip():
+        parts.append(f"\n<instructions>\n{instructions.strip()}\n</instructions>")
+    system = SYSTEM_PROMPT if system_prompt is None else system_prompt
+    return system, [{"role": "user", "content": "\n".join(parts)}]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rag_core.reporting.diff import RunDiff, diff_runs
 from rag_core.reporting.frames import (
     metric_columns,
     metric_label,
@@ -14,6 +15,8 @@ from rag_core.reporting.frames import (
     results_frame,
     runs_frame,
 )
+from rag_core.reporting.significance import compare_stats
+from rag_core.runs.statistics import PairedDiff
 from rag_core.storage.records import ResultRecord, RunRecord
 from rag_core.summary import JudgeStats
 from rag_core.vocab import RunStatus, Suite
@@ -34,6 +37,11 @@ class Comparison:
     """:func:`~rag_core.reporting.frames.per_question_deltas` (``regression`` flags drops > threshold)."""
     warnings: list[str] = field(default_factory=list)
     """Why the numbers may not be comparable (different suites, judge models, question sets…)."""
+    stats: list[PairedDiff] = field(default_factory=list)
+    """Per metric scored in both runs: paired difference, 95 % CI, Holm-corrected test, verdict
+    (:func:`rag_core.reporting.significance.compare_stats`)."""
+    changes: RunDiff | None = None
+    """What changed between the runs (:func:`rag_core.reporting.diff.diff_runs`)."""
 
     @property
     def regressions(self) -> int:
@@ -73,7 +81,9 @@ def compare_runs(
     for r in (base, cand):
         if r.status != RunStatus.COMPLETED:
             warnings.append(f"Run #{r.id} is {r.status}: some questions may be missing or unscored.")
-    return Comparison(base, cand, rows[base.id], rows[cand.id], deltas, warnings)
+    stats = compare_stats(base, cand, base_results, cand_results)
+    changes = diff_runs(base, cand, base_results, cand_results)
+    return Comparison(base, cand, rows[base.id], rows[cand.id], deltas, warnings, stats, changes)
 
 
 def run_documents(run: RunRecord) -> dict[str, tuple[int, str]]:
@@ -123,17 +133,20 @@ def document_warnings(base: RunRecord, cand: RunRecord) -> list[str]:
 def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
     """The History table: one row per run, newest first.
 
-    Columns: ``Run`` (id), ``Date`` (UTC datetime), ``Question set``, ``Collection`` (document
-    collection searched; ``—`` for runs before collections), ``Backend``, ``Mode``,
-    ``Suite``, ``Status``, one column per metric named by its label (unique across suites: the
+    Columns: ``Run`` (id), ``Name`` (the analyst's, '' when none), ``Date`` (UTC datetime),
+    ``Question set``, ``Collection`` (document collection searched; ``—`` for runs before
+    collections), ``Backend``, ``Mode``, ``Suite``, ``Status``, ``Config`` (the assistant
+    configuration version, ``—`` for runs recorded before configurations), one column per metric named by its label (unique across suites: the
     offline and the judged context recall are two columns; mean, NaN when not scored),
     ``Speedup`` (measured, else estimated; NaN when unknown), ``Cost ($)``, ``Time (s)``,
     ``Questions``, ``Errors``.
     """
     df = runs_frame(runs)
+    by_id = {r.id: r for r in runs}
     out = pd.DataFrame(
         {
             "Run": df["id"].astype(int),
+            "Name": [by_id[int(i)].name or "" if int(i) in by_id else "" for i in df["id"]],
             "Date": df["created_at"],
             "Question set": df["question_set"].fillna("—"),
             "Collection": df["id"].map({r.id: str(r.config.get("collection") or "—") for r in runs}),
@@ -141,6 +154,7 @@ def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
             "Mode": df["mode"],
             "Suite": df["suite"],
             "Status": df["status"],
+            "Config": [_config_label(by_id.get(int(i))) for i in df["id"]],
         }
     )
     for col in metric_columns(df):
@@ -151,3 +165,9 @@ def runs_table(runs: Sequence[RunRecord]) -> pd.DataFrame:
     out["Questions"] = df["n_questions"].astype(int)
     out["Errors"] = df["errors"].astype(int)
     return out.iloc[::-1].reset_index(drop=True)
+
+
+def _config_label(run: RunRecord | None) -> str:
+    if run is None or run.identity is None or run.identity.config is None:
+        return "—"
+    return run.identity.config.label

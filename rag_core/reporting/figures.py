@@ -242,7 +242,8 @@ def phase_figure(runs_df: pd.DataFrame | None) -> go.Figure:
 
 
 def metric_trend_figure(runs_df: pd.DataFrame | None) -> go.Figure:
-    """One line per metric: its mean across runs, oldest run on the left.
+    """One line per metric: its mean across runs, oldest run on the left, with error bars for the
+    mean's 95 % bootstrap CI when the runs stored one.
 
     Hover shows the run, the mean, and how many questions were scored / failed. Runs are placed
     as categories (``#<id>``) in time order so close-together runs stay readable. No metric
@@ -267,13 +268,15 @@ def metric_trend_figure(runs_df: pd.DataFrame | None) -> go.Figure:
         scored = df.get("scored:" + name, pd.Series(0, index=df.index)).fillna(0).astype(int)
         failed = df.get("failed:" + name, pd.Series(0, index=df.index)).fillna(0).astype(int)
         total = df.get("total:" + name, scored + failed).fillna(0).astype(int)
+        y = df[col].astype(float)
         fig.add_trace(
             go.Scatter(
                 name=html.escape(metric_label(name)),
                 x=labels,
-                y=df[col].astype(float),
+                y=y,
                 mode="lines+markers",
                 connectgaps=True,
+                error_y=_ci_error(df, name, y),
                 customdata=[[h, s, f, t] for h, s, f, t in zip(hovers, scored, failed, total, strict=True)],
                 hovertemplate=(
                     "%{customdata[0]}<br>" + html.escape(metric_label(name)) + ": %{y:.3f}"
@@ -287,6 +290,21 @@ def metric_trend_figure(runs_df: pd.DataFrame | None) -> go.Figure:
     )
     fig.update_yaxes(title="Mean score", range=[0, 1.05])
     return fig
+
+
+def _ci_error(df: pd.DataFrame, name: str, y: pd.Series) -> dict[str, Any] | None:
+    """Asymmetric error bars from the ``ci_low:``/``ci_high:`` columns (95 % bootstrap CI), or None."""
+    lo, hi = df.get("ci_low:" + name), df.get("ci_high:" + name)
+    if lo is None or hi is None or not (lo.notna().any() and hi.notna().any()):
+        return None
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": (hi.astype(float) - y).clip(lower=0).fillna(0).tolist(),
+        "arrayminus": (y - lo.astype(float)).clip(lower=0).fillna(0).tolist(),
+        "thickness": 1,
+        "width": 3,
+    }
 
 
 def metric_compare_figure(

@@ -203,7 +203,8 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
     Columns: :data:`RUN_COLUMNS` (``created_at``/``finished_at`` as UTC datetimes, ``label`` as
     ``"#<id>"``, durations in seconds, NaN where a run has no value yet), then for every metric
     (by id) in any run's summary: ``metric:<id>`` (mean, NaN when absent or failed),
-    ``scored:<id>``, ``failed:<id>`` and ``total:<id>`` (counts, 0 when absent).
+    ``scored:<id>``, ``failed:<id>`` and ``total:<id>`` (counts, 0 when absent), ``ci_low:<id>`` and
+    ``ci_high:<id>`` (the mean's 95 % bootstrap CI, NaN when unknown).
     None or ``[]`` gives an empty frame with the fixed columns.
     """
     rows: list[dict[str, Any]] = []
@@ -246,11 +247,14 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
                 row["scored:" + m.id] = m.scored
                 row["failed:" + m.id] = m.failed
                 row["total:" + m.id] = m.total
+                row["ci_low:" + m.id] = _float(m.ci_low)
+                row["ci_high:" + m.id] = _float(m.ci_high)
         rows.append(row)
 
     extra: list[str] = []
     for mid in _metric_order(metric_ids):
         extra += [METRIC_PREFIX + mid, "scored:" + mid, "failed:" + mid, "total:" + mid]
+        extra += ["ci_low:" + mid, "ci_high:" + mid]
     df = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *extra])
     for col in RUN_COLUMNS:
         if col.endswith("_s") or col in (
@@ -265,6 +269,8 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
         df[col] = df[col].fillna(0).astype(int)
     for mid in metric_ids:
         df[METRIC_PREFIX + mid] = df[METRIC_PREFIX + mid].astype(float)
+        df["ci_low:" + mid] = df["ci_low:" + mid].astype(float)
+        df["ci_high:" + mid] = df["ci_high:" + mid].astype(float)
         for prefix in ("scored:", "failed:", "total:"):
             df[prefix + mid] = df[prefix + mid].fillna(0).astype(int)
     for col in ("created_at", "finished_at"):

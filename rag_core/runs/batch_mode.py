@@ -239,6 +239,9 @@ def run_batch_generation(
                     [(i, questions[i], contexts[i]) for i in pending],
                     model=answerer.model,
                     max_tokens=answerer.max_tokens,
+                    system_prompt=getattr(answerer, "system_prompt", None),
+                    instructions=getattr(answerer, "instructions", ""),
+                    temperature=getattr(answerer, "temperature", None),
                 )
                 st = client.create(requests)
                 batch_id, created_here = st.id, True

@@ -35,15 +35,17 @@ from typing import Any
 
 from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine
 from rag_core.errors import GenerationError, InputError, RagError, RetrievalError, StorageError
+from rag_core.experiment import AssistantConfig
 from rag_core.models import DEFAULT_COLLECTION, Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
 from rag_core.runs.handle import RunHandle
 from rag_core.runs.request import RunOptions, RunRequest
+from rag_core.runs.reuse import BuildProgress, ReuseCache, fetch_contexts
 from rag_core.runs.summary import build_summary
 from rag_core.settings import Settings
 from rag_core.storage import HistoryStore
 from rag_core.summary import RunSummary
 from rag_core.usage import AttemptLedger, charging
-from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite
+from rag_core.vocab import Backend, Mode, Phase, Retrieval, RunStatus, Suite
 
 __all__ = [
     "HEARTBEAT_S",
@@ -100,15 +102,28 @@ def live_runs(engine: Engine, store: HistoryStore) -> list[RunHandle]:
 # --------------------------------------------------------------------------------------------
 # Answerers and retrieval (imported lazily: the embedding model and SDK load only when needed)
 # --------------------------------------------------------------------------------------------
-def make_answerer(backend: Backend, settings: Settings) -> Any:
-    """The answerer for ``backend``: the offline extractive one or Claude."""
+def make_answerer(
+    backend: Backend, settings: Settings, config: AssistantConfig | None = None, *, embedder: Any = None
+) -> Any:
+    """The answerer for ``backend``: the offline extractive one or Claude (with ``config``'s model,
+    prompts, temperature and max tokens; the settings' when None). The offline answerer uses none of
+    them (``embedder`` is its sentence embedder; the shared one when None)."""
     if backend == Backend.CLAUDE:
         from rag_core.answer.claude import ClaudeAnswerer
 
-        return ClaudeAnswerer(settings)
+        if config is None:
+            return ClaudeAnswerer(settings)
+        return ClaudeAnswerer(
+            settings,
+            model=config.answer_model,
+            max_tokens=config.max_tokens,
+            system_prompt=config.system_prompt,
+            instructions=config.instructions,
+            temperature=config.temperature,
+        )
     from rag_core.answer.extractive import ExtractiveAnswerer
 
-    return ExtractiveAnswerer()
+    return ExtractiveAnswerer(embedder)
 
 
 def retrieve_contexts(
@@ -145,11 +160,16 @@ def start_run(
     engine: Engine | None = None,
     resume_of: int | None = None,
     options: RunOptions | None = None,
+    reuse: ReuseCache | None = None,
+    sweep_id: int | None = None,
 ) -> RunHandle:
     """Validate, create the run record, and start it in the background. Returns at once.
 
     ``options`` (:class:`~rag_core.runs.request.RunOptions`) tune how it executes (fixed
-    concurrency for benchmarks, batch polling). Raises :class:`InputError` for a request that cannot run (nothing is stored then).
+    concurrency for benchmarks, batch polling). ``reuse`` shares retrievals, answers and scores
+    with the other runs of a sweep (``sweep_id``). The run's identity (configuration version,
+    question-set version, documents, code) is stored with it when it is created. Raises
+    :class:`InputError` for a request that cannot run (nothing is stored then).
     """
     request.check(settings)
     engine = engine or get_engine()
@@ -160,6 +180,9 @@ def start_run(
             "it on the Documents page (or `ingest --collection`), or choose another collection."
         )
     if resume_of is None:
+        from rag_core.runs.identity import capture_identity
+
+        identity = capture_identity(store, settings, request, sweep_id=sweep_id)
         run_id = store.create_run(
             question_set=request.question_set,
             backend=str(request.backend),
@@ -168,6 +191,9 @@ def start_run(
             config={**request.config(), "documents": documents},
             items=list(request.items),
         )
+        store.set_run_identity(run_id, identity)
+        if request.run_name or request.note:
+            store.label_run(run_id, name=request.run_name, note=request.note)
     else:
         run_id = resume_of
         store.update_run(run_id, status=RunStatus.RUNNING)
@@ -186,7 +212,9 @@ def start_run(
     engine.runs.add(ns, run_id, handle)
     handle.add_done_callback(lambda h: engine.runs.drop(ns, run_id, h))
     handle.thread = threading.Thread(
-        target=_Coordinator(handle, request, settings, store, engine, resume_of is not None, options).run,
+        target=_Coordinator(
+            handle, request, settings, store, engine, resume_of is not None, options, reuse
+        ).run,
         name=f"run-{run_id}",
         daemon=True,
     )
@@ -206,9 +234,12 @@ class _Coordinator:
         engine: Engine,
         resuming: bool,
         options: RunOptions | None = None,
+        reuse: ReuseCache | None = None,
     ) -> None:
         self.handle, self.req, self.settings = handle, req, settings
         self.options = options or RunOptions()
+        self.reuse = reuse
+        self.assistant = req.pinned_assistant(settings).config
         self.store, self.engine, self.resuming = store, engine, resuming
         self.run_id = handle.run_id
         self.ledger = AttemptLedger()
@@ -308,9 +339,7 @@ class _Coordinator:
         self.ledger.phase(Phase.RETRIEVAL)
         contexts: list[list[ScoredChunk]] = [[] for _ in req.items]
         if todo:
-            got = retrieve_contexts(
-                self.settings, [req.items[i].question for i in todo], req.top_k, req.collection
-            )
+            got = self._retrieve([req.items[i].question for i in todo])
             for i, ctx in zip(todo, got, strict=True):
                 contexts[i] = ctx
         self.ledger.phase(None)
@@ -326,10 +355,19 @@ class _Coordinator:
                     output_tokens=r.output_tokens,
                 )
                 contexts[r.index] = [ScoredChunk.from_dict(c) for c in r.contexts]
+        if self.reuse is not None and not handle.cancelled:
+            todo = self._reuse_answers(todo, contexts, answers)
         if todo and not handle.cancelled:
-            answerer = make_answerer(req.backend, self.settings)
+            answerer = make_answerer(
+                req.backend,
+                self.settings,
+                self.assistant,
+                embedder=self.reuse.embedder if self.reuse else None,
+            )
             outcome = self._generate(answerer, todo, contexts, answers)
             self.ledger.phase(None)
+            if self.reuse is not None:
+                self._remember_answers(todo, contexts, answers)
             if outcome != RunStatus.COMPLETED:
                 return outcome
             if not answers:
@@ -346,6 +384,84 @@ class _Coordinator:
             self._evaluate(answers, contexts)
             self.ledger.phase(None)
         return RunStatus.CANCELLED if handle.cancelled else RunStatus.COMPLETED
+
+    # -- retrieval and reuse (assistant configurations, sweeps) --------------------------------------
+    def _retrieve(self, questions: list[str]) -> list[list[ScoredChunk]]:
+        """The configuration's retrieval; its chunked index is built first when it does not exist
+        yet (phase ``indexing``, with progress)."""
+        cfg = self.assistant
+        plain = (cfg.chunk_size, cfg.chunk_overlap) == (self.settings.chunk_size, self.settings.chunk_overlap)
+        collection = self.req.collection
+        if self.reuse is None and plain and cfg.retrieval == Retrieval.SIMILARITY:
+            # the app's own index, as ever
+            return retrieve_contexts(self.settings, questions, cfg.top_k, collection)
+        if collection != DEFAULT_COLLECTION:
+            raise InputError(
+                "Configurations with their own chunking or MMR retrieval, and sweeps, search the "
+                f"default collection only for now; the question set is bound to '{collection}'. "
+                "Use a configuration with the app's chunk size and similarity retrieval."
+            )
+        tracker = BuildProgress()
+
+        def on_build(done: int, total: int, name: str) -> None:
+            if done == 0:
+                self.handle.set(phase=Phase.INDEXING, handle=tracker)
+                self.ledger.phase(Phase.INDEXING)
+            tracker.update(done, total, name)
+            if done >= total:
+                self.handle.set(phase=Phase.RETRIEVAL, handle=None)
+                self.ledger.phase(Phase.RETRIEVAL)
+
+        return fetch_contexts(
+            self.settings,
+            self.assistant,
+            questions,
+            reuse=self.reuse,
+            embedder=self.reuse.embedder if self.reuse else None,
+            on_build=on_build,
+        )
+
+    def _answer_key(self, i: int, contexts: list[list[ScoredChunk]]) -> str:
+        return ReuseCache.answer_key(
+            self.req.backend, self.assistant, self.req.items[i].question, contexts[i]
+        )
+
+    def _reuse_answers(
+        self, todo: list[int], contexts: list[list[ScoredChunk]], answers: dict[int, Answer]
+    ) -> list[int]:
+        """Store the answers an earlier run of the sweep already gave; return what is left to do."""
+        assert self.reuse is not None
+        left = []
+        for i in todo:
+            got = self.reuse.answer(self._answer_key(i, contexts))
+            if got is None:
+                left.append(i)
+                continue
+            ans, latency = got
+            answers[i] = ans
+            self.store.save_answer(
+                self.run_id,
+                i,
+                answer=ans.text,
+                contexts=[c.to_dict() for c in contexts[i]],
+                error=None,
+                error_kind=None,
+                latency_s=latency,
+                attempts=0,  # nothing was sent: the answer is an earlier run's
+                input_tokens=ans.input_tokens,
+                output_tokens=ans.output_tokens,
+                model=ans.model,
+            )
+        return left
+
+    def _remember_answers(
+        self, todo: list[int], contexts: list[list[ScoredChunk]], answers: dict[int, Answer]
+    ) -> None:
+        assert self.reuse is not None
+        latency = {r.index: r.latency_s for r in self.store.get_results(self.run_id)}
+        for i in todo:
+            if i in answers:
+                self.reuse.put_answer(self._answer_key(i, contexts), answers[i], latency.get(i))
 
     # -- generation --------------------------------------------------------------------------------
     def _policy(self, concurrency: int) -> BatchPolicy:
@@ -492,7 +608,12 @@ class _Coordinator:
         from rag_core.evaluation import Sample, make_suite, submit_scoring
 
         req, store, run_id = self.req, self.store, self.run_id
-        suite = make_suite(req.suite, self.settings, metrics=req.metrics)
+        suite = make_suite(
+            req.suite,
+            self.settings,
+            metrics=req.metrics,
+            embedder=self.reuse.embedder if self.reuse else None,
+        )
         self.ledger.note(judge_model=suite.model, versions=suite.versions())
         already: set[int] = set()
         if self.resuming:
@@ -517,6 +638,28 @@ class _Coordinator:
             )
             for i in order
         ]
+        keys: list[str] = []
+        if self.reuse is not None:  # scores an earlier run of the sweep computed for the same sample
+            keep = []
+            for i, sample in zip(order, samples, strict=True):
+                key = ReuseCache.score_key(
+                    suite=str(req.suite),
+                    metrics=list(suite.metrics),
+                    judge_model=suite.model,
+                    repeats=req.judge_repeats,
+                    question=sample.question,
+                    answer=sample.answer,
+                    contexts=sample.contexts,
+                    ground_truth=sample.ground_truth,
+                )
+                got = self.reuse.scores(key)
+                if got is None:
+                    keep.append((i, sample, key))
+                else:
+                    store.save_scores(run_id, i, [dataclasses.replace(s, cached=True) for s in got.values()])
+            order = [i for i, _, _ in keep]
+            samples = [s for _, s, _ in keep]
+            keys = [k for _, _, k in keep]
         if not samples:
             return
 
@@ -545,6 +688,9 @@ class _Coordinator:
             t.index = order[t.index] if t.index < len(order) else t.index
         store.save_requests(run_id, list(outcome.timings))
         self.ledger.bump("cache_hits", outcome.cache_hits)
+        if self.reuse is not None and not outcome.cancelled:
+            for key, scores in zip(keys, outcome.scores, strict=True):
+                self.reuse.put_scores(key, scores)
 
 
 def _timings(
@@ -649,6 +795,7 @@ def resume_run(
         fresh=bool(cfg.get("fresh", False)),
         judge_repeats=int(cfg.get("judge_repeats", 1)),
         collection=str(cfg.get("collection") or DEFAULT_COLLECTION),
+        assistant=run.identity.config if run.identity is not None else None,
     )
     if req.mode == Mode.COMPARE:  # the timing comparison cannot be resumed meaningfully
         req = req.replace(mode=Mode.ASYNC)

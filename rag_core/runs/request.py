@@ -10,6 +10,7 @@ from typing import Any
 
 from rag_core.answer.batches_api import BatchPolling
 from rag_core.errors import InputError
+from rag_core.experiment import DEFAULT_CONFIG_NAME, ConfigVersion
 from rag_core.models import DEFAULT_COLLECTION, QAItem
 from rag_core.settings import Settings
 from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, choice, suite_metrics
@@ -52,6 +53,13 @@ class RunRequest:
     """Judge each (question, metric) this many times and keep mean ± stdev."""
     collection: str = DEFAULT_COLLECTION
     """The document collection retrieval searches (only that one)."""
+    assistant: ConfigVersion | None = None
+    """The assistant configuration version the run pins (its ``top_k`` wins over :attr:`top_k`);
+    ``None`` = the app's settings with :attr:`top_k` (an unsaved "default")."""
+    run_name: str | None = None
+    """The analyst's name for the run (optional)."""
+    note: str | None = None
+    """The analyst's note about the run (optional)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend", choice(Backend, self.backend, "backend"))
@@ -60,6 +68,19 @@ class RunRequest:
         object.__setattr__(self, "items", tuple(self.items))
         if self.metrics is not None:
             object.__setattr__(self, "metrics", tuple(self.metrics) or None)
+        if self.assistant is not None:
+            object.__setattr__(self, "top_k", self.assistant.config.top_k)
+
+    def pinned_assistant(self, settings: Settings) -> ConfigVersion:
+        """The configuration this run uses: :attr:`assistant`, or the settings' one with :attr:`top_k`."""
+        if self.assistant is not None:
+            return self.assistant
+        from rag_core.runs.configs import default_config
+
+        cfg = default_config(settings)
+        return ConfigVersion(
+            DEFAULT_CONFIG_NAME, 0, cfg if cfg.top_k == self.top_k else cfg.replace(top_k=self.top_k)
+        )
 
     def replace(self, **changes: Any) -> RunRequest:
         return dataclasses.replace(self, **changes)
@@ -77,6 +98,8 @@ class RunRequest:
             raise InputError("Concurrency must be between 1 and 256.")
         if not 1 <= self.top_k <= 50:
             raise InputError("Top-k must be between 1 and 50.")
+        if self.assistant is not None:
+            self.assistant.config.validate()
         if not 1 <= self.judge_repeats <= MAX_JUDGE_REPEATS:
             raise InputError(f"Judge repeats must be between 1 and {MAX_JUDGE_REPEATS}.")
         allowed = [m.name for m in suite_metrics(self.suite)]

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rag_core.models import MetricScore
+from rag_core.runs.statistics import bootstrap_ci
 from rag_core.settings import Settings
 from rag_core.storage.records import ResultRecord, RunRecord
 from rag_core.summary import (
@@ -95,7 +96,7 @@ def build_summary(
 def metric_stats(
     suite: Suite, names: Iterable[str], scores: Sequence[Mapping[str, MetricScore]], *, total: int
 ) -> tuple[MetricStats, ...]:
-    """Per metric: mean, spread across questions, judge variance and counts.
+    """Per metric: mean with its 95 % bootstrap CI, spread across questions, judge variance and counts.
 
     Every metric in ``names`` is reported (with ``scored=0`` when nothing was scored), plus any
     other metric found in ``scores``. ``total`` is the number of questions of the run. Failures
@@ -107,6 +108,7 @@ def metric_stats(
         items = [row[name] for row in scores if name in row]
         vals = [float(s.value) for s in items if s.value is not None and math.isfinite(float(s.value))]
         repeat_sds = [float(s.stdev) for s in items if s.value is not None and s.stdev is not None]
+        ci = bootstrap_ci(vals)
         out.append(
             MetricStats(
                 suite=suite,
@@ -117,6 +119,8 @@ def metric_stats(
                 failed=len(items) - len(vals),
                 total=max(total, len(items)),
                 judge_stdev=sum(repeat_sds) / len(repeat_sds) if repeat_sds else None,
+                ci_low=ci.ci_low,
+                ci_high=ci.ci_high,
             )
         )
     return tuple(sorted(out, key=lambda m: (metric(metric_id(suite, m.name)).order, m.name)))

@@ -16,6 +16,7 @@ from rag_core.models import (
 )
 from rag_core.questions import validate_items
 from rag_core.storage.connection import SqliteBase, _now
+from rag_core.storage.experiments import record_set_version
 from rag_core.storage.records import QuestionSetInfo
 from rag_core.storage.schema import MAX_SET_NAME_CHARS
 
@@ -47,6 +48,7 @@ class CatalogStore(SqliteBase):
                 "INSERT INTO question_items(set_name, idx, question, ground_truth) VALUES (?, ?, ?, ?)",
                 [(name, i, it.question, it.ground_truth) for i, it in enumerate(clean)],
             )
+            record_set_version(conn, name, clean, now)  # a version row when the content changed
         return self._set_info(name)
 
     def list_question_sets(self) -> list[QuestionSetInfo]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag_core.experiment import RunIdentity
 from rag_core.models import MetricScore
 from rag_core.summary import RunSummary
 
@@ -54,6 +55,13 @@ class RunRecord:
     the run has stored one. Parsed from JSON here, at the storage boundary."""
     n_questions: int
     """Number of questions in the run."""
+    name: str | None = None
+    """The analyst's name for the run (optional)."""
+    note: str | None = None
+    """The analyst's note about the run (optional)."""
+    identity: RunIdentity | None = None
+    """What the run was made of (configuration version, question-set version, documents, code);
+    ``None`` for runs recorded before identities existed."""
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from rag_core.errors import InputError, StorageError
+from rag_core.experiment import RunIdentity
 from rag_core.models import QAItem
 from rag_core.storage.connection import SqliteBase, _now
 from rag_core.storage.jsonsafe import from_json, refuse_secrets, to_json
@@ -165,7 +166,7 @@ class RunsStore(SqliteBase):
 
 _RUN_COLUMNS = (
     "id, created_at, finished_at, question_set, backend, mode, suite, status, config, timings, "
-    "summary, n_questions"
+    "summary, n_questions, name, note, identity"
 )
 
 
@@ -188,6 +189,9 @@ def _run_record(r: Sequence[Any]) -> RunRecord:
         timings=from_json(r[9], what, {}),
         summary=_summary(from_json(r[10], what, {}), r),
         n_questions=int(r[11]),
+        name=r[12],
+        note=r[13],
+        identity=RunIdentity.from_json(from_json(r[14], what, {})),
     )
 
 

@@ -219,6 +219,50 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # NULL: the set is not bound (a run chooses its collection).
         "ALTER TABLE question_sets ADD COLUMN collection TEXT",
     ),
+    (
+        # Experiments (rag_core.storage.experiments): named, versioned assistant configurations
+        # (a save that changes nothing adds no version), a version row per question-set save, a
+        # run's name, note and identity (config version, question-set version, documents, code),
+        # and sweeps.
+        """
+        CREATE TABLE assistant_configs (
+            name         TEXT NOT NULL,
+            version      INTEGER NOT NULL,
+            created_at   TEXT NOT NULL,
+            fingerprint  TEXT NOT NULL,
+            config       TEXT NOT NULL,
+            note         TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (name, version)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE question_set_versions (
+            set_name    TEXT NOT NULL,
+            version     INTEGER NOT NULL,
+            sha256      TEXT NOT NULL,
+            n_items     INTEGER NOT NULL,
+            created_at  TEXT NOT NULL,
+            PRIMARY KEY (set_name, version)
+        ) WITHOUT ROWID
+        """,
+        "ALTER TABLE runs ADD COLUMN name TEXT",
+        "ALTER TABLE runs ADD COLUMN note TEXT",
+        "ALTER TABLE runs ADD COLUMN identity TEXT NOT NULL DEFAULT '{}'",
+        """
+        CREATE TABLE sweeps (
+            id            INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at    TEXT NOT NULL,
+            finished_at   TEXT,
+            name          TEXT NOT NULL,
+            question_set  TEXT,
+            status        TEXT NOT NULL,
+            plan          TEXT NOT NULL DEFAULT '{}',
+            run_ids       TEXT NOT NULL DEFAULT '[]',
+            counters      TEXT NOT NULL DEFAULT '{}',
+            owner         TEXT NOT NULL DEFAULT ''
+        )
+        """,
+    ),
 )
 #: The schema version this code writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)
