@@ -16,7 +16,8 @@ ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
 
-UPLOAD_TYPES = ["pdf", "docx", "html", "htm", "txt", "md"]
+#: What the uploader accepts: the readable types, plus old formats that get a "how to convert" message.
+UPLOAD_TYPES = ["pdf", "docx", "html", "htm", "txt", "md", "doc", "odt", "rtf"]
 STAGES = {"reading": "reading page", "ocr": "OCR of scanned page", "embedding": "embedding chunk"}
 
 st.title("Documents")

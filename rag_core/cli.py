@@ -266,6 +266,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             f"--collection {collection!r}: no such collection; choose from "
             f"{', '.join(repr(c) for c in store.list_collections())}."
         )
+    if not store.list_documents(collection):
+        raise InputError(
+            f"The collection {collection!r} has no documents: run `python -m rag_core ingest "
+            f"--collection {collection!r} FILE…` first, or choose another --collection."
+        )
     if args.config and args.top_k is not None:
         raise InputError("--top-k is part of the configuration: use a configuration with that top-k instead.")
     from rag_core.runs.configs import resolve_config

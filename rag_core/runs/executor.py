@@ -173,12 +173,8 @@ def start_run(
     """
     request.check(settings)
     engine = engine or get_engine()
+    # Callers (Workspace, CLI) refuse an empty collection before getting here.
     documents = documents_used(store, request.collection)
-    if not documents:
-        raise InputError(
-            f"The collection '{request.collection}' has no documents: upload policy documents into "
-            "it on the Documents page (or `ingest --collection`), or choose another collection."
-        )
     if resume_of is None:
         from rag_core.runs.identity import capture_identity
 

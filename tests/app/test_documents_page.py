@@ -90,10 +90,12 @@ def test_word_and_html_files_index_into_a_new_collection_with_sections(app, empt
         "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     )
     uploader.upload("sickness.html", HTML, "text/html")
+    uploader.upload("old_policy.doc", b"\xd0\xcf\x11\xe0 old Word", "application/msword")
     at.run()
     at.button(key="docs.index").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert not texts(at, "error")
+    [error] = texts(at, "error")  # the old Word file is refused with how to convert it
+    assert error.startswith("old_policy.doc: .doc is not a supported type") and "Save As" in error
     assert any("policies.docx** v1 — indexed" in t for t in texts(at, "success"))
 
     table = _documents_table(at)

@@ -57,7 +57,9 @@ def _context(i: int) -> list[ScoredChunk]:
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fixed contexts instead of the vector index; polling in tens of milliseconds."""
 
-    def fake_retrieve(settings: Settings, questions: list[str], top_k: int) -> list[list[ScoredChunk]]:
+    def fake_retrieve(
+        settings: Settings, questions: list[str], top_k: int, collection: str = ""
+    ) -> list[list[ScoredChunk]]:
         return [_context(int(q.split("rule ")[1].split()[0])) for q in questions]
 
     monkeypatch.setattr(pipeline, "retrieve_contexts", fake_retrieve)
