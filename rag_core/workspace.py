@@ -50,7 +50,7 @@ from rag_core.runs.request import RunProgress, RunRequest
 from rag_core.settings import PROJECT_ROOT, Settings
 from rag_core.storage import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
 from rag_core.summary import RunSummary
-from rag_core.vocab import Backend, Mode, Suite, choice
+from rag_core.vocab import Backend, Expected, Mode, Suite, choice
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
     from rag_core.engine import Engine
@@ -77,16 +77,30 @@ SAMPLE_PDF = PROJECT_ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"
 
 
 def rows_to_items(rows: Iterable[Mapping[str, Any]]) -> list[QAItem]:
-    """Editor rows (dicts with ``question``/``ground_truth``; missing or None = ``''``) → items,
-    unvalidated and in order (validation names rows by this order)."""
-    return [
-        QAItem(question=_text(r.get("question")), ground_truth=_text(r.get("ground_truth"))) for r in rows
-    ]
+    """Editor rows (dicts with ``question``/``ground_truth``/``expected``; missing or None =
+    ``''``, and ``expected`` defaults to ``answer``) → items, unvalidated and in order (validation
+    names rows by this order). Raises :class:`InputError` naming the row for an unknown
+    ``expected``."""
+    out = []
+    for n, r in enumerate(rows, 1):
+        text = _text(r.get("expected")).strip().lower()
+        try:
+            expected = Expected(text or Expected.ANSWER)
+        except ValueError:
+            raise InputError(f"Row {n}: 'expected' must be 'answer' or 'decline', found {text!r}.") from None
+        item = QAItem(
+            question=_text(r.get("question")), ground_truth=_text(r.get("ground_truth")), expected=expected
+        )
+        out.append(item)
+    return out
 
 
 def items_to_rows(items: Iterable[QAItem]) -> list[dict[str, str]]:
     """Items → plain dict rows (safe to keep in ``st.session_state``)."""
-    return [{"question": it.question, "ground_truth": it.ground_truth} for it in items]
+    return [
+        {"question": it.question, "ground_truth": it.ground_truth, "expected": str(it.expected)}
+        for it in items
+    ]
 
 
 def _text(value: Any) -> str:

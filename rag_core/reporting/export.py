@@ -132,20 +132,23 @@ def results_csv(export: dict[str, Any]) -> str:
 
 
 def questions_json(items: Iterable[QAItem]) -> str:
-    """A question set as a JSON list of ``{"question", "ground_truth"}`` (re-importable)."""
-    rows = [{"question": it.question, "ground_truth": it.ground_truth} for it in items]
+    """A question set as a JSON list of ``{"question", "ground_truth", "expected"}`` (re-importable)."""
+    rows = [
+        {"question": it.question, "ground_truth": it.ground_truth, "expected": str(it.expected)}
+        for it in items
+    ]
     return json.dumps(rows, indent=2, ensure_ascii=False) + "\n"
 
 
 def questions_csv(items: Iterable[QAItem]) -> str:
-    """A question set as CSV with the header ``question,ground_truth`` (re-importable).
+    """A question set as CSV with the header ``question,ground_truth,expected`` (re-importable).
 
     Cells are written as they are (no formula guard) so that importing the file gives back
     exactly the same questions.
     """
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["question", "ground_truth"])
+    w.writerow(["question", "ground_truth", "expected"])
     for it in items:
-        w.writerow([it.question, it.ground_truth])
+        w.writerow([it.question, it.ground_truth, str(it.expected)])
     return buf.getvalue()

@@ -101,6 +101,8 @@ class RunRequest:
             "metrics": list(self.metrics) if self.metrics else None,
             "fresh": self.fresh,
             "judge_repeats": self.judge_repeats,
+            # Key facts and declines are scored alongside every scoring suite (rag_core.vocab).
+            "facts": self.suite != Suite.NONE,
         }
 
 

@@ -43,7 +43,8 @@ front, so a read-then-write transaction can never fail half-way with SQLITE_BUSY
 Layout: :class:`HistoryStore` is assembled from one class per topic — the connection, migrations
 and error translation (:mod:`~rag_core.storage.connection`), question sets and documents
 (:mod:`~rag_core.storage.catalog`), runs (:mod:`~rag_core.storage.runs_store`), results and timeline
-(:mod:`~rag_core.storage.results_store`), run attempts (:mod:`~rag_core.storage.attempts`) and the judge cache (:mod:`~rag_core.storage.judge_cache`).
+(:mod:`~rag_core.storage.results_store`), run attempts (:mod:`~rag_core.storage.attempts`), the judge cache (:mod:`~rag_core.storage.judge_cache`)
+and the analyst's verdicts (:mod:`~rag_core.storage.verdicts`).
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ from rag_core.storage.catalog import CatalogStore
 from rag_core.storage.judge_cache import JudgeCacheStore
 from rag_core.storage.results_store import ResultsStore
 from rag_core.storage.runs_store import RunsStore
+from rag_core.storage.verdicts import VerdictsStore
 
 __all__ = ["HistoryStore"]
 
 
-class HistoryStore(CatalogStore, RunsStore, ResultsStore, AttemptsStore, JudgeCacheStore):
+class HistoryStore(CatalogStore, RunsStore, ResultsStore, AttemptsStore, JudgeCacheStore, VerdictsStore):
     """The project's SQLite history. Safe to share between threads and processes.
 
     Opening creates the folder and the database if needed and migrates an older schema.
