@@ -3,9 +3,13 @@
 Every function here is pure (no Streamlit, no file writes): it returns text the caller writes to a
 file, stdout or a download button.
 
-* :func:`run_export` — the run's summary plus its results, in input order. Never contains NaN
-  or infinity (they become ``null``), so ``json.dumps(..., allow_nan=False)`` always works.
-* :func:`results_csv` — one row per question. Text cells that a spreadsheet would run as a formula
+* :func:`run_export` — the run's summary (leading with its ``headline``: "N of M answers
+  correct" and what decided it) plus its results, in input order, each with its expected
+  behaviour, whether it declined, the analyst's verdict and whether it counts as correct. Never
+  contains NaN or infinity (they become ``null``), so ``json.dumps(..., allow_nan=False)`` always
+  works.
+* :func:`results_csv` — one row per question, leading with ``correct`` / ``correct_by``. Text
+  cells that a spreadsheet would run as a formula
   (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage return) are prefixed with ``'``:
   answers and chunks come from uploaded documents and must not execute when opened in Excel.
 * :func:`questions_json` / :func:`questions_csv` — a question set in the formats that
@@ -17,57 +21,80 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rag_core.models import QAItem
+from rag_core.runs.correctness import correctness, declined
 from rag_core.storage.jsonsafe import clean
-from rag_core.storage.records import ResultRecord, RunRecord
+from rag_core.storage.records import ResultRecord, RunRecord, VerdictRecord
 from rag_core.summary import RunSummary
-from rag_core.vocab import metric, metric_id
+from rag_core.vocab import metric
 
 #: First characters that make a spreadsheet treat a cell as a formula.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def run_export(run: RunRecord, summary: RunSummary, results: Sequence[ResultRecord]) -> dict[str, Any]:
-    """A run as the CLI's ``--json`` / the JSON export: the summary (the README's contract), the
-    run's identity and config, and its results in input order. Never contains NaN."""
+def run_export(
+    run: RunRecord,
+    summary: RunSummary,
+    results: Sequence[ResultRecord],
+    verdicts: Mapping[int, VerdictRecord] | None = None,
+) -> dict[str, Any]:
+    """A run as the CLI's ``--json`` / the JSON export: the summary (the README's contract, leading
+    with ``headline``), the run's identity and config, and its results in input order with the
+    analyst's ``verdicts`` (question index → verdict). Never contains NaN."""
+    verdicts = verdicts or {}
     out = summary.to_json()
     out.update(
         question_set=run.question_set,
         created_at=run.created_at,
         finished_at=run.finished_at,
         config=run.config,
-        results=[
-            {
-                "question": r.question,
-                "ground_truth": r.ground_truth,
-                "answer": r.answer,
-                "contexts": r.contexts,
-                "scores": {k: v.value for k, v in r.scores.items()},
-                "score_details": {
-                    k: {
-                        "metric_id": metric_id(summary.suite, k),
-                        "value": v.value,
-                        "stdev": v.stdev,
-                        "reason": v.reason,
-                        "error": v.error,
-                        "cached": v.cached,
-                    }
-                    for k, v in r.scores.items()
-                },
-                "error": r.error,
-                "latency_s": r.latency_s,
-                "attempts": r.attempts,
-                "input_tokens": r.input_tokens,
-                "output_tokens": r.output_tokens,
-                "model": r.model,
-            }
-            for r in results
-        ],
+        results=[_result(r, verdicts.get(r.index), summary.suite) for r in results],
     )
     return clean(out)
+
+
+def _result(r: ResultRecord, v: VerdictRecord | None, suite: str) -> dict[str, Any]:
+    decided = correctness(r, v)
+    return {
+        "question": r.question,
+        "ground_truth": r.ground_truth,
+        "expected": str(r.expected),
+        "answer": r.answer,
+        "correct": decided.correct,
+        "correct_by": decided.basis,
+        "declined": declined(r),
+        "verdict": None
+        if v is None
+        else {
+            "verdict": str(v.verdict),
+            "comment": v.comment,
+            "labelled_at": v.labelled_at,
+            "inherited_from": v.inherited_from,
+        },
+        "contexts": r.contexts,
+        "scores": {k: s.value for k, s in r.scores.items()},
+        "score_details": {
+            k: {
+                "metric_id": metric(k, suite).id,
+                "value": s.value,
+                "stdev": s.stdev,
+                "reason": s.reason,
+                "error": s.error,
+                "skipped": s.skipped,
+                "cached": s.cached,
+            }
+            for k, s in r.scores.items()
+        },
+        "error": r.error,
+        "latency_s": r.latency_s,
+        "attempts": r.attempts,
+        "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens,
+        "model": r.model,
+    }
 
 
 def run_json_text(export: dict[str, Any]) -> str:
@@ -83,11 +110,13 @@ def _cell(value: Any) -> Any:
 
 
 def results_csv(export: dict[str, Any]) -> str:
-    """One row per question: question, ground truth, answer, error, latency, tokens, metrics, sources.
+    """One row per question: whether it is correct and what decided it (the headline's evidence),
+    the analyst's verdict, expected behaviour and whether it declined, then question, ground truth,
+    answer, error, latency, tokens, metrics, sources.
 
-    ``export`` is :func:`run_export`'s dict. Metric columns are named by metric id
-    (``judge.faithfulness``) in display order; a metric that failed or was not scored is an
-    empty cell (never 0).
+    ``export`` is :func:`run_export`'s dict. ``correct`` is ``yes``/``no``/empty (not checked).
+    Metric columns are named by metric id (``facts.answer_key_facts``, ``judge.faithfulness``) in
+    display order; a metric that failed, was skipped or was not scored is an empty cell (never 0).
     """
     suite = str(export.get("suite", ""))
     metrics = sorted(
@@ -98,6 +127,12 @@ def results_csv(export: dict[str, Any]) -> str:
     w.writerow(
         [
             "index",
+            "correct",
+            "correct_by",
+            "verdict",
+            "verdict_comment",
+            "expected",
+            "declined",
             "question",
             "ground_truth",
             "answer",
@@ -105,17 +140,24 @@ def results_csv(export: dict[str, Any]) -> str:
             "latency_s",
             "input_tokens",
             "output_tokens",
-            *[metric_id(suite, m) for m in metrics],
+            *[metric(m, suite).id for m in metrics],
             "sources",
         ]
     )
     for i, r in enumerate(export["results"]):
         sources = "; ".join(f"{c['source']} p.{c['page']}" for c in r["contexts"])
+        verdict = r.get("verdict") or {}
         w.writerow(
             [
                 _cell(v)
                 for v in (
                     i,
+                    _yes_no(r.get("correct")),
+                    r.get("correct_by") or "",
+                    verdict.get("verdict") or "",
+                    verdict.get("comment") or "",
+                    r.get("expected") or "answer",
+                    _yes_no(r.get("declined")),
                     r["question"],
                     r["ground_truth"],
                     r["answer"] or "",
@@ -129,6 +171,10 @@ def results_csv(export: dict[str, Any]) -> str:
             ]
         )
     return buf.getvalue()
+
+
+def _yes_no(value: Any) -> str:
+    return "" if value is None else ("yes" if value else "no")
 
 
 def questions_json(items: Iterable[QAItem]) -> str:
