@@ -21,12 +21,14 @@ documents_page = st.Page(
 qsets_page = st.Page(ui.QSETS_PAGE, title="Question sets", icon=":material/quiz:", url_path="question_sets")
 run_page = st.Page(ui.RUN_PAGE, title="Run", icon=":material/play_circle:", url_path="run")
 history_page = st.Page(ui.HISTORY_PAGE, title="History", icon=":material/monitoring:", url_path="history")
+review_page = st.Page(ui.REVIEW_PAGE, title="Review", icon=":material/rate_review:", url_path="review")
 #: Every URL path a page answers to, folded to lower case ("/documents" names the default page too).
 PAGES_BY_PATH = {
     "documents": (ui.DOCUMENTS_PAGE, documents_page),
     "question_sets": (ui.QSETS_PAGE, qsets_page),
     "run": (ui.RUN_PAGE, run_page),
     "history": (ui.HISTORY_PAGE, history_page),
+    "review": (ui.REVIEW_PAGE, review_page),
 }
 
 
@@ -46,7 +48,9 @@ def case_alias() -> tuple[st.Page | None, st.Page | None]:
 
 
 alias, aliased = case_alias()
-nav = st.navigation([documents_page, qsets_page, run_page, history_page, *([alias] if alias else [])])
+nav = st.navigation(
+    [documents_page, qsets_page, run_page, history_page, review_page, *([alias] if alias else [])]
+)
 if alias is not None and nav is alias:
     st.switch_page(aliased)
 intended = st.session_state.pop("app.intended_page", None)

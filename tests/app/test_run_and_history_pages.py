@@ -175,7 +175,14 @@ def test_drill_down_export_and_delete(app, history_dir: Path) -> None:
     assert len([x for x in labels if "page" in x and "score" in x]) == 4
     assert any(x.startswith("Why ROUGE-L") for x in labels)  # metric reasons are one click away
     scores = next(df.value for df in at.dataframe if "Metric" in df.value.columns)
-    assert set(scores["Metric"]) == {"Semantic similarity", "ROUGE-L", "Context recall (offline)"}
+    assert set(scores["Metric"]) == {
+        "Answer key facts",
+        "Context key facts",
+        "Decline behaviour",
+        "Semantic similarity",
+        "ROUGE-L",
+        "Context recall (offline)",
+    }
 
     downloads = {b.key for b in at.get("download_button")}
     assert {"history.export_csv", "history.export_json"} <= downloads
