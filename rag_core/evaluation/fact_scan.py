@@ -258,13 +258,15 @@ class Scanner:
                 self.add(num.i, end, self._qty(num.value, name, qualifier))
                 i = end
                 continue
-            # A range: "two to five years", "10-12 weeks", "two and five years", "3 or 4 days".
+            # A range: "two to five years", "10-12 weeks", "two and five years", "3 or 4 days";
+            # a part: "the last 13 of the 52 weeks".
             k = num.j
-            if k < len(toks) and toks[k].text.lower() in ("to", "and", "or", "-") and k + 1 < len(toks):
-                following = read_number(toks, k + 1)
+            if k < len(toks) and toks[k].text.lower() in ("to", "and", "or", "-", "of") and k + 1 < len(toks):
+                nxt = k + 2 if toks[k].text.lower() == "of" and self.word(k + 1) == "the" else k + 1
+                following = read_number(toks, nxt) if nxt < len(toks) else None
                 if following is not None:
                     pending.append(num)
-                    i = k + 1
+                    i = nxt
                     continue
             pending = []
             i = num.j

@@ -76,7 +76,7 @@ class Fact:
 _TOKEN_RE = re.compile(
     r"""
     (?P<iso>\b\d{4}-\d{2}-\d{2}\b)
-  | (?P<clock>\b\d{1,2}:\d{2}\b(?:\s*(?:a\.?m\.?|p\.?m\.?)(?![a-z]))?)
+  | (?P<clock>\b\d{1,2}:\d{2}(?:\s*(?:a\.?m\.?|p\.?m\.?)(?![a-z])|\b))
   | (?P<ampm>\b\d{1,2}(?:\.\d{2})?\s*(?:a\.?m\.?|p\.?m\.?)(?![a-z]))
   | (?P<cur>[$£€])
   | (?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<suffix>st|nd|rd|th|k|m|p|%)?(?![A-Za-z0-9])
@@ -222,9 +222,10 @@ WORD_RE = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
 
 def words(text: str) -> list[str]:
-    """Normalised words of a text (hyphenated words split), for term matching."""
+    """Normalised words and numbers of a text (hyphenated words split), for term matching."""
     return [
-        norm_word(w) for w in re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)?", unicodedata.normalize("NFKC", text))
+        norm_word(w)
+        for w in re.findall(r"[A-Za-z]+(?:'[A-Za-z]+)?|\d+(?:\.\d+)?", unicodedata.normalize("NFKC", text))
     ]
 
 

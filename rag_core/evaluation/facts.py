@@ -124,6 +124,9 @@ class FactIndex:
     def states(self, fact: Fact) -> bool:
         """Whether the text states ``fact`` (see the module docstring for what is equivalent)."""
         if fact.kind == FactKind.TERM:
+            key = fact.key.casefold()
+            if any(f.kind == FactKind.TERM and f.key.casefold() == key for f in self.facts):
+                return True  # e.g. "grade 5" read from "grades 1 to 5"
             return _contains(self.words, fact.tokens or tuple(words(fact.key)))
         if fact.kind == FactKind.NUMBER:
             return fact.value in self._values
