@@ -18,6 +18,7 @@ import streamlit as st
 from pages import _shared as ui
 from rag_core.errors import RagError
 from rag_core.evaluation.agreement import DISAGREE_KAPPA, MIN_VERDICTS
+from rag_core.evaluation.agreement import warm as warm_agreement
 from rag_core.runs.correctness import correctness
 from rag_core.storage import ResultRecord
 from rag_core.vocab import Expected, Verdict
@@ -26,6 +27,7 @@ from rag_core.vocab import metric as metric_spec
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
+warm_agreement()  # scikit-learn loads in the background while the analyst reads the first answers
 
 #: Keyboard shortcut and button label per verdict.
 VERDICT_KEYS = {Verdict.CORRECT: "1", Verdict.PARTLY: "2", Verdict.WRONG: "3"}

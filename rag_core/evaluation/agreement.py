@@ -25,6 +25,7 @@ gave one value only).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +41,7 @@ __all__ = [
     "RunVerdicts",
     "agreement_report",
     "metric_agreement",
+    "warm",
 ]
 
 MIN_VERDICTS = 10
@@ -167,18 +169,17 @@ def metric_agreement(metric_id: str, scores: Sequence[float], verdicts: Sequence
     if len(set(human)) < 2:
         notes.append(f"the analyst's verdicts are all {'correct' if human[0] else 'not correct'}")
     else:
-        best = None
+        # Every distinct score as the cut-off; κ from the 2×2 table (cheap), then the winner's κ
+        # is computed again by scikit-learn, which is the value reported.
+        best: tuple[tuple[float, float], float] | None = None
         for t in sorted(set(scores)):
-            pred = [1 if s >= t else 0 for s in scores]
-            if len(set(pred)) < 2:  # a cut-off that passes everything: κ = 0 by definition
-                k = 0.0
-            else:
-                k = float(cohen_kappa_score(human, pred))
-            rank = (k, -abs(t - 0.5))
+            rank = (_kappa2x2(human, [1 if x >= t else 0 for x in scores]), -abs(t - 0.5))
             if best is None or rank > best[0]:
-                best = (rank, t, pred)
+                best = (rank, t)
         assert best is not None
-        kappa, cutoff, best_pred = _finite(best[0][0]), float(best[1]), best[2]
+        cutoff = float(best[1])
+        best_pred = [1 if x >= cutoff else 0 for x in scores]
+        kappa = 0.0 if len(set(best_pred)) < 2 else _finite(cohen_kappa_score(human, best_pred))
     rho = p = None
     if len(set(scores)) < 2:
         notes.append("the metric gave every answer the same score")
@@ -190,6 +191,34 @@ def metric_agreement(metric_id: str, scores: Sequence[float], verdicts: Sequence
     cm = confusion_matrix(human, best_pred, labels=[1, 0])
     confusion = ((int(cm[0][0]), int(cm[0][1])), (int(cm[1][0]), int(cm[1][1])))
     return MetricAgreement(metric_id, n, kappa, cutoff, rho, p, confusion, "; ".join(notes))
+
+
+def _kappa2x2(human: Sequence[int], pred: Sequence[int]) -> float:
+    """Cohen's κ of two yes/no raters from their 2×2 table (0 when chance agreement is total)."""
+    n = len(human)
+    tp = sum(1 for h, p in zip(human, pred, strict=True) if h and p)
+    tn = sum(1 for h, p in zip(human, pred, strict=True) if not h and not p)
+    yes_h, yes_p = sum(human), sum(pred)
+    p_o = (tp + tn) / n
+    p_e = (yes_h * yes_p + (n - yes_h) * (n - yes_p)) / (n * n)
+    return 0.0 if p_e >= 1.0 else (p_o - p_e) / (1.0 - p_e)
+
+
+_WARM = threading.Event()
+
+
+def warm() -> None:
+    """Import scikit-learn and scipy on a background thread (≈3 s the first time in a process), so
+    the first agreement table does not make the analyst wait. Idempotent; returns at once."""
+    if _WARM.is_set():
+        return
+    _WARM.set()
+
+    def load() -> None:
+        import scipy.stats  # noqa: F401
+        import sklearn.metrics  # noqa: F401
+
+    threading.Thread(target=load, name="agreement-warm", daemon=True).start()
 
 
 @dataclass(frozen=True)
