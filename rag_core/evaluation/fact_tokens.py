@@ -133,7 +133,9 @@ def prepare(text: str) -> str:
     text = re.sub(r"\b([A-Za-z]+(?:-[A-Za-z]+)?)\s*\(\s*(\d+)\s*\)", once, text)
 
     def split(m: re.Match[str]) -> str:  # "four-week period" → "four week period"
-        return f"{m.group(1)} {m.group(2)}" if number_value(m.group(1)) is not None else m.group(0)
+        if number_value(m.group(1)) is not None and m.group(2).lower() in UNITS:
+            return f"{m.group(1)} {m.group(2)}"
+        return m.group(0)
 
     return re.sub(r"\b([A-Za-z]+)-([A-Za-z]+)\b", split, text)
 

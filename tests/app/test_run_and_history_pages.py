@@ -86,8 +86,8 @@ def test_claude_is_disabled_without_a_key_and_the_estimate_shows_with_one(
     assert any(o.startswith("Batch") for o in at.radio(key="run.mode").options)
     at.selectbox(key="run.suite").select("judge").run()
     estimate = " ".join(texts(at, "info"))
-    # 3 questions: 3 answer calls + 3 × (2 + 3 + top_k 4 + 1) = 30 judge calls
-    assert "33 calls" in estimate and "3 answers + 30 judge" in estimate and "$" in estimate
+    # 3 questions: 3 answer calls + 3 × (2 + 3 + top_k 4 + 1) = 30 judge calls + 3 decline checks
+    assert "36 calls" in estimate and "3 answers + 33 judge" in estimate and "$" in estimate
 
 
 def test_cancel_keeps_finished_work_and_resume_completes(app, indexed_dir: Path) -> None:
