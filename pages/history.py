@@ -13,12 +13,14 @@ from pages import _shared as ui
 from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
 from rag_core.evaluation.agreement import DISAGREE_KAPPA, MIN_VERDICTS, AgreementReport
+from rag_core.evaluation.agreement import warm as warm_agreement
 from rag_core.reporting import figures, frames
 from rag_core.vocab import metric as metric_spec
 
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
+warm_agreement()  # scikit-learn loads in the background before the comparison needs it
 RECENT_FOR_BARS = 20
 
 st.title("History")
