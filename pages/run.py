@@ -326,6 +326,12 @@ with st.container(border=True):
                 persist_state="session",
                 format_func=lambda m: specs[m].label,
             )
+        if suite != Suite.NONE:
+            st.caption(
+                "Key facts and declines are scored with every suite (no API calls"
+                + ("; with the judge, Claude checks each answer for a decline)" if suite == "judge" else ")")
+                + "."
+            )
         if suite == "judge":
             ss.setdefault("run.judge_repeats", 1)
             judge_repeats = int(
