@@ -326,11 +326,12 @@ with st.container(border=True):
                 persist_state="session",
                 format_func=lambda m: specs[m].label,
             )
-        if suite != Suite.NONE:
+        if suite == Suite.OFFLINE:
+            st.caption("Key facts and declines are scored with every suite (locally, no API calls).")
+        elif suite == Suite.JUDGE:
             st.caption(
-                "Key facts and declines are scored with every suite (no API calls"
-                + ("; with the judge, Claude checks each answer for a decline)" if suite == "judge" else ")")
-                + "."
+                "Key facts and declines are scored with every suite; with the judge, Claude also "
+                "checks each answer for a decline (one call per answer)."
             )
         if suite == "judge":
             ss.setdefault("run.judge_repeats", 1)
