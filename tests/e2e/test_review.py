@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     StreamlitServer,
     _ensure_artifacts_dir,
     save_screenshot,
+    wait_for_app,
 )
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +89,7 @@ def test_label_twenty_answers_with_the_keyboard(page, review_server) -> None:
     try:
         fresh.goto(f"{server.url}/review")
         fresh.get_by_role("heading", name="Q7 of 20").wait_for(state="visible")
-        assert fresh.get_by_text("Reviewed 19 of 20 answers").first.is_visible()
+        wait_for_app(fresh)
+        fresh.get_by_text("Reviewed 19 of 20 answers").first.wait_for(state="visible")
     finally:
         fresh.close()
