@@ -59,6 +59,8 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m bench.load
 	$(PY) -m bench.ui
 	$(PY) -m bench.experiments
+	$(PY) -m bench.keyfacts
+	$(PY) -m bench.review
 
 # requirements.txt / requirements-dev.txt are exact locks generated from pyproject.toml (the
 # command is also at the top of each file). Edit pyproject.toml, then `make lock`; existing pins are

@@ -30,6 +30,7 @@ configs_page = st.Page(
     ui.CONFIGS_PAGE, title="Configurations", icon=":material/tune:", url_path="configurations"
 )
 sweeps_page = st.Page(ui.SWEEPS_PAGE, title="Sweeps", icon=":material/leaderboard:", url_path="sweeps")
+review_page = st.Page(ui.REVIEW_PAGE, title="Review", icon=":material/rate_review:", url_path="review")
 #: Every URL path a page answers to, folded to lower case ("/documents" names the default page too).
 PAGES_BY_PATH = {
     "documents": (ui.DOCUMENTS_PAGE, documents_page),
@@ -38,6 +39,7 @@ PAGES_BY_PATH = {
     "history": (ui.HISTORY_PAGE, history_page),
     "configurations": (ui.CONFIGS_PAGE, configs_page),
     "sweeps": (ui.SWEEPS_PAGE, sweeps_page),
+    "review": (ui.REVIEW_PAGE, review_page),
 }
 
 
@@ -63,6 +65,7 @@ nav = st.navigation(
         qsets_page,
         run_page,
         history_page,
+        review_page,
         configs_page,
         sweeps_page,
         *([alias] if alias else []),

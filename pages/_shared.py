@@ -23,9 +23,9 @@ from rag_core.models import Chunk, DocumentInfo, DocumentVersion, QAItem, Reques
 from rag_core.reporting import frames
 from rag_core.reporting.significance import Leaderboard
 from rag_core.settings import Settings
-from rag_core.storage import QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.storage import QuestionSetInfo, ResultRecord, RunRecord, VerdictRecord
 from rag_core.summary import RunSummary
-from rag_core.workspace import Comparison, Workspace
+from rag_core.workspace import AgreementReport, Comparison, Workspace
 
 #: Page files, relative to app.py (used by st.navigation, st.page_link and st.switch_page).
 DOCUMENTS_PAGE = "pages/documents.py"
@@ -34,6 +34,7 @@ RUN_PAGE = "pages/run.py"
 HISTORY_PAGE = "pages/history.py"
 CONFIGS_PAGE = "pages/configurations.py"
 SWEEPS_PAGE = "pages/sweeps.py"
+REVIEW_PAGE = "pages/review.py"
 
 
 _CACHE_TTL_S = 600
@@ -226,11 +227,35 @@ def results(run_id: int) -> list[ResultRecord]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
 def _results_frame(data_dir: str, ver: str, run_id: int) -> pd.DataFrame:
-    return frames.results_frame(_results(data_dir, ver, run_id), suite=workspace().run(run_id).suite)
+    return frames.results_frame(
+        _results(data_dir, ver, run_id),
+        suite=workspace().run(run_id).suite,
+        verdicts=_verdicts(data_dir, ver, run_id),
+    )
 
 
 def results_frame(run_id: int) -> pd.DataFrame:
     return _results_frame(*_key(), run_id)
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
+def _verdicts(data_dir: str, ver: str, run_id: int) -> dict[int, VerdictRecord]:
+    return workspace().verdicts(run_id)
+
+
+def verdicts(run_id: int) -> dict[int, VerdictRecord]:
+    """The analyst's verdicts on a run (question index → verdict, inherited ones included)."""
+    return _verdicts(*_key(), run_id)
+
+
+@st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner="Comparing the metrics with your verdicts…")
+def _agreement(data_dir: str, ver: str, run_ids: tuple[int, ...]) -> AgreementReport:
+    return workspace().agreement(run_ids)
+
+
+def agreement(run_ids: tuple[int, ...]) -> AgreementReport:
+    """Each metric's agreement with the analyst's verdicts on ``run_ids`` (cached until a write)."""
+    return _agreement(*_key(), tuple(run_ids))
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)

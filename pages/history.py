@@ -12,6 +12,8 @@ import streamlit as st
 from pages import _shared as ui
 from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
+from rag_core.evaluation.agreement import DISAGREE_KAPPA, MIN_VERDICTS, AgreementReport
+from rag_core.evaluation.agreement import warm as warm_agreement
 from rag_core.models import citation
 from rag_core.reporting import figures, frames
 from rag_core.reporting.diff import identity_facts
@@ -22,6 +24,7 @@ from rag_core.workspace import Comparison
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
+warm_agreement()  # scikit-learn loads in the background before the comparison needs it
 RECENT_FOR_BARS = 20
 
 st.title("History")
@@ -39,6 +42,55 @@ ids = [r.id for r in runs]  # newest first
 def label(run_id: int) -> str:
     r = by_id.get(run_id)
     return ui.run_label(r) if r else f"#{run_id}"
+
+
+def _risky(value: object) -> str:
+    """Red for answers given where the assistant should have declined."""
+    return "color: #C8505B; font-weight: 700" if isinstance(value, (int, float)) and value > 0 else ""
+
+
+def _tick(value: object) -> str:
+    """✓ / ✗ for correct / not correct, ? when nothing decided it."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "?"
+    return "✓" if bool(value) else "✗"
+
+
+def agreement_table(report: AgreementReport) -> None:
+    """Each metric's agreement with the analyst (κ, cut-off, ρ, confusion table), flagged ⚠."""
+    if not report.enough:
+        st.caption(
+            f"Metric-vs-analyst agreement appears once these runs have {MIN_VERDICTS} answers with a "
+            f"verdict ({report.n_verdicts} so far) — give verdicts on the Review page."
+        )
+        return
+    st.markdown(f"**Do the metrics agree with the analyst?** ({report.n_verdicts} answers with a verdict)")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Metric": [("⚠ " if m.disagrees else "") + m.label for m in report.metrics],
+                "Answers": [m.n for m in report.metrics],
+                "κ (best cut-off)": pd.Series([m.kappa for m in report.metrics], dtype=float),
+                "Cut-off": pd.Series([m.cutoff for m in report.metrics], dtype=float),
+                "Spearman ρ": pd.Series([m.spearman for m in report.metrics], dtype=float),
+                "Analyst correct: pass / fail": [
+                    f"{m.confusion[0][0]} / {m.confusion[0][1]}" for m in report.metrics
+                ],
+                "Analyst not correct: pass / fail": [
+                    f"{m.confusion[1][0]} / {m.confusion[1][1]}" for m in report.metrics
+                ],
+                "Note": [m.note for m in report.metrics],
+            }
+        ),
+        hide_index=True,
+        width="stretch",
+        key="history.agreement",
+        column_config={
+            "κ (best cut-off)": st.column_config.NumberColumn(format="%.2f"),
+            "Cut-off": st.column_config.NumberColumn(format="≥ %.2f"),
+            "Spearman ρ": st.column_config.NumberColumn(format="%.2f"),
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,6 +117,9 @@ metric_cols = [
         "Speedup",
         "Cost ($)",
         "Time (s)",
+        "Correct",
+        "Correct by",
+        "Answered, should decline",
     }
 ]
 config = {
@@ -78,10 +133,19 @@ config = {
     "Speedup": st.column_config.NumberColumn("Speedup", format="%.1f×"),
     "Cost ($)": st.column_config.NumberColumn("Cost ($)", format="$%.4f"),
     "Time (s)": st.column_config.NumberColumn("Time (s)", format="%.1f"),
+    "Correct": st.column_config.TextColumn("Correct", help="N of M answers correct (the headline)"),
+    "Correct by": st.column_config.TextColumn(
+        "Correct by", help="Your verdicts (Review page), key facts and declines, or both"
+    ),
+    "Answered, should decline": st.column_config.NumberColumn(
+        "Answered, should decline",
+        format="%d",
+        help="Questions the policy does not cover that the assistant answered anyway (guesses)",
+    ),
     **{c: st.column_config.NumberColumn(c, format="%.2f") for c in metric_cols},
 }
 st.dataframe(
-    table,
+    table.style.map(_risky, subset=["Answered, should decline"]),
     hide_index=True,
     width="stretch",
     height=min(420, 38 + 35 * len(table)),
@@ -163,7 +227,7 @@ def show_statistics(cmp: Comparison) -> None:
     ui.plot(
         comparison_figure(cmp.stats, cmp.baseline.id, cmp.candidate.id)
         if cmp.stats
-        else figures.metric_compare_figure(cmp.baseline_row, cmp.candidate_row),
+        else figures.metric_compare_figure(cmp.baseline_row, cmp.candidate_row, cmp.disagreeing),
         key="history.fig_compare",
     )
     if not cmp.stats:
@@ -253,10 +317,25 @@ with compare_tab:
                 st.error(ui.md(str(exc)))
                 cmp = None
             if cmp is not None:
+                heads = st.columns(2)
+                for col, run_label_, h in (
+                    (heads[0], f"Baseline #{base_id}", cmp.baseline_headline),
+                    (heads[1], f"Candidate #{cand_id}", cmp.candidate_headline),
+                ):
+                    col.metric(
+                        run_label_,
+                        "—" if h is None else f"{h.correct} of {h.total} correct",
+                        border=True,
+                        help=None if h is None else h.text,
+                    )
+                    if h is not None:
+                        col.caption(ui.md(h.text))
                 for w in cmp.warnings:
                     st.warning(ui.md(w), icon=":material/warning:")
                 show_changes(cmp)
                 show_statistics(cmp)
+                if cmp.agreement is not None:
+                    agreement_table(cmp.agreement)
                 deltas = cmp.deltas
                 metrics = [c.split(":", 1)[1] for c in deltas.columns if c.startswith("delta:")]
                 if deltas.empty or not metrics:
@@ -275,12 +354,14 @@ with compare_tab:
                         {
                             "Q": [f"Q{int(i) + 1}" for i in deltas["index"]],
                             "Flag": ["▼ regression" if r else "" for r in deltas["regression"]],
+                            "Correct base": [_tick(c) for c in deltas["base:correct"]],
+                            "Correct cand": [_tick(c) for c in deltas["cand:correct"]],
                             "Question": deltas["question"],
                         }
                     )
                     col_cfg: dict = {"Question": st.column_config.TextColumn("Question", width="large")}
                     for m in metrics:
-                        name = frames.metric_label(m)
+                        name = frames.metric_label(m) + (" ⚠" if m in cmp.disagreeing else "")
                         view[f"{name} base"] = deltas[f"base:{m}"]
                         view[f"{name} cand"] = deltas[f"cand:{m}"]
                         view[f"{name} Δ"] = deltas[f"delta:{m}"]
@@ -307,7 +388,14 @@ with charts_tab:
         ui.plot(figures.phase_figure(recent), key="history.fig_phases")
         if len(runs_df) > RECENT_FOR_BARS:
             st.caption(f"Bar charts show the latest {RECENT_FOR_BARS} runs; trends show all {len(runs_df)}.")
-        ui.plot(figures.metric_trend_figure(runs_df), key="history.fig_trend")
+        labelled = tuple(ws.runs_with_verdicts())
+        trend_flags = ui.agreement(labelled).disagreeing if labelled else frozenset()
+        ui.plot(figures.metric_trend_figure(runs_df, trend_flags), key="history.fig_trend")
+        if trend_flags:
+            st.caption(
+                "⚠ marks metrics that disagree with the analyst's verdicts over every reviewed run "
+                f"(κ below {DISAGREE_KAPPA})."
+            )
 
         st.markdown("#### One run in detail")
         ui.ensure_choice("history.timeline_run", ids, default=ss.get("history.candidate", ids[0]))
@@ -321,7 +409,10 @@ with charts_tab:
             "Each bar is one request, from start to end. With async execution the bars overlap — "
             "that overlap is the speedup."
         )
-        ui.plot(figures.heatmap_figure(ui.results_frame(tl_id)), key="history.fig_heatmap")
+        ui.plot(
+            figures.heatmap_figure(ui.results_frame(tl_id), ui.agreement((tl_id,)).disagreeing),
+            key="history.fig_heatmap",
+        )
 
 # --------------------------------------------------------------------------------------------
 # Run details and drill-down
@@ -361,6 +452,24 @@ with details_tab:
             f"{duration(s.timings.total_s)}"
             + (f" over {s.timings.attempts} attempts" if s.timings.attempts > 1 else "")
         )
+        if s.headline is not None and s.headline.total:
+            st.markdown(f"#### {ui.md(s.headline.text)}")
+        d = s.declines
+        if d is not None and (d.should_decline or d.declined_when_should_answer):
+            risky = d.answered_when_should_decline
+            st.markdown(
+                f"**Declined when it should:** {d.declined_when_should} of {d.should_decline} · "
+                + (
+                    f":red[**Answered when it should have declined: {risky}**]"
+                    if risky
+                    else "**Answered when it should have declined:** 0"
+                )
+                + (
+                    f" · **Declined a question the policy covers:** {d.declined_when_should_answer}"
+                    if d.declined_when_should_answer
+                    else ""
+                )
+            )
         facts = [f"**{ui.md(m.label)}:** {metric_line(m)}" for m in s.metrics]
         line = speedup_line(s.generation)
         if line:
@@ -403,6 +512,9 @@ with details_tab:
             )
         except RagError as exc:
             st.error(ui.md(str(exc)))
+        if s.answered and row.button("Review answers", key="history.review", icon=":material/rate_review:"):
+            ss["review.run"] = run_id
+            st.switch_page(ui.REVIEW_PAGE)
         if run.status in ("cancelled", "interrupted", "failed") and row.button(
             "Resume", key="history.resume", icon=":material/replay:"
         ):
@@ -446,6 +558,9 @@ with details_tab:
         overview = pd.DataFrame(
             {
                 "Q": [f"Q{r.index + 1}" for r in res],
+                "Correct": [_tick(c) for c in frame["correct"]],
+                "By": frame["correct_by"].to_numpy(),
+                "Verdict": [v or "" for v in frame["verdict"]],
                 "Question": [r.question for r in res],
                 "Answer": [r.answer if r.answer is not None else f"⚠ {r.error or r.status}" for r in res],
                 "Latency (s)": [r.latency_s for r in res],
@@ -488,6 +603,21 @@ with details_tab:
         )
         r = res[q_idx]
         with st.container(border=True):
+            verdict = ui.verdicts(run_id).get(q_idx)
+            decided = frame.loc[frame["index"] == q_idx]
+            if not decided.empty:
+                c_row = decided.iloc[0]
+                st.caption(
+                    f"Expected: {c_row['expected']} · correct: {_tick(c_row['correct'])} (by "
+                    f"{c_row['correct_by']})"
+                    + (
+                        f" · verdict {verdict.verdict}"
+                        + (f" (inherited from run #{verdict.inherited_from})" if verdict.inherited else "")
+                        + (f": {ui.md(verdict.comment)}" if verdict.comment else "")
+                        if verdict
+                        else ""
+                    )
+                )
             st.markdown(f"**Question**  \n{ui.md(r.question)}")
             st.markdown(f"**Ground truth**  \n{ui.md(r.ground_truth) if r.ground_truth else '—'}")
             if r.answer is not None:
@@ -508,7 +638,10 @@ with details_tab:
                     "Metric": [metric_spec(name, run.suite).label for name in r.scores],
                     "Value": pd.Series([sc.value for sc in r.scores.values()], dtype=float),
                     "± stdev": pd.Series([sc.stdev for sc in r.scores.values()], dtype=float),
-                    "Reason or error": [sc.reason or sc.error or "" for sc in r.scores.values()],
+                    "Reason or error": [
+                        ("skipped — " if sc.skipped else "") + (sc.reason or sc.error or "")
+                        for sc in r.scores.values()
+                    ],
                     "Cached": [sc.cached for sc in r.scores.values()],
                 }
             )
@@ -529,10 +662,8 @@ with details_tab:
                 detail = sc.reason or sc.error
                 if not detail:
                     continue
-                with st.expander(
-                    f"Why {metric_spec(name, run.suite).label} = "
-                    f"{'failed' if sc.value is None else f'{sc.value:.2f}'}"
-                ):
+                state = "skipped" if sc.skipped else ("failed" if sc.value is None else f"{sc.value:.2f}")
+                with st.expander(f"Why {metric_spec(name, run.suite).label} = {state}"):
                     try:
                         st.json(json.loads(detail), expanded=2)
                     except ValueError:

@@ -1,4 +1,6 @@
-"""Question sets: several named sets of (question, ground truth), edited in a data editor.
+"""Question sets: several named sets of (question, ground truth, expected behaviour), edited in a
+data editor. ``expected`` is ``answer`` (the default) or ``decline`` (the policy does not cover
+the question and the assistant should say so).
 
 Unsaved edits are kept per set in ``st.session_state["qsets.drafts"]`` (plain rows), so switching
 set or page loses nothing; the editor shows whether the set differs from the stored one.
@@ -31,12 +33,13 @@ import streamlit as st
 
 from pages import _shared as ui
 from rag_core.errors import InputError, RagError
+from rag_core.vocab import Expected
 from rag_core.workspace import items_to_rows, rows_to_items
 
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
-COLUMNS = ["question", "ground_truth"]
+COLUMNS = ["question", "ground_truth", "expected"]
 
 drafts: dict[str, list[dict[str, str]]] = ss.setdefault("qsets.drafts", {})
 bases: dict[str, list[dict[str, str]]] = ss.setdefault("qsets.bases", {})
@@ -181,7 +184,7 @@ def _discard() -> None:
 
 
 def _rows(df: pd.DataFrame) -> list[dict[str, str]]:
-    """Editor output → plain rows (None/NaN → '')."""
+    """Editor output → plain rows (None/NaN → '', an empty ``expected`` → answer)."""
     return items_to_rows(rows_to_items(df.reindex(columns=COLUMNS).to_dict("records")))
 
 
@@ -209,7 +212,7 @@ options = sorted(set(stored) | set(drafts), key=str.casefold)
 if not options:
     st.info(
         "No question sets yet — create one below, or import a CSV/JSON file with the columns "
-        "question and ground_truth."
+        "question and ground_truth (and optionally expected: answer or decline)."
     )
     selected = None
 else:
@@ -247,6 +250,15 @@ def editor(selected: str) -> None:
                 ),
                 "ground_truth": st.column_config.TextColumn(
                     "Ground truth", width="large", help="The answer the policy gives (may be empty)."
+                ),
+                "expected": st.column_config.SelectboxColumn(
+                    "Expected",
+                    options=[e.value for e in Expected],
+                    default=Expected.ANSWER.value,
+                    required=True,
+                    width="small",
+                    help="answer: the policy covers it · decline: the policy does not cover it, so the "
+                    "assistant should say so instead of guessing.",
                 ),
             },
         )
@@ -363,7 +375,7 @@ with import_col:
         "CSV or JSON file",
         type=["csv", "json"],
         key="qsets.import",
-        help="Columns (CSV) or keys (JSON): question, ground_truth.",
+        help="Columns (CSV) or keys (JSON): question, ground_truth, and optionally expected (answer or decline).",
     )
     st.text_input("Save as", key="qsets.import_name", placeholder="defaults to the file name")
     st.button("Import", key="qsets.import_go", on_click=_import)

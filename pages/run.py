@@ -15,7 +15,8 @@ from rag_core.errors import RagError
 from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.models import DEFAULT_COLLECTION
 from rag_core.runs.request import default_suite
-from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, suite_metrics
+from rag_core.summary import RunSummary
+from rag_core.vocab import RUN_SUITES, Backend, Mode, Phase, RunStatus, Suite, suite_metrics
 from rag_core.workspace import SAMPLE_SET_NAME
 
 ui.ensure_routed(__file__)
@@ -90,6 +91,13 @@ def show_summary(run_id: int) -> None:
         )
         return
 
+    if s.headline is not None and s.headline.total:
+        st.markdown(f"### {ui.md(s.headline.text)}")
+        st.caption(
+            "Correct = your verdict on the Review page when there is one; otherwise every key fact "
+            "of the expected answer is stated (or a question the policy does not cover was declined)."
+        )
+    decline_line(s)
     if s.metrics:
         cols = st.columns(min(len(s.metrics), 4))
         for i, m in enumerate(s.metrics):
@@ -140,6 +148,9 @@ def show_summary(run_id: int) -> None:
         )
 
     row = st.container(horizontal=True)
+    if s.answered and row.button("Review answers", key="run.review", icon=":material/rate_review:"):
+        ss["review.run"] = run.id
+        st.switch_page(ui.REVIEW_PAGE)
     if row.button("Open in History", key="run.open_history", icon=":material/monitoring:"):
         ss["history.candidate"] = run.id
         ss["history.run"] = run.id
@@ -148,6 +159,26 @@ def show_summary(run_id: int) -> None:
         st.switch_page(ui.HISTORY_PAGE)
     if run.status in RESUMABLE and row.button("Resume", key="run.resume", icon=":material/replay:"):
         resume(run.id)
+
+
+def decline_line(s: RunSummary) -> None:
+    """The decline counts; answers to questions that should have been declined in red."""
+    d = s.declines
+    if d is None or not (d.should_decline or d.declined_when_should_answer):
+        return
+    risky = d.answered_when_should_decline
+    parts = [
+        f"**Declined when it should:** {d.declined_when_should} of {d.should_decline}"
+        + (f" ({d.recall:.0%})" if d.recall is not None else ""),
+        (
+            f":red[**Answered when it should have declined: {risky}**]"
+            if risky
+            else "**Answered when it should have declined:** 0"
+        ),
+    ]
+    if d.declined_when_should_answer:
+        parts.append(f"**Declined a question the policy covers:** {d.declined_when_should_answer}")
+    st.markdown(" · ".join(parts) + f" · detected by {d.method}")
 
 
 def resume(run_id: int) -> None:
@@ -311,7 +342,7 @@ with st.container(border=True):
                 facts = f"{c.answer_model} · temperature {temp} · max {c.max_tokens} tokens · " + facts
             st.caption(ui.md(facts))
         st.page_link(ui.CONFIGS_PAGE, label="Edit configurations", icon=":material/tune:")
-        suites = [x.value for x in Suite if x != Suite.JUDGE or settings.has_key]
+        suites = [x.value for x in RUN_SUITES if x != Suite.JUDGE or settings.has_key]
         ui.ensure_choice("run.suite", suites, default=default_suite(settings).value)
         suite = st.selectbox(
             "Metric suite",
@@ -336,6 +367,13 @@ with st.container(border=True):
                 key=mkey,
                 persist_state="session",
                 format_func=lambda m: specs[m].label,
+            )
+        if suite == Suite.OFFLINE:
+            st.caption("Key facts and declines are scored with every suite (locally, no API calls).")
+        elif suite == Suite.JUDGE:
+            st.caption(
+                "Key facts and declines are scored with every suite; with the judge, Claude also "
+                "checks each answer for a decline (one call per answer)."
             )
         if suite == "judge":
             ss.setdefault("run.judge_repeats", 1)

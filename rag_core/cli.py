@@ -1,4 +1,4 @@
-"""Headless CLI: ``python -m rag_core ingest|docs|versions|run|runs|export|resume|questions|configs|compare|sweep …``.
+"""Headless CLI: ``python -m rag_core ingest|docs|versions|run|runs|export|resume|questions|configs|compare|sweep|label|review …``.
 
 The interface CI gating and benchmarks use. Exit codes: 0 ok, 1 a ``--fail-under`` gate failed, a
 metric was significantly worse than ``--baseline`` with ``--fail-if-worse``, or the run failed,
@@ -9,6 +9,7 @@ metric was significantly worse than ``--baseline`` with ``--fail-if-worse``, or 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -20,8 +21,19 @@ from rag_core.errors import InputError, RagError
 from rag_core.models import DEFAULT_COLLECTION
 from rag_core.reporting.export import results_csv, run_export, run_json_text
 from rag_core.settings import Settings
+from rag_core.storage.jsonsafe import clean
 from rag_core.summary import RunSummary
-from rag_core.vocab import Backend, Mode, RunStatus, Suite, choice, suite_metrics
+from rag_core.vocab import (
+    RUN_SUITES,
+    Backend,
+    Mode,
+    RunStatus,
+    Suite,
+    Verdict,
+    choice,
+    run_metrics,
+    suite_metrics,
+)
 
 EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
 
@@ -88,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument(
         "--suite",
-        choices=[s.value for s in Suite],
-        help="metrics: default judge if a key is set, else offline",
+        choices=[s.value for s in RUN_SUITES],
+        help="metrics: default judge if a key is set, else offline (key facts and declines are "
+        "scored alongside either)",
     )
     s.add_argument("--metrics", help="comma-separated subset of the suite's metrics")
     s.add_argument("--fresh", action="store_true", help="bypass the judge cache")
@@ -100,7 +113,9 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="METRIC=VALUE",
-        help="exit 1 when the metric's mean is below VALUE (repeatable)",
+        help="exit 1 when the metric's mean is below VALUE (repeatable); METRIC is a name "
+        "(answer_key_facts) or an id (facts.answer_key_facts), or 'correct' for the share of answers "
+        "correct",
     )
     s.add_argument("--quiet", action="store_true")
     cli_experiments.add_run_arguments(s)
@@ -120,6 +135,22 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["csv", "json"], default="json")
     s.add_argument("--out", type=Path, help="file to write (default: stdout)")
     s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("label", help="record your verdict on one answer of a run")
+    s.add_argument("run_id", type=int)
+    s.add_argument(
+        "--question", type=int, required=True, metavar="N", help="question number, 1-based (Q3 = 3)"
+    )
+    s.add_argument("--verdict", required=True, choices=[v.value for v in Verdict])
+    s.add_argument("--comment", default="", help="optional comment")
+    s.set_defaults(func=cmd_label)
+
+    s = sub.add_parser(
+        "review", help="a run's verdicts, headline and each metric's agreement with your verdicts"
+    )
+    s.add_argument("run_id", type=int)
+    s.add_argument("--json", type=Path, dest="json_out", help="write verdicts and agreement here")
+    s.set_defaults(func=cmd_review)
 
     q = sub.add_parser("questions", help="manage saved question sets")
     qs = q.add_subparsers(required=True, metavar="ACTION")
@@ -209,8 +240,14 @@ def cmd_versions(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+#: ``--fail-under correct=0.8``: the share of answers correct (the headline's N / M).
+CORRECT_GATE = "correct"
+
+
 def _parse_gates(specs: list[str], metrics: tuple[str, ...]) -> dict[str, float]:
-    """``METRIC=VALUE`` gates, checked before the run starts (a typo must not cost a whole run)."""
+    """``METRIC=VALUE`` gates, checked before the run starts (a typo must not cost a whole run).
+
+    ``metrics`` lists the run's metric names and ids; :data:`CORRECT_GATE` is always accepted."""
     gates: dict[str, float] = {}
     for spec in specs:
         name, sep, value = spec.partition("=")
@@ -225,10 +262,11 @@ def _parse_gates(specs: list[str], metrics: tuple[str, ...]) -> dict[str, float]
             raise InputError(
                 f"--fail-under {spec!r}: expected METRIC=VALUE with a number, e.g. faithfulness=0.8"
             ) from None
-        if name not in metrics:
+        if name not in metrics and name != CORRECT_GATE:
+            names = [m for m in metrics if "." not in m]
             raise InputError(
-                f"--fail-under {spec!r}: this run scores {', '.join(metrics) or 'no metrics'}; "
-                f"{name!r} is not one of them."
+                f"--fail-under {spec!r}: this run scores {', '.join(names) or 'no metrics'} (or "
+                f"'{CORRECT_GATE}'); {name!r} is not one of them."
             )
         gates[name] = floor
     return gates
@@ -249,7 +287,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             f"--metrics: {', '.join(unknown)} not in the {suite} suite; choose from "
             f"{', '.join(allowed) or 'nothing (--suite none)'}."
         )
-    gates = _parse_gates(args.fail_under, metrics or allowed)
+    scored = run_metrics(suite, metrics)
+    gates = _parse_gates(args.fail_under, tuple(m.name for m in scored) + tuple(m.id for m in scored))
     store = _store(settings)
     cli_experiments.check_baseline(args, store)  # a typo in --baseline must not cost a whole run
     items = load_questions(args.questions)
@@ -383,6 +422,19 @@ def _follow(
         return EXIT_GATE
     rc = EXIT_OK
     for name, floor in gates.items():
+        if name == CORRECT_GATE:
+            h = summary.headline
+            share = h.correct / h.total if h is not None and h.total else None
+            if share is None or share < floor:
+                shown = "not known" if share is None else f"{share:.3f}"
+                print(
+                    f"gate {name}>={floor}: FAILED ({shown}: {h.text if h else 'no headline'})",
+                    file=sys.stderr,
+                )
+                rc = EXIT_GATE
+            else:
+                print(f"gate {name}>={floor}: ok ({share:.3f}: {h.text if h else ''})")
+            continue
         m = summary.metric(name)
         if m is None or m.mean is None:
             print(f"gate {name}>={floor}: FAILED (metric not scored in this run)", file=sys.stderr)
@@ -390,7 +442,7 @@ def _follow(
         elif m.mean < floor:
             print(f"gate {name}>={floor}: FAILED (mean {m.mean:.3f})", file=sys.stderr)
             rc = EXIT_GATE
-        elif m.failed or m.missing:  # a mean over the few that could be scored is no pass
+        elif m.failed or m.missing:  # a mean over the few that could be scored is no pass (skips are fine)
             print(
                 f"gate {name}>={floor}: FAILED (mean {m.mean:.3f}, but {m.total - m.scored} of "
                 f"{m.total} could not be scored)",
@@ -420,11 +472,21 @@ def _fmt(v: float | None, spec: str = ".3f") -> str:
 
 def _print_summary(s: RunSummary) -> None:
     t = s.timings
+    if s.headline is not None:
+        print(f"run {s.run_id}: {s.headline.text}")
     print(
         f"run {s.run_id}: {s.status} · backend {s.backend} · mode {s.mode} · "
         f"{s.n_questions} questions · {s.errors} errors"
         + (f" · {t.attempts} attempts" if t.attempts > 1 else "")
     )
+    d = s.declines
+    if d is not None and (d.should_decline or d.declined_when_should_answer):
+        recall = "—" if d.recall is None else f"{d.recall:.0%}"
+        print(
+            f"  declines ({d.method}): declined {d.declined_when_should} of {d.should_decline} it should "
+            f"(recall {recall}) · ANSWERED {d.answered_when_should_decline} it should have declined · "
+            f"declined {d.declined_when_should_answer} of {d.should_answer} it should have answered"
+        )
     print(
         f"  time: retrieval {t.retrieval_s:.2f} s · generation {t.generation_s:.2f} s · "
         f"evaluation {t.evaluation_s:.2f} s · total {t.total_s:.2f} s"
@@ -443,7 +505,8 @@ def _print_summary(s: RunSummary) -> None:
         if m.judge_stdev is not None:
             sd += f", judge ± {m.judge_stdev:.3f} between repeats"
         ci = f" [95% CI {_fmt(m.ci_low)}–{_fmt(m.ci_high)}]" if m.ci_low is not None else ""
-        print(f"  {m.label:26} {_fmt(m.mean)}{ci}{sd}  ({m.scored} of {m.total} scored)")
+        skipped = f", {m.skipped} skipped" if m.skipped else ""
+        print(f"  {m.label:26} {_fmt(m.mean)}{ci}{sd}  ({m.scored} of {m.total} scored{skipped})")
     u = s.usage
     if u.passes and u.cost_usd:
         parts = [
@@ -472,9 +535,11 @@ def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:
         ms = " ".join(f"{m.id}={_fmt(m.mean, '.2f')}" for m in (r.summary.metrics if r.summary else ()))
         coll = r.config.get("collection") or DEFAULT_COLLECTION
         cfg = r.identity.config.label if r.identity and r.identity.config else "—"
+        h = r.summary.headline if r.summary else None
+        correct = f"{h.correct}/{h.total} correct" if h else "—"
         print(
-            f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{coll}\t{cfg}\t{r.n_questions} q\t{ms}"
-            f"\t{r.name or ''}"
+            f"{r.id}\t{r.created_at}\t{r.status}\t{r.backend}/{r.mode}\t{coll}\t{cfg}\t{r.n_questions} q"
+            f"\t{correct}\t{ms}\t{r.name or ''}"
         )
     return EXIT_OK
 
@@ -487,6 +552,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
         store.get_run(args.run_id),
         summarize_run(store, args.run_id, settings),
         store.get_results(args.run_id),
+        store.get_verdicts(args.run_id),
     )
     text = run_json_text(data) if args.format == "json" else results_csv(data)
     if args.out:
@@ -496,6 +562,101 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
             raise InputError(f"Cannot write {args.out}: {exc.strerror}.") from None
     else:
         sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _workspace(settings: Settings) -> Any:
+    from rag_core.workspace import Workspace
+
+    return Workspace(settings)
+
+
+def cmd_label(args: argparse.Namespace, settings: Settings) -> int:
+    ws = _workspace(settings)
+    try:
+        if args.question < 1:
+            raise InputError(f"--question {args.question}: questions are numbered from 1 (Q1 = 1).")
+        v = ws.label(args.run_id, args.question - 1, args.verdict, args.comment)
+        h = ws.summary(args.run_id).headline
+    finally:
+        ws.close()
+    comment = f" · {v.comment!r}" if v.comment else ""
+    print(f"run {v.run_id} Q{v.index + 1}: {v.verdict}{comment} (saved {v.labelled_at})")
+    if h is not None:
+        print(f"run {v.run_id}: {h.text}")
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
+    from rag_core.evaluation.agreement import MIN_VERDICTS
+    from rag_core.runs.correctness import correctness
+
+    ws = _workspace(settings)
+    try:
+        results = ws.results(args.run_id)
+        verdicts = ws.verdicts(args.run_id)
+        summary = ws.summary(args.run_id)
+        report = ws.agreement([args.run_id])
+    finally:
+        ws.close()
+    if summary.headline is not None:
+        print(f"run {args.run_id}: {summary.headline.text}")
+    rows = []
+    for r in results:
+        v = verdicts.get(r.index)
+        c = correctness(r, v)
+        auto = correctness(r)
+        rows.append(
+            {
+                "question": r.index + 1,
+                "text": r.question,
+                "expected": str(r.expected),
+                "verdict": str(v.verdict) if v else None,
+                "comment": v.comment if v else "",
+                "labelled_at": v.labelled_at if v else None,
+                "inherited_from": v.inherited_from if v else None,
+                "automatic": auto.correct,
+                "automatic_by": auto.basis,
+                "correct": c.correct,
+                "correct_by": c.basis,
+            }
+        )
+        given = (
+            "—"
+            if v is None
+            else str(v.verdict) + (f" (inherited from run {v.inherited_from})" if v.inherited else "")
+        )
+        auto_txt = {True: "correct", False: "not correct", None: "not checked"}[auto.correct]
+        comment = f" · {v.comment}" if v and v.comment else ""
+        print(f"  Q{r.index + 1:<3} {given:34} auto: {auto_txt} ({auto.basis}){comment}")
+    if report.enough:
+        print(f"agreement with your {report.n_verdicts} verdicts (κ at the best cut-off, Spearman ρ):")
+        for m in report.metrics:
+            (tp, fn), (fp, tn) = m.confusion
+            kappa = "—" if m.kappa is None else f"{m.kappa:.2f}"
+            cut = "—" if m.cutoff is None else f"{m.cutoff:.2f}"
+            rho = "—" if m.spearman is None else f"{m.spearman:.2f}"
+            flag = "  ⚠ disagrees" if m.disagrees else ""
+            note = f"  ({m.note})" if m.note else ""
+            print(
+                f"  {m.label:26} n={m.n:<3} κ={kappa:>5} at ≥{cut:>4}  ρ={rho:>5}  "
+                f"[correct: {tp} pass / {fn} fail · not correct: {fp} pass / {tn} fail]{flag}{note}"
+            )
+    else:
+        print(f"agreement: {report.n_verdicts} of the {MIN_VERDICTS} verdicts needed so far")
+    if args.json_out:
+        data = {
+            "run_id": args.run_id,
+            "headline": summary.headline.to_json() if summary.headline else None,
+            "declines": summary.declines.to_json() if summary.declines else None,
+            "verdicts": rows,
+            "agreement": report.to_json(),
+        }
+        try:
+            args.json_out.parent.mkdir(parents=True, exist_ok=True)
+            args.json_out.write_text(json.dumps(clean(data), indent=2, ensure_ascii=False), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"Cannot write {args.json_out}: {exc.strerror}.") from None
     return EXIT_OK
 
 

@@ -30,7 +30,7 @@ from rag_core.runs.statistics import PairedDiff
 from rag_core.settings import Settings
 from rag_core.storage import HistoryStore
 from rag_core.storage.jsonsafe import clean
-from rag_core.vocab import Backend, Mode, RunStatus, Suite, Verdict, choice, suite_metrics
+from rag_core.vocab import Backend, Mode, RunStatus, Significance, Suite, choice, suite_metrics
 
 __all__ = [
     "EXIT_GATE",
@@ -277,7 +277,7 @@ def baseline_gate(store: HistoryStore, baseline_id: int, run_id: int, *, fail_if
     print(f"compared with baseline run {baseline_id}:")
     for line in format_stats(stats) or ["  no metric was scored in both runs (nothing to compare)"]:
         print(line)
-    worse = [s for s in stats if s.verdict == Verdict.WORSE]
+    worse = [s for s in stats if s.verdict == Significance.WORSE]
     for s in worse:
         print(
             f"gate vs baseline #{baseline_id}: {s.label} ({s.metric_id}) is significantly worse: "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag_core.vocab import Expected
+
 #: The collection a document joins when none is chosen (and the collection runs use by default).
 DEFAULT_COLLECTION = "All documents"
 #: Joins the headings of a section path: ``"4 Leave › 4.2 Sick leave"``.
@@ -173,6 +175,13 @@ class QAItem:
     """The question an employee might ask."""
     ground_truth: str
     """The expected answer, written by the analyst ('' when unknown)."""
+    expected: Expected = Expected.ANSWER
+    """Whether the assistant should answer the question or decline it (the policy does not
+    cover it). Strings are accepted and converted; an unknown value raises ``ValueError``."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.expected, Expected):
+            object.__setattr__(self, "expected", Expected(str(self.expected).strip().lower() or "answer"))
 
 
 @dataclass(frozen=True)
@@ -207,10 +216,19 @@ class MetricScore:
     """Standard deviation across judge repeats (None for a single judgement)."""
     cached: bool = False
     """True when the value came from the judge cache."""
+    skipped: bool = False
+    """True when the metric does not apply to this question (e.g. a reference-based metric on a
+    question expected to be declined, or no key facts to check): ``value`` is None, ``reason``
+    says why, and it is neither a score nor a failure."""
 
     @property
     def ok(self) -> bool:
         return self.value is not None
+
+    @property
+    def settled(self) -> bool:
+        """Scored or skipped: nothing left to do for it (a resume redoes the rest)."""
+        return self.value is not None or self.skipped
 
 
 @dataclass

@@ -1,10 +1,10 @@
-"""Question sets from files: JSON or CSV rows of ``question`` + ``ground_truth``.
+"""Question sets from files: JSON or CSV rows of ``question`` + ``ground_truth`` (+ ``expected``).
 
 Accepted formats
 ----------------
 * ``.json``: a list of objects ``[{"question": "...", "ground_truth": "..."}, ...]`` or
-  ``{"questions": [ ...same list... ]}``. Other keys are ignored; ``"ground_truth": null`` means
-  unknown (``''``).
+  ``{"questions": [ ...same list... ]}``; each object may also say ``"expected": "answer"`` or
+  ``"decline"``. Other keys are ignored; ``"ground_truth": null`` means unknown (``''``).
 * ``.csv``: a header naming the columns ``question`` and ``ground_truth`` (case, spaces and
   hyphens ignored: ``Ground Truth`` works); other columns are ignored; blank lines are skipped;
   ``;`` or tab separators are detected. A cell's formula guard (``'=…``, see
@@ -14,6 +14,8 @@ Both are read like text documents (:func:`rag_core.text.decode_text`): UTF-8 wit
 (Excel's "CSV UTF-8"), UTF-16 with a BOM (Excel's "Unicode Text") or Windows-1252 (Excel's plain
 "CSV" on Windows). NUL and other control characters are removed from questions and ground truths
 (tab and newline are kept), wherever the items come from: files, the editor or the store.
+* ``expected`` (optional key or column): ``answer`` (the default, also when empty) or ``decline``
+  — the policy does not cover the question and the assistant should say so (case ignored).
 
 Every problem raises :class:`InputError` naming the file and the 1-based row ("row 3" is the
 third question; CSV messages add the file line). Row problems are collected so the analyst can
@@ -34,6 +36,7 @@ from pathlib import Path
 from rag_core.errors import InputError
 from rag_core.models import QAItem
 from rag_core.text import decode_text, formula_unguard, looks_binary, strip_control
+from rag_core.vocab import Expected
 
 #: File types :func:`parse_questions` reads.
 SUPPORTED = (".json", ".csv")
@@ -58,6 +61,7 @@ class _Row:
     label: str
     question: object
     ground_truth: object
+    expected: object = ""
 
 
 def load_questions(path: Path | str) -> list[QAItem]:
@@ -113,7 +117,7 @@ def validate_items(items: Sequence[QAItem], *, source: str | None = None) -> lis
         if not isinstance(item, QAItem):
             rows.append(_Row(f"row {i}", _NotAnItem(f"a {type(item).__name__}"), ""))
         else:
-            rows.append(_Row(f"row {i}", item.question, item.ground_truth))
+            rows.append(_Row(f"row {i}", item.question, item.ground_truth, item.expected))
     return _validate(rows, source or "The question set")
 
 
@@ -193,7 +197,7 @@ def _json_rows(name: str, text: str) -> list[_Row]:
             rows.append(_Row(label, _Missing(tuple(missing)), ""))
             continue
         gt = fields["ground_truth"]
-        rows.append(_Row(label, fields["question"], "" if gt is None else gt))
+        rows.append(_Row(label, fields["question"], "" if gt is None else gt, fields.get("expected")))
     return rows
 
 
@@ -244,6 +248,7 @@ def _csv_rows(name: str, text: str) -> list[_Row]:
                 f"found {found}. The first line must name the columns question and ground_truth."
             )
         qi, gi = columns.index("question"), columns.index("ground_truth")
+        ei = columns.index("expected") if "expected" in columns else None
         prev_line = header_line
         n = 0
         for fields in reader:
@@ -261,7 +266,8 @@ def _csv_rows(name: str, text: str) -> list[_Row]:
                 continue
             question = formula_unguard(fields[qi]) if qi < len(fields) else ""
             ground_truth = formula_unguard(fields[gi]) if gi < len(fields) else ""
-            rows.append(_Row(label, question, ground_truth))
+            expected = fields[ei] if ei is not None and ei < len(fields) else ""
+            rows.append(_Row(label, question, ground_truth, expected))
     except csv.Error as exc:
         raise InputError(
             f"'{name}' is not valid CSV: {exc} (near line {reader.line_num}). Check for a double quote "
@@ -329,15 +335,42 @@ def _validate(rows: list[_Row], source: str) -> list[QAItem]:
                 f"{MAX_GROUND_TRUTH_CHARS}."
             )
             continue
+        expected = _expected(row.expected)
+        if expected is None:
+            problems.append(
+                f"{row.label}: 'expected' must be 'answer' or 'decline', found {_shown(row.expected)}."
+            )
+            continue
         key = _key(q)
         if key in seen:
             problems.append(f"{seen[key]} and {row.label}: the same question appears twice ('{_short(q)}').")
             continue
         seen[key] = row.label
-        items.append(QAItem(question=q, ground_truth=gt))
+        items.append(QAItem(question=q, ground_truth=gt, expected=expected))
     if problems:
         raise InputError(_problems_message(source, problems))
     return items
+
+
+def _expected(value: object) -> Expected | None:
+    """``answer``/``decline`` (any case, surrounding spaces ignored; empty or None = answer)."""
+    if value is None:
+        return Expected.ANSWER
+    if isinstance(value, Expected):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if not text:
+        return Expected.ANSWER
+    try:
+        return Expected(text)
+    except ValueError:
+        return None
+
+
+def _shown(value: object) -> str:
+    return repr(_short(value)) if isinstance(value, str) else _json_type(value)
 
 
 def _problems_message(source: str, problems: list[str]) -> str:

@@ -14,6 +14,9 @@ How the numbers are defined (each rule holds *by construction*, see :mod:`rag_co
 - A metric's ``total`` is every question of the run, so a cancelled run reads "6 of 12 scored".
 - A metric is identified by ``(suite, name)`` (:attr:`MetricStats.id`); offline and judged
   context recall never share a column or a trend line.
+- The :class:`Headline` ("N of M answers correct") counts an answer correct by the analyst's
+  verdict when there is one, otherwise automatically (all key facts present, or a correct
+  decline), and says how many were decided each way. :class:`DeclineStats` counts declines.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from rag_core.vocab import Backend, Mode, RunStatus, Suite, metric, metric_id
 
 __all__ = [
+    "DeclineStats",
     "GenerationStats",
+    "Headline",
     "JudgeStats",
     "MetricStats",
     "PassUsage",
@@ -82,8 +87,11 @@ class MetricStats(_Record):
     """Questions with a value."""
     failed: int = 0
     """Questions whose metric ran and failed (or had no answer to score)."""
+    skipped: int = 0
+    """Questions the metric does not apply to (e.g. a reference-based metric on a question
+    expected to be declined): neither scored nor failed."""
     total: int = 0
-    """Every question of the run (scored + failed + not scored yet)."""
+    """Every question of the run (scored + failed + skipped + not scored yet)."""
     judge_stdev: float | None = None
     """The judge's own variance: mean over questions of the stdev between repeats."""
     ci_low: float | None = None
@@ -105,7 +113,7 @@ class MetricStats(_Record):
     @property
     def missing(self) -> int:
         """Questions not scored at all (cancelled or interrupted before scoring)."""
-        return max(0, self.total - self.scored - self.failed)
+        return max(0, self.total - self.scored - self.failed - self.skipped)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -116,6 +124,7 @@ class MetricStats(_Record):
             "stdev": self.stdev,
             "scored": self.scored,
             "failed": self.failed,
+            "skipped": self.skipped,
             "total": self.total,
             "judge_stdev": self.judge_stdev,
             "ci_low": self.ci_low,
@@ -285,6 +294,90 @@ class JudgeStats(_Record):
         return None
 
 
+class Headline(_Record):
+    """ "N of M answers correct", and how each answer was decided.
+
+    An answer is *correct* when the analyst's verdict says ``correct`` (``partly`` and ``wrong``
+    do not count); without a verdict, when it states every required key fact of the expected
+    answer, or declines a question expected to be declined. A question with no answer is not
+    correct. One that neither a verdict nor the automatic check can decide (e.g. its expected
+    answer has no key fact) is *unchecked*, counted in ``total`` but not as correct.
+    """
+
+    correct: int = 0
+    """N: answers counted correct."""
+    total: int = 0
+    """M: every question of the run."""
+    by_analyst: int = 0
+    """Questions decided by an analyst's verdict (given on this run, or inherited)."""
+    inherited: int = 0
+    """Of ``by_analyst``: verdicts inherited from an identical answer in an earlier run."""
+    by_key_facts: int = 0
+    """Questions decided automatically (key facts, declines, or no answer at all)."""
+    unchecked: int = 0
+    """Questions neither way could decide."""
+
+    @property
+    def basis(self) -> str:
+        """What decided the count: ``"analyst"``, ``"key facts"``, ``"analyst + key facts"`` or ``"none"``."""
+        if self.by_analyst and self.by_key_facts:
+            return "analyst + key facts"
+        if self.by_analyst:
+            return "analyst"
+        if self.by_key_facts:
+            return "key facts"
+        return "none"
+
+    @property
+    def text(self) -> str:
+        """``"7 of 10 answers correct (by key facts)"``; says which evidence it used."""
+        head = f"{self.correct} of {self.total} answers correct"
+        if self.basis == "analyst":
+            how = "the analyst's verdict" + (f", {self.inherited} inherited" if self.inherited else "")
+        elif self.basis == "key facts":
+            how = "key facts and declines"
+        elif self.basis == "none":
+            how = "nothing to decide by yet"
+        else:
+            how = (
+                f"the analyst's verdict for {self.by_analyst}"
+                + (f" ({self.inherited} inherited)" if self.inherited else "")
+                + f", key facts and declines for {self.by_key_facts}"
+            )
+        tail = f"; {self.unchecked} not checked" if self.unchecked else ""
+        return f"{head} (by {how}{tail})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.model_dump(mode="json"), "basis": self.basis, "text": self.text}
+
+
+class DeclineStats(_Record):
+    """How the assistant handled questions it should decline, and the others."""
+
+    should_decline: int = 0
+    """Questions expected to be declined (with an answer whose behaviour was checked)."""
+    declined_when_should: int = 0
+    """Of those, declined: correct."""
+    answered_when_should_decline: int = 0
+    """Of those, answered anyway: a guess where the policy is silent (the risky number)."""
+    should_answer: int = 0
+    """Questions expected to be answered (with a checked answer)."""
+    declined_when_should_answer: int = 0
+    """Of those, declined: the assistant refused a question the policy covers."""
+    unchecked: int = 0
+    """Questions whose behaviour could not be checked (no answer, or the check failed)."""
+    method: str = "patterns"
+    """``"patterns"`` or ``"claude"``: how declines were detected."""
+
+    @property
+    def recall(self) -> float | None:
+        """declined_when_should / should_decline; None when no question should be declined."""
+        return self.declined_when_should / self.should_decline if self.should_decline else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.model_dump(mode="json"), "recall": self.recall}
+
+
 class RunSummary(_Record):
     """A run's outcome. Built by :func:`rag_core.runs.summary.build_summary`; stored as JSON."""
 
@@ -307,6 +400,10 @@ class RunSummary(_Record):
     judge: JudgeStats = Field(default_factory=JudgeStats)
     failure: str | None = None
     """Why the run failed (status ``failed``)."""
+    headline: Headline | None = None
+    """"N of M answers correct" (None for runs recorded before it existed)."""
+    declines: DeclineStats | None = None
+    """Declines (None when the run was not scored, or was recorded before declines existed)."""
 
     def metric(self, key: str) -> MetricStats | None:
         """Stats by metric id (``"judge.faithfulness"``) or by plain name within this run's suite."""
@@ -323,10 +420,14 @@ class RunSummary(_Record):
     def to_json(self) -> dict[str, Any]:
         """The JSON stored with the run and written by ``--json`` (the README's contract).
 
-        ``metrics`` is keyed by the metric's name within the run's suite (unique in one run);
-        each entry carries its ``id`` and ``label`` as well.
+        It leads with ``headline`` ("N of M answers correct", when known). ``metrics`` is keyed by
+        the metric's name (unique in one run); each entry carries its ``id``, ``suite`` and
+        ``label`` as well.
         """
-        out: dict[str, Any] = {
+        out: dict[str, Any] = {}
+        if self.headline is not None:
+            out["headline"] = self.headline.to_json()
+        out |= {
             "run_id": self.run_id,
             "status": str(self.status),
             "backend": str(self.backend),
@@ -341,6 +442,8 @@ class RunSummary(_Record):
             "usage": self.usage.to_json(),
             "judge": self.judge.to_json(),
         }
+        if self.declines is not None:
+            out["declines"] = self.declines.to_json()
         if self.failure is not None:
             out["failure"] = self.failure
         return out
@@ -376,6 +479,7 @@ class RunSummary(_Record):
                     stdev=_fin(st.get("stdev")),
                     scored=int(st.get("scored") or 0),
                     failed=int(st.get("failed") or 0),
+                    skipped=int(st.get("skipped") or 0),
                     total=int(st.get("total") or n),
                     judge_stdev=_fin(st.get("judge_stdev")),
                     ci_low=_fin(st.get("ci_low")),
@@ -405,7 +509,14 @@ class RunSummary(_Record):
                 versions=dict(judge.get("versions") or {}),
             ),
             failure=d.get("failure"),
+            headline=_sub(Headline, d.get("headline")),
+            declines=_sub(DeclineStats, d.get("declines")),
         )
+
+
+def _sub(cls: Any, data: Any) -> Any:
+    """A sub-record from its JSON (derived fields such as ``text`` are ignored), or None."""
+    return cls.model_validate(data) if isinstance(data, Mapping) else None
 
 
 def _generation_from_json(g: Mapping[str, Any]) -> GenerationStats:

@@ -7,12 +7,18 @@ equal to (and serialise as) their plain string values: ``Mode.ASYNC == "async"``
 A metric's identity is ``(suite, name)``: the offline "context recall" (embedding similarity) and
 the judged "context recall" (Claude decides) are different measurements. Their :attr:`MetricSpec.id`
 (``"offline.context_recall"`` / ``"judge.context_recall"``) keys every cross-run table, chart
-column and trend line, so the two are never joined; within one run (which has one suite) the plain
-``name`` is unique and is what the per-question scores store.
+column and trend line, so the two are never joined; within one run the plain ``name`` is unique and is what the
+per-question scores store.
+
+Every scoring run computes its own suite's metrics *and* the ``facts`` suite (key facts and
+declines: deterministic, explainable, no key needed). The ``facts`` metric names are unique across
+all suites (checked below), so a per-question score stored under a plain name resolves to its
+suite unambiguously: :func:`score_suite` / :func:`metric` with a run's suite.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -22,19 +28,25 @@ from rag_core.errors import InputError
 E = TypeVar("E", bound=StrEnum)
 
 __all__ = [
+    "ALWAYS_ON",
     "METRICS",
+    "RUN_SUITES",
     "Backend",
+    "Expected",
     "ItemStatus",
     "MetricSpec",
     "Mode",
     "Phase",
     "Retrieval",
     "RunStatus",
+    "Significance",
     "Suite",
     "Verdict",
     "choice",
     "metric",
     "metric_id",
+    "run_metrics",
+    "score_suite",
     "suite_metrics",
 ]
 
@@ -80,6 +92,48 @@ class Suite(StrEnum):
     """RAGAS LLM metrics with Claude as the judge (needs a key)."""
     NONE = "none"
     """No scoring: answers only."""
+    FACTS = "facts"
+    """Key facts and declines: deterministic, computed alongside every scoring suite (never chosen
+    on its own; see :data:`ALWAYS_ON`)."""
+
+    @property
+    def selectable(self) -> bool:
+        """Whether a run can be started with this suite (CLI ``--suite``, the Run page)."""
+        return self in RUN_SUITES
+
+
+#: Suites a run can be started with, in menu order.
+RUN_SUITES: tuple[Suite, ...] = (Suite.OFFLINE, Suite.JUDGE, Suite.NONE)
+#: Suites computed alongside every scoring suite (not with ``none``).
+ALWAYS_ON: tuple[Suite, ...] = (Suite.FACTS,)
+
+
+class Expected(StrEnum):
+    """What a question-set row expects the assistant to do."""
+
+    ANSWER = "answer"
+    """The policy covers the question: the assistant should answer it (the default)."""
+    DECLINE = "decline"
+    """The policy does not cover it: the assistant should say so instead of guessing."""
+
+
+class Verdict(StrEnum):
+    """An analyst's verdict on one answer (Review page, CLI ``label``)."""
+
+    CORRECT = "correct"
+    PARTLY = "partly"
+    """Right in part: something important is missing or wrong. Not counted as correct."""
+    WRONG = "wrong"
+
+    @property
+    def correct(self) -> bool:
+        """Counted as a correct answer in the headline (only ``correct`` is)."""
+        return self is Verdict.CORRECT
+
+    @property
+    def ordinal(self) -> float:
+        """The verdict as a number for rank correlation: wrong 0, partly 0.5, correct 1."""
+        return {Verdict.WRONG: 0.0, Verdict.PARTLY: 0.5, Verdict.CORRECT: 1.0}[self]
 
 
 class RunStatus(StrEnum):
@@ -137,7 +191,7 @@ class Retrieval(StrEnum):
     """Maximal marginal relevance: similar to the question, but not to each other (fewer near-duplicates)."""
 
 
-class Verdict(StrEnum):
+class Significance(StrEnum):
     """What a paired comparison of two runs says about one metric (see rag_core.runs.statistics)."""
 
     BETTER = "better"
@@ -182,6 +236,8 @@ class MetricSpec:
     """Claude calls to judge one answer (0 = no API call); see :meth:`judge_calls`."""
     calls_per_context: int = 0
     """Extra Claude calls per retrieved chunk (context precision judges chunks one by one)."""
+    needs_reference: bool = False
+    """Compares with the expected answer: skipped (not scored 0) on rows expected to decline."""
 
     @property
     def id(self) -> str:
@@ -219,6 +275,7 @@ METRICS: tuple[MetricSpec, ...] = (
         30,
         "Whether the passages that help answer the question are ranked first.",
         calls_per_context=1,
+        needs_reference=True,
     ),
     MetricSpec(
         Suite.JUDGE,
@@ -227,6 +284,7 @@ METRICS: tuple[MetricSpec, ...] = (
         40,
         "Share of the expected answer's statements that the retrieved passages contain (judged by Claude).",
         calls_per_answer=1,
+        needs_reference=True,
     ),
     MetricSpec(
         Suite.OFFLINE,
@@ -234,6 +292,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "Semantic similarity",
         50,
         "How close the answer's meaning is to the expected answer (embedding cosine).",
+        needs_reference=True,
     ),
     MetricSpec(
         Suite.OFFLINE,
@@ -241,6 +300,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "ROUGE-L",
         60,
         "Word overlap between the answer and the expected answer (longest common subsequence).",
+        needs_reference=True,
     ),
     MetricSpec(
         Suite.OFFLINE,
@@ -248,10 +308,51 @@ METRICS: tuple[MetricSpec, ...] = (
         "Context recall (offline)",
         70,
         "Share of the expected answer's sentences found in the retrieved passages (embedding match).",
+        needs_reference=True,
+    ),
+    MetricSpec(
+        Suite.FACTS,
+        "answer_key_facts",
+        "Answer key facts",
+        1,
+        "Share of the expected answer's key facts (numbers with units, dates, named terms) that the "
+        "answer states; 1.0 = all of them.",
+        needs_reference=True,
+    ),
+    MetricSpec(
+        Suite.FACTS,
+        "context_key_facts",
+        "Context key facts",
+        2,
+        "Share of the expected answer's key facts found in the retrieved passages (retrieval quality).",
+        needs_reference=True,
+    ),
+    MetricSpec(
+        Suite.FACTS,
+        "decline_behaviour",
+        "Decline behaviour",
+        3,
+        "1 when the assistant declined a question it should decline, or answered one it should "
+        "answer; 0 when it guessed or refused wrongly.",
     ),
 )
 
 _BY_ID: dict[str, MetricSpec] = {m.id: m for m in METRICS}
+_ALWAYS_ON_NAMES: dict[str, Suite] = {m.name: m.suite for m in METRICS if m.suite in ALWAYS_ON}
+# A plain score name must resolve to one suite: always-on names never appear in another suite.
+assert not {m.name for m in METRICS if m.suite not in ALWAYS_ON} & set(_ALWAYS_ON_NAMES)
+
+
+def score_suite(run_suite: str, name: str) -> Suite:
+    """The suite that computed the score a run of ``run_suite`` stored under the plain ``name``
+    (``"answer_key_facts"`` → ``facts``; ``"faithfulness"`` in a judge run → ``judge``)."""
+    always = _ALWAYS_ON_NAMES.get(name)
+    if always is not None:
+        return always
+    try:
+        return Suite(run_suite)
+    except ValueError:
+        return Suite.NONE
 
 
 def metric(key: str, suite: str | None = None) -> MetricSpec:
@@ -261,7 +362,7 @@ def metric(key: str, suite: str | None = None) -> MetricSpec:
     history never breaks a page: its label is the name, capitalised, with the suite in brackets.
     """
     if "." not in key and suite is not None:
-        key = metric_id(suite, key)
+        key = metric_id(score_suite(suite, key), key)
     spec = _BY_ID.get(key)
     if spec is not None:
         return spec
@@ -282,3 +383,17 @@ def suite_metrics(suite: str) -> tuple[MetricSpec, ...]:
     """
     s = Suite(suite)
     return tuple(sorted((m for m in METRICS if m.suite == s), key=lambda m: m.order))
+
+
+def run_metrics(suite: str, chosen: Sequence[str] | None = None) -> tuple[MetricSpec, ...]:
+    """Every metric a run of ``suite`` reports, in display order: the always-on suites' metrics
+    (key facts, declines) first, then ``chosen`` (names within ``suite``; None = all of them).
+    ``()`` for ``"none"``. Raises ``ValueError`` for an unknown suite."""
+    s = Suite(suite)
+    if s == Suite.NONE:
+        return ()
+    own = suite_metrics(s)
+    if chosen:
+        own = tuple(m for m in own if m.name in set(chosen))
+    extra = tuple(m for a in ALWAYS_ON if a != s for m in suite_metrics(a))
+    return (*extra, *own)

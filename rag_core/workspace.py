@@ -3,7 +3,8 @@
 A :class:`Workspace` bundles what the pages need for one data directory — the
 :class:`~rag_core.storage.HistoryStore`, the :class:`~rag_core.ingest.index.PolicyIndex` (opened lazily)
 and the process-wide :class:`~rag_core.engine.Engine` — behind plain methods: documents, question
-sets, cost estimates, runs, comparison and export. It never imports streamlit; the app caches one
+sets, cost estimates, runs, comparison and export, and the analyst's review (verdicts, judge
+agreement). It never imports streamlit; the app caches one
 ``Workspace`` per data directory with ``st.cache_resource(on_release=Workspace.close)``.
 
 Contracts
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from rag_core.errors import InputError, RagError, RetrievalError
+from rag_core.evaluation.agreement import AgreementReport, RunVerdicts, agreement_report
 from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.models import (
     DEFAULT_COLLECTION,
@@ -69,9 +71,9 @@ from rag_core.runs.executor import (
 )
 from rag_core.runs.request import RunProgress, RunRequest
 from rag_core.settings import PROJECT_ROOT, Settings
-from rag_core.storage import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.storage import HistoryStore, QuestionSetInfo, ResultRecord, RunRecord, VerdictRecord
 from rag_core.summary import RunSummary
-from rag_core.vocab import Backend, Mode, Suite, choice
+from rag_core.vocab import Backend, Expected, Mode, RunStatus, Suite, choice
 from rag_core.workspace_experiments import ExperimentsMixin
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
@@ -84,6 +86,7 @@ __all__ = [
     "SAMPLE_PDF",
     "SAMPLE_QUESTIONS",
     "SAMPLE_SET_NAME",
+    "AgreementReport",
     "Comparison",
     "CostEstimate",
     "Workspace",
@@ -102,16 +105,30 @@ SAMPLE_PDF = PROJECT_ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"
 
 
 def rows_to_items(rows: Iterable[Mapping[str, Any]]) -> list[QAItem]:
-    """Editor rows (dicts with ``question``/``ground_truth``; missing or None = ``''``) → items,
-    unvalidated and in order (validation names rows by this order)."""
-    return [
-        QAItem(question=_text(r.get("question")), ground_truth=_text(r.get("ground_truth"))) for r in rows
-    ]
+    """Editor rows (dicts with ``question``/``ground_truth``/``expected``; missing or None =
+    ``''``, and ``expected`` defaults to ``answer``) → items, unvalidated and in order (validation
+    names rows by this order). Raises :class:`InputError` naming the row for an unknown
+    ``expected``."""
+    out = []
+    for n, r in enumerate(rows, 1):
+        text = _text(r.get("expected")).strip().lower()
+        try:
+            expected = Expected(text or Expected.ANSWER)
+        except ValueError:
+            raise InputError(f"Row {n}: 'expected' must be 'answer' or 'decline', found {text!r}.") from None
+        item = QAItem(
+            question=_text(r.get("question")), ground_truth=_text(r.get("ground_truth")), expected=expected
+        )
+        out.append(item)
+    return out
 
 
 def items_to_rows(items: Iterable[QAItem]) -> list[dict[str, str]]:
     """Items → plain dict rows (safe to keep in ``st.session_state``)."""
-    return [{"question": it.question, "ground_truth": it.ground_truth} for it in items]
+    return [
+        {"question": it.question, "ground_truth": it.ground_truth, "expected": str(it.expected)}
+        for it in items
+    ]
 
 
 def _text(value: Any) -> str:
@@ -689,8 +706,73 @@ class Workspace(ExperimentsMixin):
         """
         if fmt not in ("json", "csv"):
             raise InputError(f"Unknown export format {fmt!r}: choose csv or json.")
-        data = run_export(self.run(run_id), self.summary(run_id), self.results(run_id))
+        data = run_export(self.run(run_id), self.summary(run_id), self.results(run_id), self.verdicts(run_id))
         return run_json_text(data) if fmt == "json" else results_csv(data)
+
+    # --- review: the analyst's verdicts and the judge's agreement with them --------------------
+    def verdicts(self, run_id: int) -> dict[int, VerdictRecord]:
+        """Question index → the analyst's verdict (given on it, else inherited from an identical
+        earlier answer); ``{}`` when none. Raises :class:`InputError` if no such run."""
+        return self.store.get_verdicts(run_id)
+
+    def label(self, run_id: int, index: int, verdict: str, comment: str = "") -> VerdictRecord:
+        """Save the analyst's verdict (correct / partly / wrong) on question ``index`` (0-based) of
+        a run, at once, replacing an earlier one; the stored headlines of this run and of later
+        runs that inherit it are refreshed. Raises :class:`InputError` for an unknown run,
+        question or verdict, or a question without an answer."""
+        record = self.store.save_verdict(run_id, index, verdict, comment)
+        self._refresh_headlines(run_id, [index])
+        self._touch()
+        return record
+
+    def clear_label(self, run_id: int, index: int) -> bool:
+        """Remove the verdict given on question ``index`` of a run; False when there was none."""
+        removed = self.store.clear_verdict(run_id, index)
+        if removed:
+            self._refresh_headlines(run_id, [index])
+            self._touch()
+        return removed
+
+    def _refresh_headlines(self, run_id: int, indices: Sequence[int]) -> None:
+        """Store fresh summaries (headline) for ``run_id`` and later runs that inherit its verdicts.
+        A run still executing is left alone (it stores its summary when it ends)."""
+        live = set(self.active_run_ids())
+        for rid in [run_id, *self.store.later_identical_answers(run_id, indices)]:
+            if rid in live or self.store.get_run(rid).status == RunStatus.RUNNING:
+                continue
+            try:
+                self.store.update_run(rid, summary=summarize_run(self.store, rid, self.settings))
+            except RagError as exc:  # the verdict is saved; a stale headline is only cosmetic
+                log.warning("run %s: could not refresh its headline: %s", rid, exc)
+
+    def review_order(self, run_id: int) -> list[int]:
+        """The questions of a run that can be reviewed (they have an answer), in order."""
+        return [r.index for r in self.results(run_id) if r.answer is not None]
+
+    def next_to_review(self, run_id: int, after: int | None = None) -> int | None:
+        """The first answered question without a verdict after ``after`` (wrapping round), or the
+        first one overall when ``after`` is None; None when every answer has a verdict."""
+        order = self.review_order(run_id)
+        done = set(self.verdicts(run_id))
+        todo = [i for i in order if i not in done]
+        if not todo:
+            return None
+        if after is None:
+            return todo[0]
+        return next((i for i in todo if i > after), todo[0])
+
+    def agreement(self, run_ids: Sequence[int]) -> AgreementReport:
+        """Every metric's agreement with the analyst's verdicts on ``run_ids`` (pooled; see
+        :mod:`rag_core.evaluation.agreement`). Raises :class:`InputError` for an unknown run."""
+        runs = [
+            RunVerdicts(rid, self.run(rid).suite, self.results(rid), self.verdicts(rid))
+            for rid in dict.fromkeys(run_ids)
+        ]
+        return agreement_report(runs)
+
+    def runs_with_verdicts(self) -> list[int]:
+        """Ids of runs holding verdicts given on them, newest first; ``[]`` when none."""
+        return self.store.runs_with_verdicts()
 
     # --- tables and comparison (pure pandas over stored records) -----------------------------
     @staticmethod
@@ -699,10 +781,17 @@ class Workspace(ExperimentsMixin):
         return runs_table(runs)
 
     def compare(self, baseline_id: int, candidate_id: int) -> Comparison:
-        """Compare two runs. Raises :class:`InputError` for an unknown run."""
+        """Compare two runs (headlines first, with the verdicts as stored now; metrics that
+        disagree with the analyst on these runs flagged). Raises :class:`InputError` for an
+        unknown run."""
         return compare_runs(
             self.run(baseline_id),
             self.run(candidate_id),
             self.results(baseline_id),
             self.results(candidate_id),
+            base_summary=self.summary(baseline_id),
+            cand_summary=self.summary(candidate_id),
+            base_verdicts=self.verdicts(baseline_id),
+            cand_verdicts=self.verdicts(candidate_id),
+            agreement=self.agreement([baseline_id, candidate_id]),
         )

@@ -48,6 +48,9 @@ class Sample:
     """Texts of the retrieved chunks, best first ([] when nothing was retrieved)."""
     ground_truth: str
     """The analyst's expected answer ('' when unknown: reference-based metrics then fail)."""
+    expected: str = "answer"
+    """``"answer"`` or ``"decline"`` (:class:`~rag_core.vocab.Expected`): on a row expected to be
+    declined, metrics that compare with the expected answer are skipped, not scored."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,15 @@ class Suite:
     def expected_calls(self, metric: str, sample: Sample) -> int:
         """Sequential API calls one job for ``metric`` makes (0 offline). Used to order jobs."""
         return 0
+
+    def caches(self, metric: str) -> bool:
+        """Whether ``metric``'s judgements go to (and come from) the judge cache."""
+        return self.cacheable
+
+    def repeats(self, metric: str, requested: int) -> int:
+        """How many times ``metric`` is judged when ``requested`` repeats are asked for (cached,
+        i.e. non-deterministic, metrics repeat; deterministic ones run once)."""
+        return requested if self.caches(metric) else 1
 
     def warm(self) -> None:
         """Import RAGAS and load the local embedding model now (≈3–5 s the first time in a

@@ -33,6 +33,8 @@ import anyio
 from rag_core.engine import BatchHandle, BatchPolicy, Engine, ItemResult, Progress
 from rag_core.errors import InputError, RagError
 from rag_core.evaluation.base import _TRACE, SUITES, Sample, Suite, _Embedder, _Judgement, _Trace
+from rag_core.evaluation.declines import ClaudeDeclineCheck
+from rag_core.evaluation.facts_suite import FactsSuite, WithFacts
 from rag_core.evaluation.judge import JudgeSuite
 from rag_core.evaluation.offline import OfflineSuite
 from rag_core.models import MetricScore, RequestTiming
@@ -67,18 +69,31 @@ class ScoringOutcome:
 
 
 def make_suite(
-    name: str, settings: Settings, *, metrics: Sequence[str] | None = None, embedder: _Embedder | None = None
+    name: str,
+    settings: Settings,
+    *,
+    metrics: Sequence[str] | None = None,
+    embedder: _Embedder | None = None,
+    with_facts: bool = False,
 ) -> Suite:
     """The suite called ``name`` (``"offline"`` or ``"judge"``), optionally limited to ``metrics``.
 
-    Raises :class:`InputError` for an unknown suite or metric, or ``"judge"`` without an API key.
-    ``embedder`` overrides the local embedding model (tests, benchmarks).
+    ``with_facts=True`` (what runs use) adds the ``facts`` suite (key facts and declines,
+    :class:`~rag_core.evaluation.facts_suite.WithFacts`); with the judge suite its decline check
+    asks Claude. Raises :class:`InputError` for an unknown suite or metric, or ``"judge"`` without
+    an API key. ``embedder`` overrides the local embedding model (tests, benchmarks).
     """
+    suite: Suite
     if name == "offline":
-        return OfflineSuite(metrics, embedder=embedder)
-    if name == "judge":
-        return JudgeSuite(settings, metrics, embedder=embedder)
-    raise InputError(f"Unknown metric suite {name!r}: choose one of {', '.join(SUITES)}.")
+        suite = OfflineSuite(metrics, embedder=embedder)
+    elif name == "judge":
+        suite = JudgeSuite(settings, metrics, embedder=embedder)
+    else:
+        raise InputError(f"Unknown metric suite {name!r}: choose one of {', '.join(SUITES)}.")
+    if not with_facts:
+        return suite
+    check = ClaudeDeclineCheck(settings) if name == "judge" else None
+    return WithFacts(suite, FactsSuite(decline_check=check))
 
 
 @dataclass
@@ -213,7 +228,8 @@ class ScoringBatch:
     ) -> None:
         for pair_key, pair in self._pairs.items():  # settled up front: emit now
             if all(o is not None for o in pair.outcomes):
-                pair.final = _aggregate(pair)
+                if pair.final is None:  # a precheck's score (e.g. a skip) is kept as it is
+                    pair.final = _aggregate(pair)
                 self._emit(pair_key[0], pair.final)
         self._handle = engine.submit(jobs, labels=labels, policy=policy, on_result=self._on_result)
 
@@ -298,7 +314,8 @@ def submit_scoring(
       back (``store.judge_cache_put``) from a worker thread in either case. A store error on
       read or write is logged and treated as a miss (scoring never fails because of the cache).
     - ``repeats`` (≥ 1) judges each (sample, metric) K times (cache keys differ per repeat) and
-      reports mean and stdev; the offline suite is deterministic, so it always runs once.
+      reports mean and stdev; deterministic metrics (the offline suite, key facts) run once
+      (:meth:`Suite.repeats`).
     - ``on_score(sample_index, score)`` is called once per finished (sample, metric), from one
       dedicated worker thread (never the loop thread), in completion order; its exceptions are
       logged. (sample, metric) pairs stopped by :meth:`ScoringBatch.cancel` are not reported.
@@ -311,29 +328,34 @@ def submit_scoring(
     """
     if repeats < 1:
         raise InputError("Judge repeats must be at least 1.")
-    k = repeats if suite.cacheable else 1
     pairs: dict[tuple[int, str], _Pair] = {}
     units: list[_Unit] = []
     weights: list[int] = []
     hits = pre_ok = pre_failed = 0
     for i, sample in enumerate(samples):
         for metric in suite.metrics:
+            k = suite.repeats(metric, repeats)
             pair = pairs[(i, metric)] = _Pair(metric=metric, outcomes=[None] * k)
             early = suite.precheck(metric, sample)
             if early is not None:
                 pair.outcomes = [None]
+                pair.final = early
                 pair.outcomes[0] = (
                     (early.value, early.reason, False)
                     if early.value is not None
                     else (early.error or "failed")
                 )
-                if early.ok:
+                if early.ok or early.skipped:
                     pre_ok += 1
                 else:
                     pre_failed += 1
                 continue
             for r in range(k):
-                key = suite.cache_key(metric, sample, r) if (store is not None and suite.cacheable) else None
+                key = (
+                    suite.cache_key(metric, sample, r)
+                    if (store is not None and suite.caches(metric))
+                    else None
+                )
                 if key is not None and not fresh:
                     hit = _cache_get(store, key)
                     if hit is not None:

@@ -16,16 +16,16 @@ import plotly.graph_objects as go
 from rag_core.reporting.figures import _base_layout, empty_figure
 from rag_core.reporting.significance import Leaderboard
 from rag_core.runs.statistics import PairedDiff
-from rag_core.vocab import Verdict, metric
+from rag_core.vocab import Significance, metric
 
 __all__ = ["VERDICT_COLORS", "comparison_figure", "difference_figure", "leaderboard_figure"]
 
 #: Colour of a difference by verdict.
 VERDICT_COLORS: dict[str, str] = {
-    Verdict.BETTER: "#3A9D79",
-    Verdict.WORSE: "#C8505B",
-    Verdict.NO_DIFFERENCE: "#6B7785",
-    Verdict.NOT_ENOUGH_DATA: "#9AA5B1",
+    Significance.BETTER: "#3A9D79",
+    Significance.WORSE: "#C8505B",
+    Significance.NO_DIFFERENCE: "#6B7785",
+    Significance.NOT_ENOUGH_DATA: "#9AA5B1",
 }
 _GREY, _BLUE = "#6B7785", "#2F6DB5"
 _COLORWAY = ["#2F6DB5", "#E0892B", "#3A9D79", "#8E6CC2", "#C8505B", "#5B8DA8", "#A68A3F", "#6B7785"]
@@ -80,7 +80,9 @@ def comparison_figure(stats: Sequence[PairedDiff], baseline_id: int, candidate_i
             )
         )
     for label, s in zip(x, rows, strict=True):  # the verdict above each metric's pair of bars
-        mark = {Verdict.BETTER: "▲ better", Verdict.WORSE: "▼ worse"}.get(s.verdict, "≈ " + str(s.verdict))
+        mark = {Significance.BETTER: "▲ better", Significance.WORSE: "▼ worse"}.get(
+            s.verdict, "≈ " + str(s.verdict)
+        )
         fig.add_annotation(
             x=label,
             y=1.12,
@@ -111,7 +113,12 @@ def difference_figure(stats: Sequence[PairedDiff]) -> go.Figure:
     if not rows:
         return empty_figure(title=title)
     fig = go.Figure()
-    for verdict in (Verdict.BETTER, Verdict.WORSE, Verdict.NO_DIFFERENCE, Verdict.NOT_ENOUGH_DATA):
+    for verdict in (
+        Significance.BETTER,
+        Significance.WORSE,
+        Significance.NO_DIFFERENCE,
+        Significance.NOT_ENOUGH_DATA,
+    ):
         sel = [s for s in rows if s.verdict == verdict]
         if not sel:
             continue

@@ -5,7 +5,9 @@ Contracts:
 - Figure functions take DataFrames and return a ``plotly.graph_objects.Figure``; input without the
   data a chart needs gives a figure whose only content is the annotation :data:`NO_DATA`.
 - Metrics are labelled by their registry label (:func:`rag_core.vocab.metric`), unique across
-  suites, and are never joined across suites.
+  suites, and are never joined across suites. A metric whose id is in ``disagreeing`` (it
+  disagrees with the analyst's verdicts, :mod:`rag_core.evaluation.agreement`) is labelled with
+  :data:`DISAGREE_MARK`.
 - Every text that comes from documents, questions, answers, question-set names or error messages
   is ``html.escape``-d before it reaches hover text or tick labels (Plotly renders a subset of
   HTML there).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import pandas as pd
@@ -61,6 +63,13 @@ _TEMPLATE = "plotly_white"
 #: Categorical colours, same order as ``chartCategoricalColors`` in .streamlit/config.toml.
 _COLORWAY = ["#2F6DB5", "#E0892B", "#3A9D79", "#8E6CC2", "#C8505B", "#5B8DA8", "#A68A3F", "#6B7785"]
 _MAX_TIMELINE_HEIGHT = 2400
+#: Appended to the label of a metric that disagrees with the analyst.
+DISAGREE_MARK = " ⚠ disagrees with analyst"
+
+
+def _label(metric_id: str, disagreeing: Collection[str] = ()) -> str:
+    """Escaped display label of a metric, flagged when it disagrees with the analyst."""
+    return html.escape(metric_label(metric_id) + (DISAGREE_MARK if metric_id in disagreeing else ""))
 
 
 def empty_figure(message: str = NO_DATA, title: str | None = None) -> go.Figure:
@@ -241,9 +250,9 @@ def phase_figure(runs_df: pd.DataFrame | None) -> go.Figure:
     return fig
 
 
-def metric_trend_figure(runs_df: pd.DataFrame | None) -> go.Figure:
+def metric_trend_figure(runs_df: pd.DataFrame | None, disagreeing: Collection[str] = ()) -> go.Figure:
     """One line per metric: its mean across runs, oldest run on the left, with error bars for the
-    mean's 95 % bootstrap CI when the runs stored one.
+    mean's 95 % bootstrap CI when the runs stored one (metrics in ``disagreeing`` flagged).
 
     Hover shows the run, the mean, and how many questions were scored / failed. Runs are placed
     as categories (``#<id>``) in time order so close-together runs stay readable. No metric
@@ -271,15 +280,16 @@ def metric_trend_figure(runs_df: pd.DataFrame | None) -> go.Figure:
         y = df[col].astype(float)
         fig.add_trace(
             go.Scatter(
-                name=html.escape(metric_label(name)),
+                name=_label(name, disagreeing),
                 x=labels,
                 y=y,
                 mode="lines+markers",
                 connectgaps=True,
                 error_y=_ci_error(df, name, y),
+                line={"dash": "dot"} if name in disagreeing else None,
                 customdata=[[h, s, f, t] for h, s, f, t in zip(hovers, scored, failed, total, strict=True)],
                 hovertemplate=(
-                    "%{customdata[0]}<br>" + html.escape(metric_label(name)) + ": %{y:.3f}"
+                    "%{customdata[0]}<br>" + _label(name, disagreeing) + ": %{y:.3f}"
                     "<br>scored %{customdata[1]} of %{customdata[3]}, failed %{customdata[2]}<extra></extra>"
                 ),
             )
@@ -310,8 +320,10 @@ def _ci_error(df: pd.DataFrame, name: str, y: pd.Series) -> dict[str, Any] | Non
 def metric_compare_figure(
     baseline: pd.Series | pd.DataFrame | Mapping[str, Any] | None,
     candidate: pd.Series | pd.DataFrame | Mapping[str, Any] | None,
+    disagreeing: Collection[str] = (),
 ) -> go.Figure:
-    """Grouped bars: each metric's mean in the baseline run next to the candidate run.
+    """Grouped bars: each metric's mean in the baseline run next to the candidate run (metrics in
+    ``disagreeing`` flagged).
 
     ``baseline``/``candidate`` are rows of :func:`runs_frame` (a Series, a one-row DataFrame or a
     mapping); either may be None. Metrics are the union of both runs' ``metric:`` columns; a
@@ -349,7 +361,7 @@ def metric_compare_figure(
         fig.add_trace(
             go.Bar(
                 name=run_name,
-                x=[html.escape(metric_label(m)) for m in metrics],
+                x=[_label(m, disagreeing) for m in metrics],
                 y=values,
                 marker_color=color,
                 text=[_fmt(v, 2) if not math.isnan(v) else "" for v in values],
@@ -469,12 +481,13 @@ def timeline_figure(timeline_df: pd.DataFrame | None) -> go.Figure:
     return fig
 
 
-def heatmap_figure(results_df: pd.DataFrame | None) -> go.Figure:
+def heatmap_figure(results_df: pd.DataFrame | None, disagreeing: Collection[str] = ()) -> go.Figure:
     """Questions (rows, Q1 on top) × metrics (columns), cells coloured by score in [0, 1].
 
     A failed metric is drawn as a dark grey cell labelled "failed" (its error in the hover),
-    never as a 0; a metric not scored for a question is left blank. Each scored cell shows its
-    value. No metric columns or no rows → :func:`empty_figure`.
+    never as a 0; a metric skipped for a question (it does not apply) or not scored is left
+    blank, its hover says which. Each scored cell shows its value. Metrics in ``disagreeing`` are
+    flagged. No metric columns or no rows → :func:`empty_figure`.
     """
     title = "Scores per question"
     cols = metric_columns(results_df)
@@ -482,7 +495,7 @@ def heatmap_figure(results_df: pd.DataFrame | None) -> go.Figure:
         return empty_figure(title=title)
     df = results_df.sort_values("index", kind="stable").reset_index(drop=True)
     names = [metric_name(c) for c in cols]
-    x = [html.escape(metric_label(n)) for n in names]
+    x = [_label(n, disagreeing) for n in names]
     y = [f"Q{int(i) + 1}" for i in df["index"]]
     questions = [_safe(q, limit=160) for q in df["question"]]
 
@@ -508,11 +521,12 @@ def heatmap_figure(results_df: pd.DataFrame | None) -> go.Figure:
                 row_ft.append("failed")
                 row_h.append("failed: " + _safe(err or "unknown error", limit=160))
             elif math.isnan(v):
+                skipped = bool(df.at[r, "skipped:" + name]) if ("skipped:" + name) in df.columns else False
                 row_v.append(None)
                 row_t.append("")
                 row_fz.append(None)
                 row_ft.append("")
-                row_h.append("not scored")
+                row_h.append("skipped (does not apply to this question)" if skipped else "not scored")
             else:
                 row_v.append(v)
                 row_t.append(f"{v:.2f}")

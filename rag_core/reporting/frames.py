@@ -17,6 +17,11 @@ Contracts:
   :data:`METRIC_PREFIX`, :func:`metric_columns`, :mod:`rag_core.vocab`): a metric's identity is
   its suite and name, so the offline and the judged context recall are two columns. A metric
   that *failed* is ``NaN`` in its ``metric:`` column and flagged in ``failed:<id>``; never a 0.
+  A metric *skipped* for a question (it does not apply, e.g. a reference-based metric on a
+  question expected to be declined) is ``NaN`` and flagged in ``skipped:<id>``, never failed.
+- The headline columns come first in spirit: :func:`runs_frame` has ``correct`` / ``checked`` …
+  and :func:`results_frame` has ``correct`` / ``correct_by`` per question (see
+  :mod:`rag_core.runs.correctness`).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from typing import Any, TypeGuard
 import pandas as pd
 
 from rag_core.models import RequestTiming
-from rag_core.storage.records import ResultRecord, RunRecord
-from rag_core.vocab import metric, metric_id
+from rag_core.runs.correctness import correctness, declined
+from rag_core.storage.records import ResultRecord, RunRecord, VerdictRecord
+from rag_core.vocab import metric
 
 #: Text shown on a figure that has nothing to draw.
 NO_DATA = "No data yet"
@@ -69,6 +75,13 @@ RUN_COLUMNS: tuple[str, ...] = (
     "output_tokens",
     "cost_usd",
     "errors",
+    "correct",
+    "correct_of",
+    "correct_basis",
+    "should_decline",
+    "declined_when_should",
+    "answered_when_should_decline",
+    "declined_when_should_answer",
 )
 #: Fixed columns of :func:`results_frame` (metric columns follow them).
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -86,6 +99,13 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "tokens",
     "model",
     "n_contexts",
+    "expected",
+    "declined",
+    "verdict",
+    "verdict_comment",
+    "verdict_inherited_from",
+    "correct",
+    "correct_by",
 )
 #: Columns of :func:`timeline_frame`.
 TIMELINE_COLUMNS: tuple[str, ...] = (
@@ -201,9 +221,11 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
     """One row per run, oldest first (by ``created_at``, then ``id``).
 
     Columns: :data:`RUN_COLUMNS` (``created_at``/``finished_at`` as UTC datetimes, ``label`` as
-    ``"#<id>"``, durations in seconds, NaN where a run has no value yet), then for every metric
-    (by id) in any run's summary: ``metric:<id>`` (mean, NaN when absent or failed),
-    ``scored:<id>``, ``failed:<id>`` and ``total:<id>`` (counts, 0 when absent), ``ci_low:<id>`` and
+    ``"#<id>"``, durations in seconds, NaN where a run has no value yet; ``correct`` of
+    ``correct_of`` answers correct and the evidence used, ``correct_basis``, from the summary's
+    headline; the decline counts, NaN when the run has none), then for every metric (by id) in
+    any run's summary: ``metric:<id>`` (mean, NaN when absent or failed), ``scored:<id>``,
+    ``failed:<id>``, ``skipped:<id>`` and ``total:<id>`` (counts, 0 when absent), ``ci_low:<id>`` and
     ``ci_high:<id>`` (the mean's 95 % bootstrap CI, NaN when unknown).
     None or ``[]`` gives an empty frame with the fixed columns.
     """
@@ -241,11 +263,26 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
                 cost_usd=s.usage.cost_usd,
                 errors=s.errors,
             )
+            if s.headline is not None:
+                row.update(
+                    correct=float(s.headline.correct),
+                    correct_of=float(s.headline.total),
+                    correct_basis=s.headline.basis,
+                )
+            if s.declines is not None:
+                d = s.declines
+                row.update(
+                    should_decline=float(d.should_decline),
+                    declined_when_should=float(d.declined_when_should),
+                    answered_when_should_decline=float(d.answered_when_should_decline),
+                    declined_when_should_answer=float(d.declined_when_should_answer),
+                )
             for m in s.metrics:
                 metric_ids.add(m.id)
                 row[METRIC_PREFIX + m.id] = _float(m.mean)
                 row["scored:" + m.id] = m.scored
                 row["failed:" + m.id] = m.failed
+                row["skipped:" + m.id] = m.skipped
                 row["total:" + m.id] = m.total
                 row["ci_low:" + m.id] = _float(m.ci_low)
                 row["ci_high:" + m.id] = _float(m.ci_high)
@@ -253,7 +290,7 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
 
     extra: list[str] = []
     for mid in _metric_order(metric_ids):
-        extra += [METRIC_PREFIX + mid, "scored:" + mid, "failed:" + mid, "total:" + mid]
+        extra += [METRIC_PREFIX + mid, "scored:" + mid, "failed:" + mid, "skipped:" + mid, "total:" + mid]
         extra += ["ci_low:" + mid, "ci_high:" + mid]
     df = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *extra])
     for col in RUN_COLUMNS:
@@ -263,15 +300,22 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
             "speedup_estimated",
             "ideal_speedup",
             "cost_usd",
+            "correct",
+            "correct_of",
+            "should_decline",
+            "declined_when_should",
+            "answered_when_should_decline",
+            "declined_when_should_answer",
         ):
             df[col] = df[col].astype(float)
+    df["correct_basis"] = df["correct_basis"].astype(object)
     for col in ("input_tokens", "output_tokens", "errors"):
         df[col] = df[col].fillna(0).astype(int)
     for mid in metric_ids:
         df[METRIC_PREFIX + mid] = df[METRIC_PREFIX + mid].astype(float)
         df["ci_low:" + mid] = df["ci_low:" + mid].astype(float)
         df["ci_high:" + mid] = df["ci_high:" + mid].astype(float)
-        for prefix in ("scored:", "failed:", "total:"):
+        for prefix in ("scored:", "failed:", "skipped:", "total:"):
             df[prefix + mid] = df[prefix + mid].fillna(0).astype(int)
     for col in ("created_at", "finished_at"):
         df[col] = pd.to_datetime(df[col], utc=True, errors="coerce", format="ISO8601")
@@ -281,19 +325,31 @@ def runs_frame(runs: Iterable[RunRecord] | None) -> pd.DataFrame:
     return df
 
 
-def results_frame(results: Iterable[ResultRecord] | None, *, suite: str) -> pd.DataFrame:
+def results_frame(
+    results: Iterable[ResultRecord] | None,
+    *,
+    suite: str,
+    verdicts: Mapping[int, VerdictRecord] | None = None,
+) -> pd.DataFrame:
     """One row per question of one run (scored by ``suite``), in ``index`` order.
 
     Columns: :data:`RESULT_COLUMNS` (``status`` is "ok" | "error" | "cancelled" | "pending",
-    ``tokens`` = input + output tokens, ``n_contexts`` = number of retrieved chunks), then for
-    every metric that appears in any result's ``scores``: ``metric:<id>`` (value in [0, 1]; NaN
-    when the metric failed or was not scored for that question), ``failed:<id>`` (True only when
-    the metric ran and failed — a failed metric is never a 0) and ``error:<id>`` (the failure
-    message, else None). None/``[]`` gives an empty frame with the fixed columns.
+    ``tokens`` = input + output tokens, ``n_contexts`` = number of retrieved chunks,
+    ``expected`` "answer" | "decline", ``declined`` True/False/None (not checked), the analyst's
+    ``verdict`` from ``verdicts`` (question index → verdict; None when none) with its comment and
+    the run it was inherited from, ``correct`` True/False/None and ``correct_by`` what decided
+    it), then for every metric that appears in any result's ``scores``: ``metric:<id>`` (value
+    in [0, 1]; NaN when the metric failed, was skipped or was not scored for that question),
+    ``failed:<id>`` (True only when the metric ran and failed — a failed metric is never a 0),
+    ``skipped:<id>`` (True when it does not apply) and ``error:<id>`` (the failure message, else
+    None). None/``[]`` gives an empty frame with the fixed columns.
     """
+    verdicts = verdicts or {}
     rows: list[dict[str, Any]] = []
     metric_ids: set[str] = set()
     for res in results or []:
+        v = verdicts.get(res.index)
+        decided = correctness(res, v)
         row: dict[str, Any] = {
             "index": int(res.index),
             "question": res.question,
@@ -309,24 +365,35 @@ def results_frame(results: Iterable[ResultRecord] | None, *, suite: str) -> pd.D
             "tokens": int(res.input_tokens) + int(res.output_tokens),
             "model": res.model,
             "n_contexts": len(res.contexts),
+            "expected": str(res.expected),
+            "declined": declined(res),
+            "verdict": str(v.verdict) if v else None,
+            "verdict_comment": v.comment if v else None,
+            "verdict_inherited_from": v.inherited_from if v else None,
+            "correct": decided.correct,
+            "correct_by": decided.basis,
         }
         for name, score in res.scores.items():
-            mid = metric_id(suite, name)
+            mid = metric(name, suite).id
             metric_ids.add(mid)
             value = _float(score.value)
-            failed = math.isnan(value)
+            failed = math.isnan(value) and not score.skipped
             row[METRIC_PREFIX + mid] = value
             row["failed:" + mid] = failed
+            row["skipped:" + mid] = bool(score.skipped)
             row["error:" + mid] = (score.error or "the metric returned no value") if failed else None
         rows.append(row)
 
     extra: list[str] = []
     for mid in _metric_order(metric_ids):
-        extra += [METRIC_PREFIX + mid, "failed:" + mid, "error:" + mid]
+        extra += [METRIC_PREFIX + mid, "failed:" + mid, "skipped:" + mid, "error:" + mid]
     df = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, *extra])
+    for col in ("declined", "verdict", "verdict_comment", "verdict_inherited_from", "correct"):
+        df[col] = df[col].astype(object).where(df[col].notna(), None)
     for mid in metric_ids:
         df[METRIC_PREFIX + mid] = df[METRIC_PREFIX + mid].astype(float)
         df["failed:" + mid] = df["failed:" + mid].fillna(False).astype(bool)
+        df["skipped:" + mid] = df["skipped:" + mid].fillna(False).astype(bool)
         df["error:" + mid] = df["error:" + mid].astype(object).where(df["error:" + mid].notna(), None)
     if not df.empty:
         df = df.sort_values("index", kind="stable").reset_index(drop=True)

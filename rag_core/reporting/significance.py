@@ -31,7 +31,7 @@ from rag_core.runs.statistics import (
     verdict_for,
 )
 from rag_core.storage.records import ResultRecord, RunRecord
-from rag_core.vocab import Verdict, metric, metric_id
+from rag_core.vocab import Significance, metric, metric_id
 
 __all__ = [
     "Leaderboard",
@@ -224,7 +224,7 @@ def leaderboard(runs: Sequence[RunRecord], results: Mapping[int, Sequence[Result
             if d is None or d.diff is None:
                 continue
             v = verdict_for(d.diff, d.ci_low, d.ci_high, p_adj, ALPHA, metric(m).higher_is_better, d.n_paired)
-            if v == Verdict.WORSE:
+            if v == Significance.WORSE:
                 worse[rid][m] = PairedDiff(**{**d.__dict__, "p_holm": p_adj, "verdict": v})
     rows = []
     for r in runs:

@@ -19,6 +19,8 @@ from rag_core.vocab import Backend, Mode, Suite, metric, suite_metrics
 __all__ = [
     "ANSWER_PROMPT_TOKENS",
     "ANSWER_TOKENS",
+    "DECLINE_CHECK_OUTPUT_TOKENS",
+    "DECLINE_CHECK_PROMPT_TOKENS",
     "FAITHFULNESS_OUTPUT_TOKENS",
     "JUDGE_OUTPUT_TOKENS",
     "JUDGE_PROMPT_TOKENS",
@@ -39,6 +41,10 @@ JUDGE_OUTPUT_TOKENS = 200
 """Output tokens of a judge call (verdict JSON)."""
 FAITHFULNESS_OUTPUT_TOKENS = 500
 """Output tokens of a faithfulness call (it lists statements)."""
+DECLINE_CHECK_PROMPT_TOKENS = 300
+"""Prompt tokens of the decline check (instructions + tool schema) around the question and answer."""
+DECLINE_CHECK_OUTPUT_TOKENS = 60
+"""Output tokens of the decline check (a tool call with a one-line reason)."""
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,10 @@ def estimate_run(
     ``backend`` is Claude; in ``batch`` mode they cost :data:`~rag_core.summary.BATCH_DISCOUNT`
     of the price. Judge (``suite == "judge"``): per question and repeat, each chosen metric's
     registry call count (faithfulness 2, answer relevancy 3, context precision ``top_k``, context
-    recall 1). ``context_chars`` per retrieved chunk defaults to ``settings.chunk_size`` (the
-    largest a chunk can be).
+    recall 1), plus one decline check per question (key facts and declines are scored with every
+    suite; with the judge suite Claude checks the declines, once per answer, not per repeat).
+    ``context_chars`` per retrieved chunk defaults to ``settings.chunk_size`` (the largest a chunk
+    can be).
     """
     n = max(0, int(n_questions))
     k = max(1, int(top_k))
@@ -117,9 +125,9 @@ def estimate_run(
             else:  # context recall: the whole context once
                 per_q_in += calls * (JUDGE_PROMPT_TOKENS + QUESTION_TOKENS + ANSWER_TOKENS + context_tokens)
                 per_q_out += calls * JUDGE_OUTPUT_TOKENS
-        judge_calls = n * repeats * per_q_calls
-        j_in = n * repeats * per_q_in
-        j_out = n * repeats * per_q_out
+        judge_calls = n * repeats * per_q_calls + n
+        j_in = n * repeats * per_q_in + n * (DECLINE_CHECK_PROMPT_TOKENS + QUESTION_TOKENS + ANSWER_TOKENS)
+        j_out = n * repeats * per_q_out + n * DECLINE_CHECK_OUTPUT_TOKENS
 
     cost = 0.0
     if answer_calls:

@@ -40,7 +40,7 @@ from rag_core.models import DEFAULT_COLLECTION, Answer, MetricScore, QAItem, Req
 from rag_core.runs.handle import RunHandle
 from rag_core.runs.request import RunOptions, RunRequest
 from rag_core.runs.reuse import BuildProgress, ReuseCache, fetch_contexts
-from rag_core.runs.summary import build_summary
+from rag_core.runs.summary import build_summary, with_quality
 from rag_core.settings import Settings
 from rag_core.storage import HistoryStore
 from rag_core.summary import RunSummary
@@ -601,7 +601,7 @@ class _Coordinator:
 
     # -- evaluation --------------------------------------------------------------------------------
     def _evaluate(self, answers: dict[int, Answer], contexts: list[list[ScoredChunk]]) -> None:
-        from rag_core.evaluation import Sample, make_suite, submit_scoring
+        from rag_core.evaluation import Sample, WithFacts, make_suite, submit_scoring
 
         req, store, run_id = self.req, self.store, self.run_id
         suite = make_suite(
@@ -609,21 +609,21 @@ class _Coordinator:
             self.settings,
             metrics=req.metrics,
             embedder=self.reuse.embedder if self.reuse else None,
+            with_facts=True,
         )
+        assert isinstance(suite, WithFacts)
         self.ledger.note(judge_model=suite.model, versions=suite.versions())
         already: set[int] = set()
         if self.resuming:
             for r in store.get_results(run_id):
-                if r.scores and all(m in r.scores and r.scores[m].ok for m in suite.metrics):
+                if r.scores and all(m in r.scores and r.scores[m].settled for m in suite.metrics):
                     already.add(r.index)
         order = [i for i in sorted(answers) if i not in already]
         # Questions without an answer cannot be scored: say so per metric instead of storing zeros.
         for i in range(len(req.items)):
             if i not in answers and i not in already:
                 store.save_scores(
-                    run_id,
-                    i,
-                    [MetricScore(metric=m, value=None, error="no answer to score") for m in suite.metrics],
+                    run_id, i, [suite.unanswered(m, req.items[i].expected) for m in suite.metrics]
                 )
         samples = [
             Sample(
@@ -631,6 +631,7 @@ class _Coordinator:
                 answer=answers[i].text,
                 contexts=[c.chunk.text for c in contexts[i]],
                 ground_truth=req.items[i].ground_truth,
+                expected=str(req.items[i].expected),
             )
             for i in order
         ]
@@ -727,14 +728,17 @@ def summarize_run(
 ) -> RunSummary:
     """The run's summary computed from the store now (works for running and interrupted runs).
 
-    Runs recorded before attempt ledgers existed return the summary they stored.
+    Runs recorded before attempt ledgers existed return the summary they stored (with the
+    headline and declines computed now). The headline reflects the analyst's verdicts as stored now.
     Raises :class:`InputError` when there is no such run.
     """
     run = store.get_run(run_id)
     attempts = store.get_attempts(run_id)
+    results = store.get_results(run_id)
+    verdicts = store.get_verdicts(run_id)
     if not attempts and run.summary is not None and status is None:
-        return run.summary
-    return build_summary(run, store.get_results(run_id), attempts, settings, status=status, failure=failure)
+        return with_quality(run.summary, results, verdicts)
+    return build_summary(run, results, attempts, settings, status=status, failure=failure, verdicts=verdicts)
 
 
 def recover_interrupted(store: HistoryStore, settings: Settings, engine: Engine | None = None) -> list[int]:
@@ -780,7 +784,7 @@ def resume_run(
     results = store.get_results(run_id)
     cfg = run.config
     req = RunRequest(
-        items=tuple(QAItem(r.question, r.ground_truth) for r in results),
+        items=tuple(QAItem(r.question, r.ground_truth, r.expected) for r in results),
         backend=cfg.get("backend", run.backend),
         mode=cfg.get("mode", run.mode),
         concurrency=int(cfg.get("concurrency", 8)),

@@ -129,6 +129,8 @@ class RunRequest:
             "fresh": self.fresh,
             "judge_repeats": self.judge_repeats,
             "collection": self.collection,
+            # Key facts and declines are scored alongside every scoring suite (rag_core.vocab).
+            "facts": self.suite != Suite.NONE,
         }
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from rag_core.vocab import Verdict, metric
+from rag_core.vocab import Significance, metric
 
 __all__ = [
     "ALPHA",
@@ -267,7 +267,7 @@ class PairedDiff:
     """Two-sided paired permutation p-value (uncorrected)."""
     p_holm: float | None
     """Holm-corrected across the metrics compared."""
-    verdict: Verdict
+    verdict: Significance
     """better / worse / no detectable difference / not enough paired questions."""
     n_paired: int
     """Questions scored in both runs."""
@@ -282,7 +282,7 @@ class PairedDiff:
 
     @property
     def significant(self) -> bool:
-        return self.verdict in (Verdict.BETTER, Verdict.WORSE)
+        return self.verdict in (Significance.BETTER, Significance.WORSE)
 
     def to_json(self) -> dict[str, Any]:
         """The CLI / export shape: ``{mean_a, mean_b, diff, ci_low, ci_high, p_value, verdict, n_paired, …}``."""
@@ -377,7 +377,7 @@ def compare_paired(
                     None,
                     None,
                     None,
-                    Verdict.NOT_ENOUGH_DATA,
+                    Significance.NOT_ENOUGH_DATA,
                     0,
                     None,
                 )
@@ -428,18 +428,18 @@ def verdict_for(
     alpha: float,
     higher_is_better: bool,
     n: int,
-) -> Verdict:
+) -> Significance:
     """The verdict of one comparison (see the module rules): significant only when the corrected
     p-value is below ``alpha`` and the CI excludes 0 on the same side as ``diff``."""
     if n < 2 or p_holm is None:
-        return Verdict.NOT_ENOUGH_DATA
+        return Significance.NOT_ENOUGH_DATA
     if p_holm >= alpha or lo is None or hi is None:
-        return Verdict.NO_DIFFERENCE
+        return Significance.NO_DIFFERENCE
     if lo > 0 and diff > 0:
-        return Verdict.BETTER if higher_is_better else Verdict.WORSE
+        return Significance.BETTER if higher_is_better else Significance.WORSE
     if hi < 0 and diff < 0:
-        return Verdict.WORSE if higher_is_better else Verdict.BETTER
-    return Verdict.NO_DIFFERENCE
+        return Significance.WORSE if higher_is_better else Significance.BETTER
+    return Significance.NO_DIFFERENCE
 
 
 def paired_scores_from(

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rag_core.models import MetricScore
+from rag_core.runs.correctness import decline_stats, headline
 from rag_core.runs.statistics import bootstrap_ci
 from rag_core.settings import Settings
-from rag_core.storage.records import ResultRecord, RunRecord
+from rag_core.storage.records import ResultRecord, RunRecord, VerdictRecord
 from rag_core.summary import (
     BATCH_DISCOUNT,
     GenerationStats,
@@ -31,9 +32,26 @@ from rag_core.summary import (
     Usage,
     ideal_speedup,
 )
-from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, metric, metric_id, suite_metrics
+from rag_core.vocab import (
+    Backend,
+    Mode,
+    Phase,
+    RunStatus,
+    Suite,
+    metric,
+    run_metrics,
+    score_suite,
+    suite_metrics,
+)
 
-__all__ = ["CACHE_READ_FACTOR", "CACHE_WRITE_FACTOR", "build_summary", "metric_stats", "price_passes"]
+__all__ = [
+    "CACHE_READ_FACTOR",
+    "CACHE_WRITE_FACTOR",
+    "build_summary",
+    "metric_stats",
+    "price_passes",
+    "with_quality",
+]
 
 CACHE_WRITE_FACTOR = 1.25
 """Prompt-cache writes cost this multiple of the base input price."""
@@ -57,8 +75,10 @@ def build_summary(
     *,
     status: str | None = None,
     failure: str | None = None,
+    verdicts: Mapping[int, VerdictRecord] | None = None,
 ) -> RunSummary:
-    """The summary of ``run`` from its results and attempt ledgers (snapshots, oldest first).
+    """The summary of ``run`` from its results, attempt ledgers (snapshots, oldest first) and the
+    analyst's ``verdicts`` (question index → verdict, for the headline).
 
     ``status``/``failure`` override the stored ones (the coordinator builds the final summary
     before it writes the final status).
@@ -66,6 +86,8 @@ def build_summary(
     suite = Suite(run.suite)
     notes = [dict(a.get("notes") or {}) for a in attempts]
     chosen = list(run.config.get("metrics") or [m.name for m in suite_metrics(suite)])
+    if run.config.get("facts"):  # runs since key facts existed score them alongside
+        chosen = [m.name for m in run_metrics(suite, chosen)]
     judge_model = next((n["judge_model"] for n in reversed(notes) if n.get("judge_model")), None)
     versions: dict[str, str] = next((n["versions"] for n in reversed(notes) if n.get("versions")), {})
     usage = Usage(passes=price_passes(_merge_passes(attempts), settings))
@@ -90,13 +112,34 @@ def build_summary(
             versions=dict(versions),
         ),
         failure=failure if failure is not None else (notes[-1].get("failure") if notes else None),
+        headline=headline(results, verdicts),
+        declines=decline_stats(results, method=_decline_method(versions)),
+    )
+
+
+def _decline_method(versions: Mapping[str, str]) -> str:
+    return "claude" if "Claude" in str(versions.get("decline_behaviour", "")) else "patterns"
+
+
+def with_quality(
+    summary: RunSummary, results: Sequence[ResultRecord], verdicts: Mapping[int, VerdictRecord] | None
+) -> RunSummary:
+    """``summary`` with its headline and decline counts recomputed from ``results`` and ``verdicts``
+    (verdicts change after a run ends; everything else in a finished run's summary does not)."""
+    return summary.model_copy(
+        update={
+            "headline": headline(results, verdicts),
+            "declines": decline_stats(results, method=_decline_method(summary.judge.versions)),
+        }
     )
 
 
 def metric_stats(
     suite: Suite, names: Iterable[str], scores: Sequence[Mapping[str, MetricScore]], *, total: int
 ) -> tuple[MetricStats, ...]:
-    """Per metric: mean with its 95 % bootstrap CI, spread across questions, judge variance and counts.
+    """Per metric: mean with its 95 % bootstrap CI, spread across questions, judge variance and
+    counts (scored, failed, skipped). ``names`` are plain names in a run of ``suite`` (the
+    key-facts metrics resolve to the ``facts`` suite).
 
     Every metric in ``names`` is reported (with ``scored=0`` when nothing was scored), plus any
     other metric found in ``scores``. ``total`` is the number of questions of the run. Failures
@@ -109,21 +152,23 @@ def metric_stats(
         vals = [float(s.value) for s in items if s.value is not None and math.isfinite(float(s.value))]
         repeat_sds = [float(s.stdev) for s in items if s.value is not None and s.stdev is not None]
         ci = bootstrap_ci(vals)
+        skipped = sum(1 for s in items if s.skipped)
         out.append(
             MetricStats(
-                suite=suite,
+                suite=score_suite(suite, name),
                 name=name,
                 mean=sum(vals) / len(vals) if vals else None,
                 stdev=statistics.stdev(vals) if len(vals) >= 2 else None,
                 scored=len(vals),
-                failed=len(items) - len(vals),
+                failed=len(items) - len(vals) - skipped,
+                skipped=skipped,
                 total=max(total, len(items)),
                 judge_stdev=sum(repeat_sds) / len(repeat_sds) if repeat_sds else None,
                 ci_low=ci.ci_low,
                 ci_high=ci.ci_high,
             )
         )
-    return tuple(sorted(out, key=lambda m: (metric(metric_id(suite, m.name)).order, m.name)))
+    return tuple(sorted(out, key=lambda m: (metric(m.id).order, m.name)))
 
 
 def _merge_passes(attempts: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 - :mod:`~rag_core.storage` — :class:`HistoryStore` and its contracts (start there).
 - :mod:`~rag_core.storage.records` — what it returns: :class:`QuestionSetInfo`, :class:`RunRecord`,
-  :class:`ResultRecord`.
+  :class:`ResultRecord`, :class:`VerdictRecord`.
 - :mod:`~rag_core.storage.schema` — migrations, schema version, run statuses, score error texts.
 - :mod:`~rag_core.storage.jsonsafe` — NaN cleaning and secret refusal at the storage boundary.
 - :mod:`~rag_core.storage.owner` — which process owns a running run.
@@ -10,7 +10,7 @@
 Import public names from here: ``from rag_core.storage import HistoryStore, RunRecord``.
 """
 
-from rag_core.storage.records import QuestionSetInfo, ResultRecord, RunRecord
+from rag_core.storage.records import QuestionSetInfo, ResultRecord, RunRecord, VerdictRecord
 from rag_core.storage.store import HistoryStore
 
-__all__ = ["HistoryStore", "QuestionSetInfo", "ResultRecord", "RunRecord"]
+__all__ = ["HistoryStore", "QuestionSetInfo", "ResultRecord", "RunRecord", "VerdictRecord"]

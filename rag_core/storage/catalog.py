@@ -45,8 +45,9 @@ class CatalogStore(SqliteBase):
             )
             conn.execute("DELETE FROM question_items WHERE set_name = ?", (name,))
             conn.executemany(
-                "INSERT INTO question_items(set_name, idx, question, ground_truth) VALUES (?, ?, ?, ?)",
-                [(name, i, it.question, it.ground_truth) for i, it in enumerate(clean)],
+                "INSERT INTO question_items(set_name, idx, question, ground_truth, expected) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(name, i, it.question, it.ground_truth, str(it.expected)) for i, it in enumerate(clean)],
             )
             record_set_version(conn, name, clean, now)  # a version row when the content changed
         return self._set_info(name)
@@ -87,10 +88,10 @@ class CatalogStore(SqliteBase):
                 names = [r[0] for r in conn.execute("SELECT name FROM question_sets ORDER BY name LIMIT 6")]
                 raise InputError(f"There is no question set named '{name}'. {_available(names)}")
             rows = conn.execute(
-                "SELECT question, ground_truth FROM question_items WHERE set_name = ? ORDER BY idx",
+                "SELECT question, ground_truth, expected FROM question_items WHERE set_name = ? ORDER BY idx",
                 (name,),
             ).fetchall()
-        return [QAItem(question=q, ground_truth=g) for q, g in rows]
+        return [QAItem(question=q, ground_truth=g, expected=e) for q, g, e in rows]
 
     def delete_question_set(self, name: str) -> bool:
         """Delete a set and its items. ``False`` when it did not exist. Runs are kept."""

@@ -8,8 +8,9 @@ from typing import Any
 from rag_core.experiment import RunIdentity
 from rag_core.models import MetricScore
 from rag_core.summary import RunSummary
+from rag_core.vocab import Expected, Verdict
 
-__all__ = ["QuestionSetInfo", "ResultRecord", "RunRecord", "result_status"]
+__all__ = ["QuestionSetInfo", "ResultRecord", "RunRecord", "VerdictRecord", "result_status"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class ResultRecord:
     """Model that wrote the answer."""
     scores: dict[str, MetricScore] = field(default_factory=dict)
     """Metric name → score (failed scores have ``value=None``); ``{}`` when not scored yet."""
+    expected: Expected = Expected.ANSWER
+    """Whether the question should be answered or declined (copied from the question set)."""
 
     @property
     def status(self) -> str:
@@ -112,3 +115,26 @@ def result_status(answer: str | None, error: str | None, error_kind: str | None)
     if error is not None:
         return "error"
     return "pending"
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """An analyst's verdict on one answer of a run."""
+
+    run_id: int
+    """The run whose result this verdict applies to."""
+    index: int
+    """0-based position of the question in that run."""
+    verdict: Verdict
+    """correct / partly / wrong."""
+    comment: str
+    """The analyst's comment ('' when none)."""
+    labelled_at: str
+    """ISO-8601 UTC timestamp of when it was given."""
+    inherited_from: int | None = None
+    """The earlier run whose identical answer to the same question carried this verdict; ``None``
+    when it was given on this result itself."""
+
+    @property
+    def inherited(self) -> bool:
+        return self.inherited_from is not None

@@ -14,6 +14,7 @@ from rag_core.storage.jsonsafe import finite, from_json, refuse_secrets, to_json
 from rag_core.storage.records import ResultRecord, result_status
 from rag_core.storage.runs_store import _no_run
 from rag_core.storage.schema import INF_ERROR, NAN_ERROR, NO_VALUE_ERROR
+from rag_core.vocab import Expected
 
 __all__ = ["ResultsStore"]
 
@@ -80,15 +81,26 @@ class ResultsStore(SqliteBase):
         """Record metric scores for question ``index`` (one row per metric, replacing older ones).
 
         A non-finite value is stored as a failed score (``value`` None, error
-        :data:`NAN_ERROR`); a ``None`` value without an error gets :data:`NO_VALUE_ERROR`.
+        :data:`NAN_ERROR`); a ``None`` value without an error gets :data:`NO_VALUE_ERROR`, unless
+        the score is ``skipped`` (kept as a skip with its reason).
         Raises :class:`StorageError` when the run or question does not exist.
         """
         items = list(scores.values()) if isinstance(scores, Mapping) else list(scores)
         rows = []
         for s in items:
-            value, error = _score_value(s)
+            value, error = (None, None) if s.skipped else _score_value(s)
             rows.append(
-                (run_id, index, s.metric, value, finite(s.stdev), s.reason, error, int(bool(s.cached)))
+                (
+                    run_id,
+                    index,
+                    s.metric,
+                    value,
+                    finite(s.stdev),
+                    s.reason,
+                    error,
+                    int(bool(s.cached)),
+                    int(bool(s.skipped)),
+                )
             )
         action = f"save the scores of run #{run_id}, item {index}"
         with self._tx(action, write=True) as conn:
@@ -98,8 +110,8 @@ class ResultsStore(SqliteBase):
             if cur.rowcount == 0:
                 raise StorageError(_missing_result(conn, run_id, index, "scores"))
             conn.executemany(
-                "INSERT OR REPLACE INTO scores(run_id, idx, metric, value, stdev, reason, error, cached) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO scores(run_id, idx, metric, value, stdev, reason, error, cached, "
+                "skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -110,18 +122,25 @@ class ResultsStore(SqliteBase):
                 raise InputError(_no_run(run_id))
             rows = conn.execute(
                 "SELECT idx, question, ground_truth, answer, contexts, error, error_kind, latency_s, "
-                "attempts, input_tokens, output_tokens, model FROM results WHERE run_id = ? ORDER BY idx",
+                "attempts, input_tokens, output_tokens, model, expected FROM results WHERE run_id = ? "
+                "ORDER BY idx",
                 (run_id,),
             ).fetchall()
             score_rows = conn.execute(
-                "SELECT idx, metric, value, stdev, reason, error, cached FROM scores WHERE run_id = ? "
-                "ORDER BY idx, metric",
+                "SELECT idx, metric, value, stdev, reason, error, cached, skipped FROM scores "
+                "WHERE run_id = ? ORDER BY idx, metric",
                 (run_id,),
             ).fetchall()
         by_index: dict[int, dict[str, MetricScore]] = {}
-        for idx, metric, value, stdev, reason, error, cached in score_rows:
+        for idx, metric, value, stdev, reason, error, cached, skipped in score_rows:
             by_index.setdefault(idx, {})[metric] = MetricScore(
-                metric=metric, value=value, reason=reason, error=error, stdev=stdev, cached=bool(cached)
+                metric=metric,
+                value=value,
+                reason=reason,
+                error=error,
+                stdev=stdev,
+                cached=bool(cached),
+                skipped=bool(skipped),
             )
         return [
             ResultRecord(
@@ -139,6 +158,7 @@ class ResultsStore(SqliteBase):
                 output_tokens=r[10],
                 model=r[11],
                 scores=by_index.get(r[0], {}),
+                expected=Expected(r[12]),
             )
             for r in rows
         ]

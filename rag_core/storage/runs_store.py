@@ -54,8 +54,12 @@ class RunsStore(SqliteBase):
             )
             run_id = int(cur.lastrowid or 0)
             conn.executemany(
-                "INSERT INTO results(run_id, idx, question, ground_truth, updated_at) VALUES (?, ?, ?, ?, ?)",
-                [(run_id, i, it.question, it.ground_truth, now) for i, it in enumerate(items)],
+                "INSERT INTO results(run_id, idx, question, ground_truth, expected, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, i, it.question, it.ground_truth, str(it.expected), now)
+                    for i, it in enumerate(items)
+                ],
             )
         return run_id
 

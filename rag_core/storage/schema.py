@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BUSY_TIMEOUT_S",
     "INF_ERROR",
+    "MAX_COMMENT_CHARS",
     "MAX_SET_NAME_CHARS",
     "MIGRATIONS",
     "NAN_ERROR",
@@ -30,6 +31,8 @@ INF_ERROR = "metric returned an infinite value"
 NO_VALUE_ERROR = "metric returned no value"
 #: Longest question-set name accepted.
 MAX_SET_NAME_CHARS = 200
+#: Longest verdict comment accepted.
+MAX_COMMENT_CHARS = 2000
 #: Deepest nesting accepted in a JSON column (config / timings / summary / contexts).
 
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -262,6 +265,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             owner         TEXT NOT NULL DEFAULT ''
         )
         """,
+    ),
+    (
+        # Issue 12. What each question expects: "answer" (the default) or "decline" (the policy
+        # does not cover it), in question sets and in each run's own copy of its questions.
+        "ALTER TABLE question_items ADD COLUMN expected TEXT NOT NULL DEFAULT 'answer' "
+        "CHECK (expected IN ('answer', 'decline'))",
+        "ALTER TABLE results ADD COLUMN expected TEXT NOT NULL DEFAULT 'answer' "
+        "CHECK (expected IN ('answer', 'decline'))",
+        # A metric that does not apply to a question (skipped: value NULL, reason says why) is
+        # neither a score nor a failure.
+        "ALTER TABLE scores ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0",
+        # The analyst's verdict on one answer, given on the Review page or with the CLI's `label`.
+        # Only verdicts given on this result are stored; a later run's identical answer to the same
+        # question inherits the latest of them when read (rag_core.storage.verdicts).
+        """
+        CREATE TABLE verdicts (
+            run_id       INTEGER NOT NULL,
+            idx          INTEGER NOT NULL,
+            verdict      TEXT NOT NULL CHECK (verdict IN ('correct', 'partly', 'wrong')),
+            comment      TEXT NOT NULL DEFAULT '',
+            labelled_at  TEXT NOT NULL,
+            PRIMARY KEY (run_id, idx),
+            FOREIGN KEY (run_id, idx) REFERENCES results(run_id, idx) ON DELETE CASCADE
+        ) WITHOUT ROWID
+        """,
+        # Inheritance looks answers up by question text.
+        "CREATE INDEX results_question ON results(question)",
     ),
 )
 #: The schema version this code writes (``PRAGMA user_version``).

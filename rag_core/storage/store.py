@@ -48,7 +48,8 @@ Layout: :class:`HistoryStore` is assembled from one class per topic — the conn
 and error translation (:mod:`~rag_core.storage.connection`), question sets and documents
 (:mod:`~rag_core.storage.catalog`), runs (:mod:`~rag_core.storage.runs_store`), results and timeline
 (:mod:`~rag_core.storage.results_store`), run attempts (:mod:`~rag_core.storage.attempts`), the judge cache (:mod:`~rag_core.storage.judge_cache`)
-and experiments — configurations, question-set versions, run identity, sweeps (:mod:`~rag_core.storage.experiments`).
+and experiments — configurations, question-set versions, run identity, sweeps (:mod:`~rag_core.storage.experiments`),
+and the analyst's verdicts (:mod:`~rag_core.storage.verdicts`).
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ from rag_core.storage.experiments import ExperimentsStore
 from rag_core.storage.judge_cache import JudgeCacheStore
 from rag_core.storage.results_store import ResultsStore
 from rag_core.storage.runs_store import RunsStore
+from rag_core.storage.verdicts import VerdictsStore
 
 __all__ = ["HistoryStore"]
 
 
-class HistoryStore(CatalogStore, RunsStore, ResultsStore, AttemptsStore, JudgeCacheStore, ExperimentsStore):
+class HistoryStore(
+    CatalogStore, RunsStore, ResultsStore, AttemptsStore, JudgeCacheStore, ExperimentsStore, VerdictsStore
+):
     """The project's SQLite history. Safe to share between threads and processes.
 
     Opening creates the folder and the database if needed, checks the file's structure

@@ -50,8 +50,10 @@ def test_sample_set_ships_and_is_shown_in_the_editor(app, empty_dir: Path) -> No
     assert at.selectbox(key="qsets.selected").value == SAMPLE
     editor = at.data_editor[0]
     assert editor.editing_mode == "dynamic"
-    assert list(editor.value.columns) == ["question", "ground_truth"]
+    assert list(editor.value.columns) == ["question", "ground_truth", "expected"]
     assert len(editor.value) == 10
+    # The sample's uncovered question is expected to be declined (issue 12); the rest answered.
+    assert list(editor.value["expected"]).count("decline") == 1
     assert any("Saved" in c for c in texts(at, "caption"))
 
 

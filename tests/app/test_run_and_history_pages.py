@@ -87,8 +87,8 @@ def test_claude_is_disabled_without_a_key_and_the_estimate_shows_with_one(
     assert any(o.startswith("Batch") for o in at.radio(key="run.mode").options)
     at.selectbox(key="run.suite").select("judge").run()
     estimate = " ".join(texts(at, "info"))
-    # 3 questions: 3 answer calls + 3 × (2 + 3 + top_k 4 + 1) = 30 judge calls
-    assert "33 calls" in estimate and "3 answers + 30 judge" in estimate and "$" in estimate
+    # 3 questions: 3 answer calls + 3 × (2 + 3 + top_k 4 + 1) = 30 judge calls + 3 decline checks
+    assert "36 calls" in estimate and "3 answers + 33 judge" in estimate and "$" in estimate
 
 
 def test_cancel_keeps_finished_work_and_resume_completes(app, indexed_dir: Path) -> None:
@@ -176,7 +176,14 @@ def test_drill_down_export_and_delete(app, history_dir: Path) -> None:
     assert len([x for x in labels if "p. " in x and " v1 " in x and "score" in x]) == 4  # citation + version
     assert any(x.startswith("Why ROUGE-L") for x in labels)  # metric reasons are one click away
     scores = next(df.value for df in at.dataframe if "Metric" in df.value.columns)
-    assert set(scores["Metric"]) == {"Semantic similarity", "ROUGE-L", "Context recall (offline)"}
+    assert set(scores["Metric"]) == {
+        "Answer key facts",
+        "Context key facts",
+        "Decline behaviour",
+        "Semantic similarity",
+        "ROUGE-L",
+        "Context recall (offline)",
+    }
 
     downloads = {b.key for b in at.get("download_button")}
     assert {"history.export_csv", "history.export_json"} <= downloads

@@ -140,19 +140,27 @@ def test_judge_run_then_secrets_never_written(indexed: Path, tmp_path: Path) -> 
     summary = json.loads(out.read_text())
     assert summary["suite"] == "judge"
     assert set(summary["metrics"]) == {
+        "answer_key_facts",  # key facts and declines are scored alongside the judge
+        "context_key_facts",
+        "decline_behaviour",
         "faithfulness",
         "answer_relevancy",
         "context_precision",
         "context_recall",
     }
     for m in summary["metrics"].values():
-        assert m["scored"] + m["failed"] == 10 and m["scored"] >= 8
+        # the sample's question to decline is skipped by the metrics that need an expected answer
+        assert m["scored"] + m["failed"] + m["skipped"] == 10 and m["scored"] >= 8
+    assert summary["metrics"]["context_recall"]["skipped"] == 1
+    assert summary["metrics"]["decline_behaviour"]["scored"] == 10  # one Claude check per answer
+    assert summary["declines"]["method"] == "claude" and summary["headline"]["total"] == 10
     assert summary["judge"]["calls"] > 0
     usage = summary["usage"]  # the judge's own tokens are priced too
     assert usage["judge_input_tokens"] > 0 and usage["judge_cost_usd"] > 0
     assert usage["cost_usd"] == pytest.approx(usage["answer_cost_usd"] + usage["judge_cost_usd"], abs=1e-5)
     assert any(d["reason"] for r in summary["results"] for d in r["score_details"].values())
-    # the judge cache makes the identical re-run free: only the 10 answers are requested again
+    # the judge cache makes the identical re-run free (decline checks too): only the 10 answers are
+    # requested again
     assert json.loads((tmp_path / "again.json").read_text())["judge"]["calls"] == 0
     assert second_calls == 10
 

@@ -50,7 +50,8 @@ def test_judge_calls_follow_the_metric_recipe(settings: Settings) -> None:
         judge_repeats=2,
     )
     assert est.answer_calls == 0
-    assert est.judge_calls == 10 * 2 * (2 + 3 + 5 + 1)
+    # metric calls per question and repeat, plus one decline check per question (never repeated)
+    assert est.judge_calls == 10 * 2 * (2 + 3 + 5 + 1) + 10
     only = estimate_run(
         settings,
         n_questions=10,
@@ -60,7 +61,7 @@ def test_judge_calls_follow_the_metric_recipe(settings: Settings) -> None:
         metrics=["faithfulness"],
         top_k=5,
     )
-    assert only.judge_calls == 20
+    assert only.judge_calls == 20 + 10
     assert 0 < only.cost_usd < est.cost_usd
 
 

@@ -83,12 +83,16 @@ def test_questions_are_ten_unique_items_with_exactly_one_uncovered() -> None:
     items = json.loads(SAMPLE_QUESTIONS.read_text(encoding="utf-8"))
     assert isinstance(items, list) and len(items) == 10
     for item in items:
-        assert set(item) == {"question", "ground_truth"}
+        assert set(item) <= {"question", "ground_truth", "expected"}
         assert item["question"].strip() and item["ground_truth"].strip()
     assert len({i["question"].strip().lower() for i in items}) == 10
     uncovered = [i for i in items if i["ground_truth"].startswith(UNCOVERED_PREFIX)]
     assert len(uncovered) == 1
     assert "car" in uncovered[0]["question"].lower()
+    # The uncovered question is the one the assistant should decline (issue 12); the rest default
+    # to "answer".
+    assert [i.get("expected", "answer") for i in items].count("decline") == 1
+    assert uncovered[0]["expected"] == "decline"
 
 
 def test_handbook_really_does_not_mention_cars_but_does_rule_out_stock_options() -> None:

@@ -19,7 +19,7 @@ from rag_core.runs.statistics import (
     min_detectable_difference,
     sign_flip_pvalues,
 )
-from rag_core.vocab import Verdict
+from rag_core.vocab import Significance
 
 
 def _mean(x, axis=-1):
@@ -126,7 +126,7 @@ def test_a_run_compared_with_itself_has_no_detectable_difference() -> None:
         [PairedScores("offline.rouge_l", a, a), PairedScores("offline.semantic_similarity", a, a)]
     )
     for s in out:
-        assert s.verdict == Verdict.NO_DIFFERENCE
+        assert s.verdict == Significance.NO_DIFFERENCE
         assert (s.diff, s.ci_low, s.ci_high, s.p_value, s.p_holm) == (0.0, 0.0, 0.0, 1.0, 1.0)
         assert s.n_paired == 10 and s.mde is not None and s.mde > 0
 
@@ -143,8 +143,8 @@ def test_clear_shifts_are_better_and_worse_and_noise_is_not() -> None:
         ]
     )
     verdicts = [s.verdict for s in out]
-    assert verdicts[:2] == [Verdict.BETTER, Verdict.WORSE]
-    assert verdicts[2] == Verdict.NO_DIFFERENCE
+    assert verdicts[:2] == [Significance.BETTER, Significance.WORSE]
+    assert verdicts[2] == Significance.NO_DIFFERENCE
     better = out[0]
     assert better.ci_low > 0 and better.diff == pytest.approx(better.mean_b - better.mean_a)
     assert better.ci_a[0] < better.mean_a < better.ci_a[1]
@@ -161,7 +161,7 @@ def test_only_questions_scored_in_both_runs_are_paired() -> None:
         (0.6 + 0.9 + 0.3) / 3
     )
     (none,) = compare_paired([PairedScores("offline.rouge_l", [0.5, None], [None, 0.4])])
-    assert none.verdict == Verdict.NOT_ENOUGH_DATA and none.n_paired == 0
+    assert none.verdict == Significance.NOT_ENOUGH_DATA and none.n_paired == 0
 
 
 def test_judge_noise_is_the_standard_error_of_the_repeats() -> None:
@@ -182,7 +182,7 @@ def test_the_json_shape_has_the_documented_keys() -> None:
     assert {"mean_a", "mean_b", "diff", "ci_low", "ci_high", "p_value", "verdict", "n_paired"} <= set(
         s.to_json()
     )
-    assert s.to_json()["verdict"] in {v.value for v in Verdict}
+    assert s.to_json()["verdict"] in {v.value for v in Significance}
 
 
 def test_one_thousand_questions_four_metrics_ten_thousand_resamples_is_fast() -> None:

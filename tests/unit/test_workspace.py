@@ -232,8 +232,11 @@ def test_export_run_json_and_csv_are_safe(ws: Workspace) -> None:
     assert data["run_id"] == run_id and len(data["results"]) == 3
     assert data["results"][2]["scores"]["rouge_l"] is None
     rows = list(csv.reader(io.StringIO(ws.export_run(run_id, "csv"))))
-    assert rows[0][:3] == ["index", "question", "ground_truth"]
-    assert rows[3][1].startswith("'=HYPERLINK") and rows[3][2] == "'-1"  # no formula runs in Excel
+    # each row leads with whether the answer counts as correct, and what decided it (issue 12)
+    assert rows[0][:3] == ["index", "correct", "correct_by"]
+    q, gt = rows[0].index("question"), rows[0].index("ground_truth")
+    assert rows[0][q - 1 : gt + 1] == ["declined", "question", "ground_truth"]
+    assert rows[3][q].startswith("'=HYPERLINK") and rows[3][gt] == "'-1"  # no formula runs in Excel
     assert rows[3][rows[0].index("offline.rouge_l")] == ""  # failed metric: empty, not 0
     with pytest.raises(InputError):
         ws.export_run(run_id, "xlsx")
