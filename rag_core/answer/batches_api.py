@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag_core.answer.api_errors import DEFAULT_API_URL, ERROR_TYPES, map_api_error, redact
-from rag_core.answer.prompt import build_messages
+from rag_core.answer.prompt import build_messages, system_param
 from rag_core.errors import AuthError, GenerationError, RagError
 from rag_core.models import ScoredChunk
 
@@ -143,12 +143,17 @@ def index_of(cid: str) -> int | None:
 
 
 def batch_requests(
-    items: Sequence[tuple[int, str, Sequence[ScoredChunk]]], *, model: str, max_tokens: int
+    items: Sequence[tuple[int, str, Sequence[ScoredChunk]]],
+    *,
+    model: str,
+    max_tokens: int,
+    cache: bool = True,
 ) -> list[dict[str, Any]]:
     """The ``requests`` of a batch for ``(index, question, contexts)`` triples (order kept).
 
-    The params are those of a Messages API call of the other modes (same system prompt, same
-    user message), without ``temperature``/``top_p``.
+    The params are those of a Messages API call of the other modes (same system prompt, marked for
+    the prompt cache by the same rule when ``cache``; same user message), without
+    ``temperature``/``top_p``.
     """
     out = []
     for index, question, contexts in items:
@@ -159,7 +164,7 @@ def batch_requests(
                 "params": {
                     "model": model,
                     "max_tokens": int(max_tokens),
-                    "system": system,
+                    "system": system_param(system, model=model, cache=cache),
                     "messages": messages,
                 },
             }

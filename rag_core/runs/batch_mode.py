@@ -245,6 +245,7 @@ def run_batch_generation(
                     [(i, questions[i], contexts[i]) for i in pending],
                     model=answerer.model,
                     max_tokens=answerer.max_tokens,
+                    cache=settings.prompt_cache,
                 )
                 st = client.create(requests)
                 batch_id, created_here = st.id, True
