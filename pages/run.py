@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _shared as ui
-from pages._format import duration, metric_line, speedup_line
+from pages._format import duration, metric_line, retries_line, speedup_line
 from rag_core.errors import RagError
 from rag_core.runs.request import default_suite
 from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, suite_metrics
@@ -125,6 +125,9 @@ def show_summary(run_id: int) -> None:
     j = s.judge
     if j.calls or j.cache_hits:
         facts.append(f"**Judge:** {ui.md(j.model)} · {j.calls} calls · {j.cache_hits} cache hits")
+    retried = retries_line(s.retries)
+    if retried:
+        facts.append(f"**Retries:** {ui.md(retried)}")
     st.markdown("  \n".join(facts))
     if run.backend == Backend.OFFLINE and (g.speedup_measured or 2.0) < 1.5:
         st.caption(
@@ -167,6 +170,8 @@ def live_progress(run_id: int) -> None:
     phase = PHASES.get(p.phase, p.phase)
     text = f"{phase}: {p.done} of {p.total}" if p.total else f"{phase}…"
     st.progress(min(1.0, p.fraction), text=text)
+    if p.note:
+        st.caption(ui.md(p.note), help="Retries wait as long as the API asks, up to the run's deadline.")
     c = st.columns(6)
     c[0].metric("Done", f"{p.done}/{p.total}" if p.total else "—")
     c[1].metric(

@@ -25,6 +25,7 @@ from rag_core.summary import (
     JudgeStats,
     MetricStats,
     PassUsage,
+    RetryStats,
     RunSummary,
     Timings,
     Usage,
@@ -88,6 +89,7 @@ def build_summary(
             cache_hits=int(sum(n.get("cache_hits", 0) for n in notes)),
             versions=dict(versions),
         ),
+        retries=RetryStats.from_notes(n.get("retries") for n in notes),
         failure=failure if failure is not None else (notes[-1].get("failure") if notes else None),
     )
 
