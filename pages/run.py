@@ -328,10 +328,21 @@ with st.container(border=True):
             top_k=top_k,
             judge_repeats=judge_repeats,
         )
+        cached = (
+            f" + ~{est.cache_read_tokens + est.cache_write_tokens:,} read from the prompt cache"
+            if est.cache_read_tokens or est.cache_write_tokens
+            else ""
+        )
+        saved = (
+            f" (≈ ${est.full_price_usd:.2f} without prompt caching and Message Batches)"
+            if est.full_price_usd > est.cost_usd + 0.005
+            else ""
+        )
         st.info(
             f"Estimated Claude usage: **{est.calls:,} calls** ({est.answer_calls:,} answers + "
-            f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input / ~{est.output_tokens:,} output "
-            f"tokens · **≈ ${est.cost_usd:.2f}**. An upper estimate: cached judgements cost nothing.",
+            f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input{cached} / ~{est.output_tokens:,} "
+            f"output tokens · **≈ ${est.cost_usd:.2f}**{saved}. An upper estimate: cached judgements "
+            "cost nothing.",
             icon=":material/payments:",
         )
     else:

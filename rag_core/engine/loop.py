@@ -113,8 +113,14 @@ class Engine:
                 entry = self._gates[name] = (Gate(key, concurrency, adaptive=adaptive), [])
             gate, users = entry
             users.append(int(concurrency))
-            cap = max(users)
-        portal.call(gate.set_cap, cap)
+
+        def apply_cap() -> None:  # on the loop; reads the users as they are when it runs
+            with self._lock:
+                cap = max(users) if users else 0
+            if cap:
+                gate.set_cap(cap)
+
+        portal.call(apply_cap)
         try:
             yield gate
         finally:
@@ -122,12 +128,10 @@ class Engine:
                 users.remove(int(concurrency))
                 if not users and self._gates.get(name) is entry:
                     del self._gates[name]
-                cap = max(users) if users else 0
-            if cap:
-                try:
-                    portal.call(gate.set_cap, cap)
-                except RuntimeError:  # the loop was shut down meanwhile: nothing left to limit
-                    pass
+            try:
+                portal.call(apply_cap)
+            except RuntimeError:  # the loop was shut down meanwhile: nothing left to limit
+                pass
 
     def submit(
         self,
