@@ -257,3 +257,29 @@ def test_judge_errors_and_log_lines_never_show_the_key(settings, engine, caplog)
 
 def test_every_metric_is_covered() -> None:
     assert JUDGE_METRICS == ("faithfulness", "answer_relevancy", "context_precision", "context_recall")
+
+
+def test_the_cost_estimates_prefix_sizes_are_the_real_prompts(settings, engine):
+    """rag_core.runs.cost.JUDGE_PREFIX_TOKENS must match what the judge really sends."""
+    from rag_core.runs.cost import JUDGE_PREFIX_TOKENS
+    from tests.support.anthropic_server import prompt_segments
+
+    spy = Spy()
+    with FakeAnthropic(responder=spy) as srv:
+        suite = make_suite("judge", judge_settings(settings, srv))
+        submit_scoring([LEAVE], suite=suite, engine=engine, policy=POLICY).wait(60)
+    kinds = {
+        "StatementGeneratorOutput": "statements",
+        "NLIStatementOutput": "verdicts",
+        "AnswerRelevanceOutput": "questions",
+        "ContextPrecisionOutput": "precision",
+        "ContextRecallOutput": "recall",
+    }
+    seen = {}
+    for body in spy.bodies:
+        segs = prompt_segments(body)
+        last = max(i for i, (_, marked) in enumerate(segs) if marked)
+        seen[kinds[body["tool_choice"]["name"]]] = sum((len(t) + 3) // 4 for t, _ in segs[: last + 1])
+    assert set(seen) == set(JUDGE_PREFIX_TOKENS)
+    for kind, tokens in seen.items():
+        assert tokens == pytest.approx(JUDGE_PREFIX_TOKENS[kind], rel=0.05), kind
