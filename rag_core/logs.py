@@ -23,7 +23,7 @@ from typing import Any
 
 from rag_core.redaction import redact
 
-__all__ = ["QUIET_LOGGERS", "configure", "install"]
+__all__ = ["QUIET_LOGGERS", "configure", "install", "unconfigure"]
 
 QUIET_LOGGERS = (
     "instructor",
@@ -89,3 +89,15 @@ def configure(*, verbose: bool = False, stream: Any = None) -> None:
         logging.getLogger("rag_core").setLevel(logging.INFO if verbose else logging.WARNING)
         for name in QUIET_LOGGERS:
             logging.getLogger(name).setLevel(logging.WARNING if verbose else logging.CRITICAL)
+
+
+def unconfigure() -> None:
+    """Undo :func:`configure` (remove its handler; libraries quiet again, rag_core's level unset)."""
+    global _handler
+    with _lock:
+        if _handler is not None:
+            logging.getLogger().removeHandler(_handler)
+            _handler = None
+        logging.getLogger("rag_core").setLevel(logging.NOTSET)
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -256,7 +256,7 @@ class JudgeStats(_Record):
     model: str | None = None
     """The judge model (None for the offline suite)."""
     calls: int = 0
-    """Judge requests sent over every attempt (instructor re-asks and retries included)."""
+    """Judge requests sent over every attempt (re-asks and retries included)."""
     cache_hits: int = 0
     """Judgements served from the judge cache."""
     versions: dict[str, str] = Field(default_factory=dict)

@@ -67,7 +67,7 @@ class _Trace:
     """Per-job record, reached through a context variable from the SDK/LLM wrappers."""
 
     calls: int = 0
-    """Requests sent (every attempt of every call, instructor re-asks included)."""
+    """Requests sent (every attempt of every call, re-asks included)."""
     input_tokens: int = 0
     output_tokens: int = 0
     cache_write_tokens: int = 0

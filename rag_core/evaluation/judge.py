@@ -10,7 +10,7 @@ good, and the message names the call. RAGAS' explanations
 (faithfulness verdicts per statement, generated questions, per-chunk verdicts, recall
 classifications) are kept as :attr:`MetricScore.reason` (compact JSON, :mod:`~rag_core.evaluation.reasons`).
 
-Nothing here raises a third-party exception: anthropic / instructor / ragas errors are mapped to
+Nothing here raises a third-party exception: anthropic / ragas errors are mapped to
 :mod:`rag_core.errors` (:func:`_judge_error`; API errors through :mod:`rag_core.answer.api_errors`).
 :func:`judge_calls` is the one owner of how many Claude calls a judged answer costs.
 """
@@ -171,13 +171,13 @@ _NAN_REASONS = {
 
 
 def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagError:
-    """Map anthropic / instructor / ragas exceptions to the project's tree (messages for analysts).
+    """Map what a RAGAS metric raised to the project's tree (messages for analysts).
 
-    A :class:`RagError` anywhere in the exception chain (a judge call that failed for good, raised
-    by the judge client through instructor) keeps its class — so a rejected key stays fatal —
-    with the metric named first; raw API errors go through
-    :func:`~rag_core.answer.api_errors.map_api_error`; other messages are redacted by
-    :func:`~rag_core.answer.api_errors.redact`.
+    A :class:`RagError` anywhere in the exception chain (a judge call that failed for good, a
+    malformed or truncated judge answer — raised by the judge client) keeps its class, so a
+    rejected key stays fatal, with the metric named first; a raw ``anthropic`` error goes through
+    :func:`~rag_core.answer.api_errors.map_api_error`; anything else (RAGAS refusing a sample) is
+    described, redacted by :func:`~rag_core.answer.api_errors.redact`.
     """
     import anthropic
 
@@ -186,7 +186,6 @@ def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagErro
     while e is not None and len(chain) < 10 and e not in chain:
         chain.append(e)
         e = e.__cause__ or e.__context__
-    names = {type(x).__name__ for x in chain}
     ours = next((x for x in chain if isinstance(x, RagError)), None)
     if ours is not None:
         return type(ours)(redact(f"{metric}: {ours}", settings.api_key.get()), retry_after=ours.retry_after)
@@ -198,16 +197,6 @@ def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagErro
             base_url=settings.base_url,
             timeout_s=settings.request_timeout_s,
             secret=settings.api_key.get(),
-        )
-    if "IncompleteOutputException" in names:
-        return EvaluationError(
-            f"{metric}: the judge's answer was cut off at max_tokens={settings.judge_max_tokens}; "
-            "raise RAG_JUDGE_MAX_TOKENS."
-        )
-    if "InstructorRetryException" in names or "ValidationError" in names:
-        return EvaluationError(
-            f"{metric}: the judge's answer did not match the structure RAGAS expects, "
-            f"even after {JUDGE_PARSE_RETRIES + 1} attempts."
         )
     detail = _cut(redact(str(exc), settings.api_key.get()), 200)
     if isinstance(exc, ValueError):

@@ -1,10 +1,17 @@
-"""The judge's LLM client: RAGAS' instructor adapter over an ``AsyncAnthropic`` client whose
-``messages.create`` makes every judge call one engine call.
+"""The judge's LLM client: RAGAS' LLM object over an ``AsyncAnthropic`` client, each judge call one
+engine call.
 
 :func:`build_kit` makes, per event loop and configuration, one ``AsyncAnthropic`` client (SDK retries
-off) and its RAGAS LLM (``llm_factory(model, provider="anthropic", client=…)`` with ``temperature``
-and ``top_p`` removed, ``max_tokens`` raised and instructor's re-ask budget set). Its
-``messages.create`` — what instructor calls for every judge request, re-asks included — is wrapped:
+off) and its RAGAS LLM (``llm_factory(model, provider="anthropic", client=…)``: the instructor
+adapter RAGAS' collections metrics require). The LLM's ``agenerate`` — what a metric calls for each
+structured judgement — is replaced per instance by :func:`_structured_call`, which makes the
+request the way instructor's Anthropic tools mode does (the same tool schema from
+``instructor.openai_schema``, built once per output model; forced tool choice; strict validation of
+the single ``tool_use`` block; one re-ask with the validation error) without instructor's per-call
+schema rebuilding (about 40 % of the client CPU per judge call on the engine's loop thread). No
+``temperature``/``top_p`` are sent (anthropic 2.x rejects them with some models); ``max_tokens`` is
+``settings.judge_max_tokens``. Every request — re-asks included — goes through the wrapped
+``messages.create``:
 
 1. The request is reshaped by :func:`~rag_core.evaluation.judge_prompt.judge_request` (data-only
    system rule, escaped input, cache-marked static prefix when ``settings.prompt_cache``).
@@ -38,7 +45,7 @@ from rag_core.usage import estimate_tokens, request_done, request_sent
 __all__ = ["JUDGE_PARSE_RETRIES", "build_kit"]
 
 JUDGE_PARSE_RETRIES = 1
-"""instructor re-asks once when the judge's tool call does not match RAGAS' schema (one more call)."""
+"""Re-asks (as instructor would) when the judge's tool call does not match RAGAS' schema: one more call."""
 
 
 @dataclass
@@ -126,29 +133,93 @@ def build_kit(s: Settings) -> _JudgeKit:
         _add_usage(trace, getattr(response, "usage", None))
         return response
 
-    # Deliberately wraps this client's bound method (instructor patches it in turn below).
+    # Deliberately wraps this client's bound method (the one place every judge request passes).
     messages.create = judged_create  # type: ignore[method-assign]
     try:
         llm = llm_factory(s.judge_model, provider="anthropic", client=client)
     except Exception as exc:
         raise EvaluationError(f"Could not set up the judge model {s.judge_model!r}: {exc}") from exc
-    if not isinstance(llm, InstructorLLM):  # model_args below exist only on the instructor adapter
+    if not isinstance(llm, InstructorLLM):  # what the collections metrics accept
         raise EvaluationError(
             f"The installed ragas returned a {type(llm).__name__} judge for provider 'anthropic'; "
             "this app needs its instructor adapter. Reinstall the pinned requirements."
         )
-    llm.model_args.pop("temperature", None)
-    llm.model_args.pop("top_p", None)
-    llm.model_args["max_tokens"] = int(s.judge_max_tokens)
-    llm.model_args["max_retries"] = JUDGE_PARSE_RETRIES
-    agenerate = llm.agenerate
 
-    async def traced_agenerate(prompt: str, response_model: Any) -> Any:
-        out = await agenerate(prompt, response_model)
+    async def structured(prompt: str, response_model: Any) -> Any:
+        out = await _structured_call(judged_create, prompt, response_model, s)
         trace = _TRACE.get()
         if trace is not None:
             trace.outputs.append(out)
         return out
 
-    llm.agenerate = traced_agenerate  # type: ignore[method-assign]  # per-instance trace hook
+    llm.agenerate = structured  # type: ignore[method-assign]  # per-instance: see _structured_call
     return _JudgeKit(client=client, llm=llm)
+
+
+_TOOLS: dict[Any, dict[str, Any]] = {}
+
+
+def _tool(response_model: Any) -> dict[str, Any]:
+    """The Anthropic tool for a RAGAS output model: instructor's own schema, built once per model."""
+    tool = _TOOLS.get(response_model)
+    if tool is None:
+        from instructor import openai_schema
+
+        tool = _TOOLS[response_model] = dict(openai_schema(response_model).anthropic_schema)
+    return tool
+
+
+def _reask(response: Any, exc: Exception) -> list[dict[str, Any]]:
+    """instructor's re-ask for Anthropic tools: the reply, then the validation error as its result."""
+    error = f"Validation Error found:\n{exc}\nRecall the function correctly, fix the errors"
+    content = [c.model_dump(exclude_none=True) for c in getattr(response, "content", None) or []]
+    ids = [c["id"] for c in content if c.get("type") == "tool_use"]
+    if not ids:
+        return [
+            {"role": "assistant", "content": content or [{"type": "text", "text": "(no answer)"}]},
+            {"role": "user", "content": error},
+        ]
+    return [
+        {"role": "assistant", "content": content},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": i, "content": error, "is_error": True} for i in ids
+            ],
+        },
+    ]
+
+
+async def _structured_call(create: Any, prompt: str, response_model: Any, s: Settings) -> Any:
+    """RAGAS' structured judge request, the way instructor's Anthropic tools mode makes it — the same
+    tool schema, forced tool choice, strict validation of the one ``tool_use`` block and one re-ask
+    (:data:`JUDGE_PARSE_RETRIES`) with the validation error — without instructor's per-call work
+    (it rebuilds the tool schema and re-checks the model on every call: about 40 % of the judge's CPU
+    time on the engine's loop thread)."""
+    import json
+
+    tool = _tool(response_model)
+    kwargs: dict[str, Any] = {
+        "model": s.judge_model,
+        "max_tokens": int(s.judge_max_tokens),
+        "messages": [{"role": "user", "content": prompt}],
+        "tools": [tool],
+        "tool_choice": {"type": "tool", "name": tool["name"], "disable_parallel_tool_use": True},
+    }
+    for _ in range(JUDGE_PARSE_RETRIES + 1):
+        response = await create(**kwargs)
+        if getattr(response, "stop_reason", None) == "max_tokens":
+            raise EvaluationError(
+                f"the judge's answer was cut off at max_tokens={s.judge_max_tokens}; raise RAG_JUDGE_MAX_TOKENS."
+            )
+        uses = [c for c in getattr(response, "content", None) or [] if getattr(c, "type", None) == "tool_use"]
+        try:
+            if len(uses) != 1:
+                raise ValueError(f"expected exactly one call of the tool {tool['name']}, got {len(uses)}")
+            return response_model.model_validate_json(json.dumps(uses[0].input), strict=True)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            kwargs = {**kwargs, "messages": [*kwargs["messages"], *_reask(response, exc)]}
+    raise EvaluationError(
+        "the judge's answer did not match the structure RAGAS expects, "
+        f"even after {JUDGE_PARSE_RETRIES + 1} attempts."
+    )

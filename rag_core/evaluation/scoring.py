@@ -61,7 +61,7 @@ class ScoringOutcome:
     scores: list[dict[str, MetricScore]]
     """Per sample, in input order: metric name → score (every metric of the suite is present)."""
     calls: int
-    """API calls made (judge requests, including instructor re-asks and engine retries)."""
+    """API calls made (judge requests, including re-asks after malformed answers and engine retries)."""
     cache_hits: int
     """Judgements served from the judge cache (one per (sample, metric, repeat))."""
     timings: list[RequestTiming]

@@ -249,10 +249,10 @@ def test_judge_errors_and_log_lines_never_show_the_key(settings, engine, caplog)
         ).wait(120)
     errors = [s.error or "" for row in out.scores for s in row.values()]
     assert any(errors), "the fault plan should fail some metrics"
-    assert any("instructor" in r.name or "rag_core" in r.name for r in caplog.records)
+    assert any(r.name == "rag_core.engine.calls" for r in caplog.records)  # retries, at INFO
     text = caplog.text + " ".join(errors) + json.dumps([t.__dict__ for t in out.timings], default=str)
     assert KEY not in text
-    assert "[redacted]" in " ".join(errors) and "[redacted]" in caplog.text  # echoed, then scrubbed
+    assert "[redacted]" in " ".join(errors)  # the 400 quoted the echoed headers: scrubbed
 
 
 def test_every_metric_is_covered() -> None:
