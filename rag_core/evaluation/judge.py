@@ -41,6 +41,7 @@ from rag_core.evaluation.base import (
 )
 from rag_core.evaluation.embedding import _embedding_cls
 from rag_core.evaluation.judge_client import JUDGE_PARSE_RETRIES, _JudgeKit, build_kit
+from rag_core.evaluation.judge_prompt import reuse_static_prompt
 from rag_core.evaluation.reasons import _cut, _reason
 from rag_core.models import MetricScore
 from rag_core.settings import Settings
@@ -126,8 +127,13 @@ class JudgeSuite(Suite):
         from ragas.metrics import collections as mc
 
         if metric == "answer_relevancy":
-            return mc.AnswerRelevancy(llm=llm, embeddings=self._emb, strictness=ANSWER_RELEVANCY_STRICTNESS)
-        return getattr(mc, _JUDGE_CLASSES[metric])(llm=llm)
+            m = mc.AnswerRelevancy(llm=llm, embeddings=self._emb, strictness=ANSWER_RELEVANCY_STRICTNESS)
+        else:
+            m = getattr(mc, _JUDGE_CLASSES[metric])(llm=llm)
+        for attr in ("prompt", "statement_generator_prompt", "nli_statement_prompt"):
+            if hasattr(m, attr):
+                reuse_static_prompt(getattr(m, attr))
+        return m
 
     # -- scoring ------------------------------------------------------------------------------
     async def score(self, metric: str, sample: Sample) -> _Judgement:

@@ -16,6 +16,10 @@ being judged. :func:`judge_request` reshapes each request the judge client is ab
   price) instead of billing it in full each time. Prefixes shorter than the model's minimum are
   simply not cached by the API.
 
+:func:`reuse_static_prompt` makes a RAGAS prompt object render its static part once (RAGAS
+regenerates the output model's JSON schema and the examples on every call), checking on first use
+that the result is exactly what RAGAS renders.
+
 Follow-up messages (the re-ask after a malformed answer) are left as they are. A prompt
 that does not have RAGAS' shape is sent unchanged, under the same system rule.
 """
@@ -26,7 +30,7 @@ from typing import Any
 
 from rag_core.answer.prompt import CACHE_CONTROL
 
-__all__ = ["INPUT_MARKER", "JUDGE_SYSTEM_PROMPT", "escape_json_text", "judge_request"]
+__all__ = ["INPUT_MARKER", "JUDGE_SYSTEM_PROMPT", "escape_json_text", "judge_request", "reuse_static_prompt"]
 
 JUDGE_SYSTEM_PROMPT = """You are a careful evaluation judge for an HR policy question-answering assistant.
 Each request describes one assessment task with worked examples, then gives the one case to assess as JSON after "input:".
@@ -92,3 +96,36 @@ def judge_request(kwargs: dict[str, Any], *, cache: bool) -> dict[str, Any]:
                 messages[0] = {**first, "content": [head, {"type": "text", "text": tail}]}
     out["messages"] = messages
     return out
+
+
+def reuse_static_prompt(prompt: Any) -> None:
+    """Make ``prompt.to_string(data)`` (a RAGAS ``BasePrompt``) reuse its static part.
+
+    RAGAS renders ``instruction + output schema + examples + INPUT_MARKER + input JSON + "\nOutput: "``
+    and rebuilds the schema and examples every time. The first call renders normally and keeps the
+    static part; later calls append only the input — but only if, on that first call, the shortcut
+    gave exactly RAGAS' own text (a RAGAS version with another template keeps rendering in full).
+    Per instance; safe to call twice.
+    """
+    original = getattr(prompt, "to_string", None)
+    if original is None or getattr(original, "_rag_core_static", False):
+        return
+    state: dict[str, Any] = {}
+
+    def render_input(data: Any) -> str:
+        return data.model_dump_json(indent=4, exclude_none=True) + _OUTPUT_TAIL
+
+    def to_string(data: Any) -> str:
+        static = state.get("static")
+        if static is not None:
+            return static + render_input(data)
+        text = original(data)
+        if "checked" not in state:
+            state["checked"] = True
+            at = text.rfind(INPUT_MARKER)
+            if at >= 0 and text[: at + len(INPUT_MARKER)] + render_input(data) == text:
+                state["static"] = text[: at + len(INPUT_MARKER)]
+        return str(text)
+
+    to_string._rag_core_static = True  # type: ignore[attr-defined]
+    object.__setattr__(prompt, "to_string", to_string)

@@ -283,3 +283,16 @@ def test_the_cost_estimates_prefix_sizes_are_the_real_prompts(settings, engine):
     assert set(seen) == set(JUDGE_PREFIX_TOKENS)
     for kind, tokens in seen.items():
         assert tokens == pytest.approx(JUDGE_PREFIX_TOKENS[kind], rel=0.05), kind
+
+
+def test_ragas_prompts_render_their_static_part_once_and_identically() -> None:
+    from ragas.metrics.collections.context_precision.util import ContextPrecisionInput, ContextPrecisionPrompt
+
+    from rag_core.evaluation.judge_prompt import reuse_static_prompt
+
+    fast, reference = ContextPrecisionPrompt(), ContextPrecisionPrompt()
+    reuse_static_prompt(fast)
+    reuse_static_prompt(fast)  # idempotent
+    for context in ("first chunk", 'a <tag> & "quotes"\nnew line', PAYLOAD):
+        data = ContextPrecisionInput(question="How much leave?", context=context, answer="25 days.")
+        assert fast.to_string(data) == reference.to_string(data)
