@@ -260,14 +260,15 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
     variants: dict[str, Any] = {}
     scores: dict[str, Any] = {}
     polling = BatchPolling(initial_s=0.2, max_s=0.5)
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp,
-        standin_process(ragas=True, latency=0.0, batch_latency=0.5) as srv,
+    # One stand-in per variant: every variant starts with a cold prompt cache, as a run would.
+    for name, cache, batch in (
+        ("no_caching", False, False),
+        ("caching", True, False),
+        ("caching_and_batches", True, True),
     ):
-        for name, cache, batch in (
-            ("no_caching", False, False),
-            ("caching", True, False),
-            ("caching_and_batches", True, True),
+        with (
+            tempfile.TemporaryDirectory(prefix="bench-judge-") as tmp,
+            standin_process(ragas=True, latency=0.0, batch_latency=0.5) as srv,
         ):
             st = _settings(tmp, srv.base_url, prompt_cache=cache)
             ledger = AttemptLedger()
@@ -276,11 +277,12 @@ def cost(args: argparse.Namespace) -> dict[str, Any]:
             variants[name] = {**_priced(ledger, st), "wall_s": round(wall, 2)}
             variants[name]["per_question_usd"] = round(variants[name]["cost_usd"] / n, 6)
             scores[name] = _scores(out)
-        if args.today_ref:
+    if args.today_ref:
+        with standin_process(ragas=True, latency=0.0) as srv:
             ref = _today_at_ref(args.today_ref, srv, n)
-            scores["today_ref"] = ref.pop("scores")
-            ref["per_question_usd"] = round(ref["cost_usd"] / n, 6)
-            variants["today_ref"] = ref
+        scores["today_ref"] = ref.pop("scores")
+        ref["per_question_usd"] = round(ref["cost_usd"] / n, 6)
+        variants["today_ref"] = ref
     today = variants["today_ref" if "today_ref" in variants else "no_caching"]["cost_usd"]
     for v in variants.values():
         v["share_of_today"] = round(v["cost_usd"] / today, 3) if today else None
