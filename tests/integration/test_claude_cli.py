@@ -335,3 +335,6 @@ def test_batch_mode_judges_through_message_batches(indexed: Path, tmp_path: Path
     judge = [p for p in summary["usage"]["passes"] if p["kind"] == "judge"]
     assert judge and all(p["batch"] for p in judge) and judge[0]["calls"] == 30
     assert all(m["scored"] == 10 for m in summary["metrics"].values())
+    # every judge batch id was stored with the run (a resume would reuse them)
+    assert len(summary["config"]["judge_batch_ids"]) == 2
+    assert summary["config"]["batch_id"] not in summary["config"]["judge_batch_ids"]
