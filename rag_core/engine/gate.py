@@ -12,9 +12,11 @@ Rules
   position (earlier jobs finish first, so the batch's critical path is not starved) and put
   retries ahead of first attempts.
 - AIMD (:class:`Aimd`, when ``adaptive``): a 429 halves the limit only when 429s are *repeated* —
-  at least :data:`~rag_core.engine.policy.AIMD_MIN_429` and
-  :data:`~rag_core.engine.policy.AIMD_429_RATE` of the last
-  :data:`~rag_core.engine.policy.AIMD_OUTCOME_WINDOW` outcomes (a stray 429 is just retried) — at
+  at least :data:`~rag_core.engine.policy.AIMD_MIN_429` of the last
+  :data:`~rag_core.engine.policy.AIMD_OUTCOME_WINDOW` outcomes, and a share of them above
+  :data:`~rag_core.engine.policy.AIMD_429_RATE` with confidence (the one-sided Wilson lower bound at
+  :data:`~rag_core.engine.policy.AIMD_CONFIDENCE_Z`), so stray 429s — a few percent, by chance
+  bunched early — are just retried while a real limit (most requests refused) cuts at once — at
   most once per :data:`~rag_core.engine.policy.AIMD_DECREASE_WINDOW_S`, and not for a request sent
   before the last cut (it reflects the old limit; like TCP, one cut per flight). Every ``limit``
   successes raise it by one, back up to the ceiling. A server hint ``requests_remaining`` lowers the
@@ -33,9 +35,26 @@ from collections.abc import Callable
 
 import anyio
 
-from rag_core.engine.policy import AIMD_429_RATE, AIMD_DECREASE_WINDOW_S, AIMD_MIN_429, AIMD_OUTCOME_WINDOW
+from rag_core.engine.policy import (
+    AIMD_429_RATE,
+    AIMD_CONFIDENCE_Z,
+    AIMD_DECREASE_WINDOW_S,
+    AIMD_MIN_429,
+    AIMD_OUTCOME_WINDOW,
+)
 
-__all__ = ["Aimd", "Gate"]
+__all__ = ["Aimd", "Gate", "wilson_lower"]
+
+
+def wilson_lower(k: int, n: int, z: float = AIMD_CONFIDENCE_Z) -> float:
+    """One-sided Wilson lower bound of a share ``k / n`` (0 when ``n`` is 0)."""
+    if n <= 0:
+        return 0.0
+    p = k / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z2 / n))
 
 
 class Aimd:
@@ -71,8 +90,9 @@ class Aimd:
         if not self.adaptive:
             return False
         self._recent.append(True)
-        if sum(self._recent) < max(AIMD_MIN_429, AIMD_429_RATE * len(self._recent)):
-            return False  # a stray 429: the retry handles it
+        n429 = sum(self._recent)
+        if n429 < AIMD_MIN_429 or wilson_lower(n429, len(self._recent)) < AIMD_429_RATE:
+            return False  # stray 429s: the retries handle them
         now = self.clock()
         if now - self._last_decrease < AIMD_DECREASE_WINDOW_S or sent_at < self._last_decrease:
             return False
