@@ -80,10 +80,13 @@ def _score(
         suite = make_suite("judge", settings)
         suite.warm()
         t = time.perf_counter()
+        cpu = time.process_time()
         out = submit_scoring(
             samples, suite=suite, engine=engine, policy=policy, gate=gate, batch=batch, ledger=ledger
         ).wait(MAX_WAIT_S)
-        return out, time.perf_counter() - t, gate
+        wall = time.perf_counter() - t
+        out.client_cpu_s = time.process_time() - cpu  # type: ignore[attr-defined]  # bench-only note
+        return out, wall, gate
     finally:
         engine.shutdown()
 
@@ -136,6 +139,10 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
             "retries": sum(out.retries_by_metric().values()),
             "retries_by_metric": out.retries_by_metric(),
             "failed_scores": failed,
+            "client_cpu_s": round(out.client_cpu_s, 2),
+            "client_cpu_ms_per_request": round(
+                1000 * out.client_cpu_s / max(1, after["count"] - before["count"]), 2
+            ),
             "pass": wall <= THROUGHPUT_GOAL * ideal["ideal_s"],
         }
     assert ideal is not None
@@ -352,7 +359,8 @@ def print_table(name: str, r: dict[str, Any]) -> None:
                     f"{x['wall_s']:.2f} s = {x['ratio_to_ideal']:.2f}× ideal (goal ≤ {r['goal_ratio']}) "
                     f"{'PASS' if x['pass'] else 'FAIL'} · {x['server_requests']} requests, "
                     f"{x['retries']} retries, limit {x['final_limit']} ({x['aimd_decreases']} cuts), "
-                    f"peak {x['peak_in_flight']}, {x['failed_scores']} failed",
+                    f"peak {x['peak_in_flight']}, {x['failed_scores']} failed, "
+                    f"client CPU {x['client_cpu_s']:.1f} s ({x['client_cpu_ms_per_request']:.1f} ms/request)",
                 )
             )
     elif name == "faults":

@@ -15,8 +15,10 @@ Rules
   at least :data:`~rag_core.engine.policy.AIMD_MIN_429` of the last
   :data:`~rag_core.engine.policy.AIMD_OUTCOME_WINDOW` outcomes, and a share of them above
   :data:`~rag_core.engine.policy.AIMD_429_RATE` with confidence (the one-sided Wilson lower bound at
-  :data:`~rag_core.engine.policy.AIMD_CONFIDENCE_Z`), so stray 429s — a few percent, by chance
-  bunched early — are just retried while a real limit (most requests refused) cuts at once — at
+  :data:`~rag_core.engine.policy.AIMD_CONFIDENCE_Z`) among at least one flight of outcomes
+  (``limit`` of them: a 429 comes back at once, a success only after the request's latency, so
+  the first outcomes of a flight are all 429s) — so stray 429s, a few percent, are just retried
+  while a real limit (most requests refused) cuts within one flight — at
   most once per :data:`~rag_core.engine.policy.AIMD_DECREASE_WINDOW_S`, and not for a request sent
   before the last cut (it reflects the old limit; like TCP, one cut per flight). Every ``limit``
   successes raise it by one, back up to the ceiling. A server hint ``requests_remaining`` lowers the
@@ -90,8 +92,10 @@ class Aimd:
         if not self.adaptive:
             return False
         self._recent.append(True)
-        n429 = sum(self._recent)
-        if n429 < AIMD_MIN_429 or wilson_lower(n429, len(self._recent)) < AIMD_429_RATE:
+        n429, n = sum(self._recent), len(self._recent)
+        if n < min(self.limit, AIMD_OUTCOME_WINDOW):
+            return False  # not a flight of outcomes yet: 429s come back before successes do
+        if n429 < AIMD_MIN_429 or wilson_lower(n429, n) < AIMD_429_RATE:
             return False  # stray 429s: the retries handle them
         now = self.clock()
         if now - self._last_decrease < AIMD_DECREASE_WINDOW_S or sent_at < self._last_decrease:
