@@ -33,13 +33,14 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from rag_core.engine import BatchPolicy, CallRecord, Engine, Gate, ItemResult, get_engine
 from rag_core.errors import EvaluationError, GenerationError, InputError, RagError
-from rag_core.models import Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
+from rag_core.models import Answer, MetricScore, QAItem, ScoredChunk
 from rag_core.runs.handle import RunHandle
+from rag_core.runs.passes import RetryNotes, calls_of, pass_timings
 from rag_core.runs.request import RunRequest
 from rag_core.runs.summary import build_summary
 from rag_core.settings import Settings
@@ -185,7 +186,7 @@ class _Coordinator:
         self.ledger = AttemptLedger()
         self.attempt = 0
         self.gate: Gate | None = None
-        self._retry_notes: dict[str, dict[str, Any]] = {}
+        self.retries = RetryNotes()
 
     # -- the attempt -------------------------------------------------------------------------------
     def run(self) -> None:
@@ -237,19 +238,8 @@ class _Coordinator:
 
     def _note_retries(self, kind: str, calls: Iterable[tuple[str | None, CallRecord]]) -> None:
         """Count a pass's calls into the attempt's ``retries`` note (summed by the run summary)."""
-        d = self._retry_notes.setdefault(kind, {"by_error": {}, "by_metric": {}})
-        for metric, c in calls:
-            d["calls"] = d.get("calls", 0) + 1
-            d["retries"] = d.get("retries", 0) + c.retries
-            d["calls_retried"] = d.get("calls_retried", 0) + (1 if c.retries else 0)
-            d["failed_calls"] = d.get("failed_calls", 0) + (1 if c.status == "error" else 0)
-            d["throttled_s"] = d.get("throttled_s", 0.0) + c.throttled_s
-            d["longest_wait_s"] = max(d.get("longest_wait_s", 0.0), c.longest_wait_s)
-            for k, n in c.retried.items():
-                d["by_error"][k] = d["by_error"].get(k, 0) + n
-            if metric and c.retries:
-                d["by_metric"][metric] = d["by_metric"].get(metric, 0) + c.retries
-        self.ledger.note(retries=dict(self._retry_notes))
+        self.retries.add(kind, calls)
+        self.ledger.note(retries=self.retries.to_json())
 
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
@@ -373,9 +363,9 @@ class _Coordinator:
             results = h.wait()
             ledger.phase(None)
             wall = h.progress().elapsed_s
-            store.save_requests(self.run_id, _timings(results, todo, phase, labels))
+            store.save_requests(self.run_id, pass_timings(results, todo, phase, labels))
             if req.backend == Backend.CLAUDE:
-                self._note_retries(kind, ((None, c) for r in results for c in _calls_of(r)))
+                self._note_retries(kind, ((None, c) for r in results for c in calls_of(r)))
             return results, wall
 
         notes: dict[str, Any] = {"n_requests": len(todo)}
@@ -512,9 +502,8 @@ class _Coordinator:
         if outcome.batch is not None:
             self.ledger.note(judge_batch=outcome.batch)
             if outcome.batch.get("retries"):
-                d = self._retry_notes.setdefault("judge", {"by_error": {}, "by_metric": {}})
-                d["retries"] = d.get("retries", 0) + int(outcome.batch["retries"])
-                self.ledger.note(retries=dict(self._retry_notes))
+                self.retries.add_retries("judge", int(outcome.batch["retries"]))
+                self.ledger.note(retries=self.retries.to_json())
         if outcome.fatal and not self.handle.cancelled:
             raise EvaluationError(f"Scoring stopped: {outcome.fatal}")
         if outcome.interrupted and not self.handle.cancelled:
@@ -535,48 +524,6 @@ class _Coordinator:
             batch_mode.remember_batch(self.store, self.run_id, batch_id, key="judge_batch_ids")
 
         return JudgeBatchOptions(stored_ids=stored, on_created=remember, polling=batch_mode.DEFAULT_POLLING)
-
-
-def _calls_of(r: ItemResult) -> tuple[CallRecord, ...]:
-    """The calls an answer job made (a job retried whole counts as one call)."""
-    if r.calls or r.started_at is None:
-        return r.calls
-    return (
-        CallRecord(
-            label=r.label,
-            start=r.started_at,
-            end=r.ended_at,
-            status=r.status,
-            attempts=r.attempts,
-            throttled_s=r.throttled_s,
-            error_kind=r.error_kind,
-        ),
-    )
-
-
-def _timings(
-    results: Sequence[ItemResult], todo: list[int], phase: str, labels: list[str]
-) -> list[RequestTiming]:
-    out = []
-    for r in results:
-        if r.started_at is None:
-            continue
-        v = r.value if r.status == "ok" else None
-        out.append(
-            RequestTiming(
-                index=todo[r.index],
-                phase=phase,
-                label=labels[r.index],
-                start=r.started_at,
-                end=r.ended_at or r.started_at,
-                attempts=r.attempts,
-                status=r.status,
-                throttled_s=r.throttled_s,
-                input_tokens=getattr(v, "input_tokens", 0) or 0,
-                output_tokens=getattr(v, "output_tokens", 0) or 0,
-            )
-        )
-    return out
 
 
 # --------------------------------------------------------------------------------------------
