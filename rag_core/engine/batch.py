@@ -18,7 +18,8 @@ A batch runs in one of two ways:
   of ``gate`` (shared, e.g. by every call made with one API key), has its own timeout and retry
   budget and becomes a :class:`~rag_core.engine.policy.CallRecord` on the job's result. The batch
   runs at most ``window`` jobs at once (default
-  :data:`~rag_core.engine.policy.DEFAULT_JOB_WINDOW_FACTOR` × the gate's cap); a job holds no slot
+  :data:`~rag_core.engine.policy.DEFAULT_JOB_WINDOW_FACTOR` × the gate's cap, or × ``policy.concurrency``
+  without a gate); a job holds no slot
   itself, is never retried or timed out as a whole (its calls are), and fails with its first
   unrecovered error (the failing call names itself in the message).
 

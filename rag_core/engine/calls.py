@@ -7,7 +7,9 @@ What happens then depends on where the call is made:
 
 - **In a job of a batch submitted with a gate (or a window)** (:meth:`Engine.submit`): the call is
   the unit of work. Each attempt holds one slot of the batch's :class:`~rag_core.engine.gate.Gate`
-  for as long as it runs, under ``policy.timeout_s``; retryable errors are retried up to
+  (when it has one; a window-only batch bounds jobs, not calls) for as long as it runs, under
+  ``policy.timeout_s`` — the timeout covers the request, not the wait for a slot; retryable errors
+  are retried up to
   ``policy.max_retries`` times with the backoff below; a 429 feeds the gate's AIMD; the call is
   recorded as a :class:`~rag_core.engine.policy.CallRecord` (a timeline row) on the job's
   :class:`~rag_core.engine.policy.ItemResult`. A job that makes several calls holds no slot
@@ -24,7 +26,9 @@ Retry rules (shared with batches that retry whole jobs, :mod:`rag_core.engine.ba
 - Errors with ``.fatal`` are never retried (the batch then stops, see :mod:`rag_core.engine.batch`);
   exceptions that are not :class:`RagError` propagate unchanged, without retry.
 - Each retry is logged at INFO on ``rag_core.engine.calls`` (quiet unless a handler shows INFO,
-  e.g. the CLI's ``--verbose``); the counts are on the records.
+  e.g. the CLI's ``--verbose``); the counts are on the records. A server hint
+  (:func:`report_requests_remaining` inside ``send``, or ``requests_remaining`` on its value or error)
+  caps the gate's limit.
 """
 
 from __future__ import annotations
