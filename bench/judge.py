@@ -129,8 +129,18 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         if ideal is None:
             ideal = _ideal(out, args.concurrency, args.latency)
         failed = sum(1 for row in out.scores for s in row.values() if s.value is None)
+        today = None
+        if args.today_ref:  # the same load with the code before this work, on a fresh stand-in
+            with standin_process(
+                ragas=True, latency=args.latency, rate_429=rate, retry_after=1.0, seed=11
+            ) as old_srv:
+                today = _today_at_ref(args.today_ref, old_srv, args.questions, args.concurrency, warm=True)[
+                    "wall_s"
+                ]
         rows[name] = {
             "wall_s": round(wall, 2),
+            "today_wall_s": today,
+            "today_ratio_to_ideal": round(today / ideal["ideal_s"], 3) if today else None,
             "ratio_to_ideal": round(wall / ideal["ideal_s"], 3),
             "server_requests": after["count"] - before["count"],
             "by_fault": {
@@ -165,6 +175,7 @@ def throughput(args: argparse.Namespace) -> dict[str, Any]:
         "latency_s": args.latency,
         **ideal,
         "goal_ratio": THROUGHPUT_GOAL,
+        "today_ref": args.today_ref,
         **rows,
     }
 
@@ -224,9 +235,13 @@ def _priced(ledger: AttemptLedger, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _today_at_ref(ref: str, srv: StandIn, n: int) -> dict[str, Any]:
-    """Score the same samples with the code at git ``ref`` (its own request shapes), against the
-    same stand-in; its cost comes from the stand-in's token counters."""
+def _today_at_ref(
+    ref: str, srv: StandIn, n: int, concurrency: int = 8, *, warm: bool = False
+) -> dict[str, Any]:
+    """Score the same samples with the code at git ``ref`` (its own request shapes and engine),
+    against the same stand-in; its cost comes from the stand-in's token counters, its wall time
+    is the scoring batch's (measured inside the subprocess; ``warm``: after a 2-question warm-up,
+    which then also counts in the tokens)."""
     archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
     with tempfile.TemporaryDirectory(prefix="bench-judge-ref-") as tree:
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
@@ -238,19 +253,25 @@ def _today_at_ref(ref: str, srv: StandIn, n: int) -> dict[str, Any]:
             "from rag_core.evaluation import make_suite, submit_scoring\n"
             "from rag_core.settings import Secret, Settings\n"
             "from bench.evaluate import build_samples\n"
-            "url, n = sys.argv[1], int(sys.argv[2])\n"
+            "import time\n"
+            "url, n, c, warm = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == '1'\n"
             "with tempfile.TemporaryDirectory() as tmp:\n"
             "    s = Settings.load(env={'RAG_DATA_DIR': tmp}, secrets_path=Path(tmp) / 'x.toml')\n"
             "    s = s.replace(base_url=url, api_key=Secret('sk-bench-not-a-real-key'))\n"
             "    eng = Engine()\n"
-            "    out = submit_scoring(build_samples(n), suite=make_suite('judge', s), engine=eng,\n"
-            "                         policy=BatchPolicy(concurrency=8)).wait(900)\n"
+            "    suite = make_suite('judge', s)\n"
+            "    p = BatchPolicy(concurrency=c, max_retries=4)\n"
+            "    if warm:\n"
+            "        submit_scoring(build_samples(2), suite=suite, engine=eng, policy=p).wait(900)\n"
+            "    t = time.perf_counter()\n"
+            "    out = submit_scoring(build_samples(n), suite=suite, engine=eng, policy=p).wait(900)\n"
+            "    wall = time.perf_counter() - t\n"
             "    eng.shutdown()\n"
-            "    print(json.dumps([[sc.value for sc in row.values()] for row in out.scores]))\n"
+            "    print(json.dumps({'wall_s': wall, 'scores': [[sc.value for sc in row.values()] for row in out.scores]}))\n"
         )
         before = srv.stats()
         proc = subprocess.run(
-            [sys.executable, "-c", code, srv.base_url, str(n)],
+            [sys.executable, "-c", code, srv.base_url, str(n), str(concurrency), "1" if warm else "0"],
             cwd=tree,
             env={**os.environ, "PYTHONPATH": tree},
             capture_output=True,
@@ -259,19 +280,21 @@ def _today_at_ref(ref: str, srv: StandIn, n: int) -> dict[str, Any]:
             check=True,
         )
         after = srv.stats()
+    done = json.loads(proc.stdout.strip().splitlines()[-1])
     tok = {k: after["tokens"][k] - before["tokens"][k] for k in after["tokens"]}
     cost = (
         tok["input"] * 3.0 + tok["cache_write"] * 3.75 + tok["cache_read"] * 0.3 + tok["output"] * 15.0
     ) / 1e6
     return {
         "ref": ref,
+        "wall_s": round(done["wall_s"], 2),
         "calls": after["count"] - before["count"],
         "input_tokens": tok["input"],
         "cache_write_tokens": tok["cache_write"],
         "cache_read_tokens": tok["cache_read"],
         "output_tokens": tok["output"],
         "cost_usd": round(cost, 8),
-        "scores": json.loads(proc.stdout.strip().splitlines()[-1]),
+        "scores": done["scores"],
     }
 
 
@@ -366,6 +389,13 @@ def print_table(name: str, r: dict[str, Any]) -> None:
         )
         for key, label in (("no_faults", "no faults"), ("rate_429_5pct", "5 % 429s")):
             x = r[key]
+            if x.get("today_wall_s"):
+                rows.append(
+                    (
+                        f"{label}, today ({r.get('today_ref', 'ref')})",
+                        f"{x['today_wall_s']:.2f} s = {x['today_ratio_to_ideal']:.2f}× ideal",
+                    )
+                )
             rows.append(
                 (
                     label,

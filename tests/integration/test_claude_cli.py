@@ -193,6 +193,7 @@ def test_a_rejected_judge_key_fails_the_run_with_exit_1(indexed: Path) -> None:
             "offline",
             "--suite",
             "judge",
+            "--fresh",  # earlier tests may have cached judgements of identical answers
             "--json",
             str(out),
             check=False,
