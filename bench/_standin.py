@@ -37,15 +37,17 @@ class StandIn:
 def standin_process(*, startup_timeout_s: float = 60.0, **options: Any) -> Iterator[StandIn]:
     """Run ``python -m tests.support.anthropic_server`` with ``--<option> value`` flags.
 
-    Option names use underscores (``rate_429=0.1`` → ``--rate-429 0.1``). Raises RuntimeError if
+    Option names use underscores (``rate_429=0.1`` → ``--rate-429 0.1``); ``True`` passes a bare
+    flag (``ragas=True`` → ``--ragas``), ``None``/``False`` nothing. Raises RuntimeError if
     the server does not print its READY line within ``startup_timeout_s``. The process is
     terminated (then killed after 5 s) on exit.
     """
     args = [sys.executable, "-m", "tests.support.anthropic_server", "--port", "0"]
     for name, value in options.items():
-        if value is None:
+        if value is None or value is False:
             continue
-        args += [f"--{name.replace('_', '-')}", str(value)]
+        flag = f"--{name.replace('_', '-')}"
+        args += [flag] if value is True else [flag, str(value)]
     # `-m` from the project root puts the root on the child's sys.path: no PYTHONPATH needed.
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     line: list[str] = []

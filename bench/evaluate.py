@@ -10,8 +10,9 @@ answers every RAGAS tool call with schema-valid content after ``latency`` second
    precision with k=4 chunks, context recall) at concurrency C. Compared with its *ideal*:
    ``max(total calls × L / C, critical path × L)`` — a job's calls are sequential (context
    precision makes k calls in a row, answer relevancy 3, faithfulness 2, recall 1), so no
-   schedule beats the longest job. Also printed: the best schedule when each job holds one
-   slot for all its calls (longest-first list scheduling, which is what the engine runs).
+   schedule beats the longest job. Also printed, for comparison: the best schedule when each job
+   holds one slot for all its calls (longest-first list scheduling — the engine before issue 11;
+   now each call takes its own slot of the gate, see ``bench/judge.py``).
 2. **Sequential scoring** (C=1): measured (default) or estimated from the sum of the async run's
    job latencies (``--sequential estimate``); the table says which.
 3. **Cached re-score** of M questions: every judgement is first put in the judge cache by a real
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         ("judge calls (10/question: 2+3+k+1, k=4)", f"{calls}"),
         ("critical path (sequential calls)", f"{critical}"),
         ("ideal = max(calls·L/C, path·L)", f"{ideal:.2f} s"),
-        ("job-level optimum (longest-first)", f"{lpt:.2f} s"),
+        ("job-level optimum (one slot per metric job)", f"{lpt:.2f} s"),
         (
             f"async wall (C={conc})",
             f"{wall:.2f} s  = {wall / ideal:.2f}× ideal (goal ≤ 1.2×) "

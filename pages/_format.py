@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from rag_core.summary import GenerationStats, MetricStats
+from rag_core.summary import GenerationStats, MetricStats, RetryStats
 
 
 def duration(seconds: float | None) -> str:
@@ -48,3 +48,18 @@ def speedup_line(g: GenerationStats | None) -> str | None:
     if g.efficiency is not None:
         ideal += f", {g.efficiency:.0%} of it"
     return f"{g.speedup:.1f}× {kind}{ideal})"
+
+
+def retries_line(r: RetryStats | None) -> str | None:
+    """``"12 (answers 2, judge 10; faithfulness 4, …) · throttled 14 s, longest wait 3.0 s"``;
+    None when nothing was retried."""
+    if r is None or not (r.retries or r.failed_calls):
+        return None
+    passes = ", ".join(f"{k} {v}" for k, v in r.by_pass.items() if v)
+    metrics = ", ".join(f"{k} {v}" for k, v in r.by_metric.items() if v)
+    inner = passes + (f"; {metrics}" if metrics else "")
+    line = f"{r.retries}" + (f" ({inner})" if inner else "")
+    line += f" · throttled {duration(r.throttled_s)}, longest wait {duration(r.longest_wait_s)}"
+    if r.failed_calls:
+        line += f" · {r.failed_calls} calls failed for good"
+    return line

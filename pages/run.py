@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _shared as ui
-from pages._format import duration, metric_line, speedup_line
+from pages._format import duration, metric_line, retries_line, speedup_line
 from rag_core.errors import RagError
 from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.models import DEFAULT_COLLECTION
@@ -140,6 +140,9 @@ def show_summary(run_id: int) -> None:
     j = s.judge
     if j.calls or j.cache_hits:
         facts.append(f"**Judge:** {ui.md(j.model)} · {j.calls} calls · {j.cache_hits} cache hits")
+    retried = retries_line(s.retries)
+    if retried:
+        facts.append(f"**Retries:** {ui.md(retried)}")
     st.markdown("  \n".join(facts))
     if run.backend == Backend.OFFLINE and (g.speedup_measured or 2.0) < 1.5:
         st.caption(
@@ -205,6 +208,8 @@ def live_progress(run_id: int) -> None:
     phase = PHASES.get(p.phase, p.phase)
     text = f"{phase}: {p.done} of {p.total}" if p.total else f"{phase}…"
     st.progress(min(1.0, p.fraction), text=text)
+    if p.note:
+        st.caption(ui.md(p.note), help="Retries wait as long as the API asks, up to the run's deadline.")
     c = st.columns(6)
     c[0].metric("Done", f"{p.done}/{p.total}" if p.total else "—")
     c[1].metric(
@@ -404,10 +409,21 @@ with st.container(border=True):
             judge_repeats=judge_repeats,
             config=config_name,
         )
+        cached = (
+            f" + ~{est.cache_read_tokens + est.cache_write_tokens:,} read from the prompt cache"
+            if est.cache_read_tokens or est.cache_write_tokens
+            else ""
+        )
+        saved = (
+            f" (≈ ${est.full_price_usd:.2f} without prompt caching and Message Batches)"
+            if est.full_price_usd > est.cost_usd + 0.005
+            else ""
+        )
         st.info(
             f"Estimated Claude usage: **{est.calls:,} calls** ({est.answer_calls:,} answers + "
-            f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input / ~{est.output_tokens:,} output "
-            f"tokens · **≈ ${est.cost_usd:.2f}**. An upper estimate: cached judgements cost nothing.",
+            f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input{cached} / ~{est.output_tokens:,} "
+            f"output tokens · **≈ ${est.cost_usd:.2f}**{saved}. An upper estimate: cached judgements "
+            "cost nothing.",
             icon=":material/payments:",
         )
     else:

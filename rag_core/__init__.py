@@ -12,3 +12,7 @@ os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")  # ragas sends usage analyti
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chromadb's product telemetry
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download from the Hugging Face hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warning from tokenizers' pool
+
+from rag_core import logs as _logs
+
+_logs.install()  # every log record redacted; chatty libraries quiet (rag_core/logs.py)

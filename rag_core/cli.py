@@ -1,9 +1,13 @@
 """Headless CLI: ``python -m rag_core ingest|docs|versions|run|runs|export|resume|questions|configs|compare|sweep|label|review …``.
 
 The interface CI gating and benchmarks use. Exit codes: 0 ok, 1 a ``--fail-under`` gate failed, a
-metric was significantly worse than ``--baseline`` with ``--fail-if-worse``, or the run failed,
-2 bad input (message on stderr, naming the file/row/setting). The experiment commands live in
-:mod:`rag_core.cli_experiments`.
+metric was significantly worse than ``--baseline`` with ``--fail-if-worse``, or the run failed (e.g.
+the judge's key was rejected), 2 bad input (message on stderr, naming the file/row/setting). The
+experiment commands live in :mod:`rag_core.cli_experiments`.
+
+Quiet by default: warnings and errors only, retries counted in the summary (``retries: …``), the
+libraries' per-request lines silenced (:mod:`rag_core.logs`); ``--verbose`` (before the command)
+logs every retry and the libraries' warnings. Every log line is redacted.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag_core import cli_experiments
+from rag_core import cli_experiments, logs
 from rag_core.errors import InputError, RagError
 from rag_core.models import DEFAULT_COLLECTION
 from rag_core.reporting.export import results_csv, run_export, run_json_text
@@ -40,6 +44,7 @@ EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    logs.configure(verbose=bool(getattr(args, "verbose", False)))
     try:
         overrides: dict[str, Any] = {}
         if args.data_dir:
@@ -58,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rag_core", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", help="isolate everything under this folder (default: $RAG_DATA_DIR)")
+    p.add_argument(
+        "--verbose", "-v", action="store_true", help="log every retry and the libraries' warnings (stderr)"
+    )
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     s = sub.add_parser("ingest", help="index policy documents (PDF, DOCX, HTML, TXT, MD; scans are OCR'd)")
@@ -371,7 +379,10 @@ def _follow(
                 bar = tqdm(total=p.total, desc=str(phase), unit="job", disable=None, file=sys.stderr)
             if bar is not None and not args.quiet:
                 bar.n = p.done
-                bar.set_postfix(in_flight=p.in_flight, retries=p.retries, errors=p.errors, refresh=False)
+                post = {"in_flight": p.in_flight, "retries": p.retries, "errors": p.errors}
+                if p.note:
+                    post["note"] = p.note
+                bar.set_postfix(post, refresh=False)
                 bar.refresh()
             time.sleep(0.2)
     except KeyboardInterrupt:
@@ -511,6 +522,11 @@ def _print_summary(s: RunSummary) -> None:
     if u.passes and u.cost_usd:
         parts = [
             f"{p.kind} {p.calls} calls, {p.input_tokens} in / {p.output_tokens} out"
+            + (
+                f", cache {p.cache_write_tokens} written / {p.cache_read_tokens} read"
+                if p.cache_write_tokens or p.cache_read_tokens
+                else ""
+            )
             + (f" (+{p.estimated_input_tokens} est.)" if p.estimated_input_tokens else "")
             + (" batch" if p.batch else "")
             for p in u.passes
@@ -521,6 +537,17 @@ def _print_summary(s: RunSummary) -> None:
     j = s.judge
     if j.calls or j.cache_hits:
         print(f"  judge: {j.model} · {j.calls} calls · {j.cache_hits} cache hits")
+    r = s.retries
+    if r.retries or r.failed_calls:
+        passes = ", ".join(f"{k} {v}" for k, v in r.by_pass.items() if v)
+        metrics = ", ".join(f"{k} {v}" for k, v in r.by_metric.items() if v)
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(r.by_error.items()))
+        print(
+            f"  retries: {r.retries} ({passes}{'; judge by metric: ' + metrics if metrics else ''})"
+            + (f" · by error: {errors}" if errors else "")
+            + f" · throttled {r.throttled_s:.1f} s (longest wait {r.longest_wait_s:.1f} s)"
+            + (f" · {r.failed_calls} calls failed for good" if r.failed_calls else "")
+        )
 
 
 def cmd_runs(args: argparse.Namespace, settings: Settings) -> int:

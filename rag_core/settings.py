@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag_core.errors import InputError
+from rag_core.redaction import remember_secret
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,12 +36,17 @@ DEFAULT_JUDGE_MODEL = "claude-sonnet-4-5"
 
 
 class Secret:
-    """A string that never shows itself in repr, str, logs or f-strings."""
+    """A string that never shows itself in repr, str, logs or f-strings.
+
+    Its value is remembered by :mod:`rag_core.redaction`, so it is scrubbed from every error
+    message and log line of the process even where no header name surrounds it.
+    """
 
     __slots__ = ("_value",)
 
     def __init__(self, value: str | None) -> None:
         self._value = value or None
+        remember_secret(self._value)
 
     def get(self) -> str | None:
         """The real value; call only where it is handed to the SDK."""
@@ -90,10 +97,15 @@ class Settings:
     """Per-request timeout, seconds (``RAG_REQUEST_TIMEOUT``)."""
     max_retries: int = 4
     """Retries per request after the first attempt, owned by the engine (``RAG_MAX_RETRIES``)."""
-    retry_after_cap_s: float = 20.0
-    """Longest retry-after we honour, seconds (``RAG_RETRY_AFTER_CAP``)."""
+    retry_after_cap_s: float = 600.0
+    """Safety ceiling on a server-requested retry-after, seconds (``RAG_RETRY_AFTER_CAP``): far
+    above normal values, so a real request is honoured up to the run's deadline."""
     run_deadline_s: float = 1800.0
-    """A run's whole-batch deadline, seconds (``RAG_RUN_DEADLINE``)."""
+    """A run's whole-batch deadline, seconds (``RAG_RUN_DEADLINE``); it also bounds how long a
+    server-requested ``retry-after`` is honoured."""
+    prompt_cache: bool = True
+    """Mark the static part of judge prompts (and answer system prompts long enough to be cached)
+    for Anthropic's prompt cache (``RAG_PROMPT_CACHE``; 0/false/no/off disables it)."""
     max_upload_mb: int = 50
     """Largest accepted upload, MB (``RAG_MAX_UPLOAD_MB``)."""
     max_pdf_pages: int = 2000
@@ -168,7 +180,7 @@ class Settings:
                 env.setdefault(k, str(v))
 
         kw: dict[str, Any] = {}
-        spec: dict[str, tuple[str, type]] = {
+        spec: dict[str, tuple[str, Callable[[str], Any]]] = {
             "RAG_DATA_DIR": ("data_dir", Path),
             "ANTHROPIC_BASE_URL": ("base_url", str),
             "RAG_ANSWER_MODEL": ("answer_model", str),
@@ -183,6 +195,7 @@ class Settings:
             "RAG_MAX_RETRIES": ("max_retries", int),
             "RAG_RETRY_AFTER_CAP": ("retry_after_cap_s", float),
             "RAG_RUN_DEADLINE": ("run_deadline_s", float),
+            "RAG_PROMPT_CACHE": ("prompt_cache", _flag),
             "RAG_MAX_UPLOAD_MB": ("max_upload_mb", int),
             "RAG_MAX_PDF_PAGES": ("max_pdf_pages", int),
             "RAG_CHROMA_HOST": ("chroma_host", str),
@@ -197,7 +210,8 @@ class Settings:
             try:
                 kw[attr] = typ(raw)
             except ValueError:
-                raise InputError(f"Setting {var}={raw!r} is not a valid {typ.__name__}.") from None
+                what = getattr(typ, "__name__", "value")
+                raise InputError(f"Setting {var}={raw!r} is not a valid {what}.") from None
         kw["api_key"] = Secret(env.get("ANTHROPIC_API_KEY", "").strip() or None)
         kw.update(overrides)
         if isinstance(kw.get("api_key"), str) or kw.get("api_key") is None:
@@ -222,6 +236,19 @@ class Settings:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg + ".")
+
+
+def _flag(raw: str) -> bool:
+    """``1/true/yes/on`` → True, ``0/false/no/off`` → False (case-insensitive); else ValueError."""
+    low = raw.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+_flag.__name__ = "flag (1/0, true/false, yes/no, on/off)"
 
 
 def _read_secrets(path: Path) -> dict[str, Any]:

@@ -36,6 +36,7 @@ __all__ = [
     "JudgeStats",
     "MetricStats",
     "PassUsage",
+    "RetryStats",
     "RunSummary",
     "Timings",
     "Usage",
@@ -271,7 +272,7 @@ class JudgeStats(_Record):
     model: str | None = None
     """The judge model (None for the offline suite)."""
     calls: int = 0
-    """Judge requests sent over every attempt (instructor re-asks and retries included)."""
+    """Judge requests sent over every attempt (re-asks and retries included)."""
     cache_hits: int = 0
     """Judgements served from the judge cache."""
     versions: dict[str, str] = Field(default_factory=dict)
@@ -378,6 +379,53 @@ class DeclineStats(_Record):
         return {**self.model_dump(mode="json"), "recall": self.recall}
 
 
+class RetryStats(_Record):
+    """Retried Claude calls of a run (429, 529/5xx, timeouts, lost connections), summed over its
+    attempts. Retries are counted and summarised here, not logged line by line."""
+
+    calls: int = 0
+    """Calls made (each with its retries; the judge's re-asks are calls of their own)."""
+    retries: int = 0
+    """Attempts beyond each call's first."""
+    calls_retried: int = 0
+    """Calls that needed at least one retry."""
+    failed_calls: int = 0
+    """Calls that failed for good (their budget spent, a deadline, or an error not worth retrying)."""
+    throttled_s: float = 0.0
+    """Seconds calls spent waiting before a retry (backoff and server ``retry-after``), summed."""
+    longest_wait_s: float = 0.0
+    """The longest single wait before a retry."""
+    by_error: dict[str, int] = Field(default_factory=dict)
+    """Error kind → retries it caused, e.g. ``{"RateLimitError": 12}``."""
+    by_pass: dict[str, int] = Field(default_factory=dict)
+    """``"answers"`` / ``"answers-sequential"`` / ``"judge"`` → retries."""
+    by_metric: dict[str, int] = Field(default_factory=dict)
+    """Judge metric → retries of its calls."""
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_notes(cls, notes: Any) -> RetryStats:
+        """Sum the per-attempt ``notes["retries"]`` dicts (``{pass: {calls, retries, …}}``)."""
+        acc: dict[str, Any] = {"by_error": {}, "by_pass": {}, "by_metric": {}}
+        for per_attempt in notes:
+            for kind, d in (per_attempt or {}).items():
+                if not isinstance(d, Mapping):
+                    continue
+                for f in ("calls", "retries", "calls_retried", "failed_calls"):
+                    acc[f] = acc.get(f, 0) + int(d.get(f) or 0)
+                acc["throttled_s"] = acc.get("throttled_s", 0.0) + float(d.get("throttled_s") or 0.0)
+                acc["longest_wait_s"] = max(
+                    acc.get("longest_wait_s", 0.0), float(d.get("longest_wait_s") or 0.0)
+                )
+                acc["by_pass"][kind] = acc["by_pass"].get(kind, 0) + int(d.get("retries") or 0)
+                for group in ("by_error", "by_metric"):
+                    for k, v in (d.get(group) or {}).items():
+                        acc[group][k] = acc[group].get(k, 0) + int(v or 0)
+        return cls.model_validate(acc)
+
+
 class RunSummary(_Record):
     """A run's outcome. Built by :func:`rag_core.runs.summary.build_summary`; stored as JSON."""
 
@@ -398,6 +446,8 @@ class RunSummary(_Record):
     """In registry display order."""
     usage: Usage = Field(default_factory=Usage)
     judge: JudgeStats = Field(default_factory=JudgeStats)
+    retries: RetryStats = Field(default_factory=RetryStats)
+    """Retried Claude calls, per pass, per metric and per error, and the time spent throttled."""
     failure: str | None = None
     """Why the run failed (status ``failed``)."""
     headline: Headline | None = None
@@ -441,6 +491,7 @@ class RunSummary(_Record):
             "metrics": {m.name: m.to_json() for m in self.metrics},
             "usage": self.usage.to_json(),
             "judge": self.judge.to_json(),
+            "retries": self.retries.to_json(),
         }
         if self.declines is not None:
             out["declines"] = self.declines.to_json()
@@ -508,6 +559,9 @@ class RunSummary(_Record):
                 cache_hits=int(judge.get("cache_hits") or 0),
                 versions=dict(judge.get("versions") or {}),
             ),
+            retries=RetryStats.model_validate(d["retries"])
+            if isinstance(d.get("retries"), Mapping)
+            else RetryStats(),
             failure=d.get("failure"),
             headline=_sub(Headline, d.get("headline")),
             declines=_sub(DeclineStats, d.get("declines")),

@@ -5,14 +5,14 @@
   Message Batches client).
 - :data:`ERROR_TYPES` maps the API's error ``type`` strings (as found in an errored batch result)
   to the same classes.
-- :func:`redact` is the one redactor: the API key's value, ``x-api-key`` header values and
-  ``Authorization`` / ``Bearer`` credentials never reach a message or a log line.
+- :func:`redact` (from :mod:`rag_core.redaction`, re-exported here) is the one redactor: the API
+  key's value, ``x-api-key`` header values and ``Authorization`` / ``Bearer`` credentials never
+  reach a message or a log line.
 - :func:`retry_after` and :func:`requests_remaining` read the rate-limit response headers.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from rag_core.errors import (
@@ -26,6 +26,7 @@ from rag_core.errors import (
     RateLimitError,
     RequestTimeoutError,
 )
+from rag_core.redaction import REDACTED, redact
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -42,8 +43,6 @@ DEFAULT_API_URL = "https://api.anthropic.com"
 """Where the SDK goes when ``ANTHROPIC_BASE_URL`` is not set (named in connection errors)."""
 REMAINING_HEADER = "anthropic-ratelimit-requests-remaining"
 """Response header telling how many requests the rate-limit window still allows."""
-REDACTED = "[redacted]"
-"""What a credential is replaced with."""
 
 ERROR_TYPES: dict[str, type[RagError]] = {
     "invalid_request_error": BadRequestError,
@@ -58,27 +57,6 @@ ERROR_TYPES: dict[str, type[RagError]] = {
     "overloaded_error": OverloadedError,
 }
 """The API's error ``type`` (e.g. in an errored Message Batches result) → our error class."""
-
-_VALUE = r"""(?!\[redacted\])[^\s'",;}\]]+"""
-_X_API_KEY = re.compile(r"""(?i)(\bx-api-key['"]?\s*[:=]\s*['"]?)""" + _VALUE)
-_AUTHORIZATION = re.compile(
-    r"""(?i)(\bauthorization['"]?\s*[:=]\s*['"]?(?:bearer\s+)?)(?!bearer\s)""" + _VALUE
-)
-_BEARER = re.compile(r"""(?i)(\bbearer\s+)(?!\[redacted\])[A-Za-z0-9._~+/=-]{8,}""")
-
-
-def redact(text: str, secret: str | None = None) -> str:
-    """``text`` with credentials replaced by :data:`REDACTED` (idempotent, never raises).
-
-    Replaces ``secret`` (the API key's value, when at least 4 characters) wherever it appears,
-    the value of an ``x-api-key`` or ``Authorization`` header (``x-api-key: …``,
-    ``'authorization': 'Bearer …'``, ``x-api-key=…``), and any ``Bearer <token>``.
-    """
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, REDACTED)
-    text = _X_API_KEY.sub(lambda m: m.group(1) + REDACTED, text)
-    text = _AUTHORIZATION.sub(lambda m: m.group(1) + REDACTED, text)
-    return _BEARER.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def _float_header(headers: Any, name: str) -> float | None:

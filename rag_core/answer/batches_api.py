@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag_core.answer.api_errors import DEFAULT_API_URL, ERROR_TYPES, map_api_error, redact
-from rag_core.answer.prompt import build_messages
+from rag_core.answer.prompt import build_messages, system_param
 from rag_core.errors import AuthError, GenerationError, RagError
 from rag_core.models import ScoredChunk
 
@@ -150,11 +150,13 @@ def batch_requests(
     system_prompt: str | None = None,
     instructions: str = "",
     temperature: float | None = None,
+    cache: bool = True,
 ) -> list[dict[str, Any]]:
     """The ``requests`` of a batch for ``(index, question, contexts)`` triples (order kept).
 
-    The params are those of a Messages API call of the other modes (same system prompt, same
-    user message, the assistant configuration's ``temperature`` when it sets one), never ``top_p``.
+    The params are those of a Messages API call of the other modes (same system prompt, marked for
+    the prompt cache by the same rule when ``cache``; same user message; the assistant
+    configuration's ``temperature`` when it sets one), never ``top_p``.
     """
     out = []
     for index, question, contexts in items:
@@ -164,7 +166,7 @@ def batch_requests(
         params: dict[str, Any] = {
             "model": model,
             "max_tokens": int(max_tokens),
-            "system": system,
+            "system": system_param(system, model=model, cache=cache),
             "messages": messages,
         }
         if temperature is not None:

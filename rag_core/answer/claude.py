@@ -4,8 +4,12 @@
   extractive one in :mod:`rag_core.answer.extractive`).
 - :func:`~rag_core.answer.prompt.build_messages` builds the prompt once for both twins: the sync :meth:`ClaudeAnswerer.answer_sync`
   (``anthropic.Anthropic``) and the async :meth:`ClaudeAnswerer.answer` (``anthropic.AsyncAnthropic``).
-- The SDK's own retries are off (``max_retries=0``): the engine (:mod:`rag_core.engine`) owns the
-  retry budget, the backoff and the ``retry-after`` cap. The SDK timeout is the per-request timeout.
+- The SDK's own retries are off (``max_retries=0``): each request is one
+  :func:`~rag_core.engine.remote_call`, so the engine owns the retry budget, the backoff, the
+  ``retry-after`` wait and the shared concurrency limit of the API key (see :func:`gate_key`). The
+  SDK timeout is the per-request timeout.
+- The system prompt is marked for Anthropic's prompt cache when it is long enough
+  (:func:`~rag_core.answer.prompt.system_param`; ``settings.prompt_cache``).
 - Every ``anthropic`` exception is mapped to :mod:`rag_core.errors` by
   :func:`~rag_core.answer.api_errors.map_api_error`, with a message an HR analyst can act on. The
   API key never appears in a message.
@@ -17,15 +21,16 @@ The prompt and its prompt-injection stance are in :mod:`rag_core.answer.prompt`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from rag_core.answer.api_errors import map_api_error, requests_remaining
+from rag_core.answer.api_errors import DEFAULT_API_URL, map_api_error, requests_remaining
 from rag_core.answer.extractive import NOT_COVERED
-from rag_core.answer.prompt import build_messages
-from rag_core.engine import report_requests_remaining
+from rag_core.answer.prompt import build_messages, system_param
+from rag_core.engine import remote_call, report_requests_remaining
 from rag_core.errors import AuthError, GenerationError, RagError
 from rag_core.models import Answer, ScoredChunk
 from rag_core.usage import estimate_tokens, request_done, request_sent
@@ -35,7 +40,14 @@ if TYPE_CHECKING:
 
     from rag_core.settings import Settings
 
-__all__ = ["Answerer", "ClaudeAnswerer"]
+__all__ = ["Answerer", "ClaudeAnswerer", "gate_key"]
+
+
+def gate_key(settings: Settings) -> str:
+    """The name of the engine gate shared by every call made with this API key at this endpoint:
+    a digest of the key (never the key) and the base URL."""
+    digest = hashlib.sha256((settings.api_key.get() or "").encode()).hexdigest()[:16]
+    return f"anthropic:{digest}@{settings.base_url or DEFAULT_API_URL}"
 
 
 @runtime_checkable
@@ -148,7 +160,7 @@ class ClaudeAnswerer:
         request: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
-            "system": system,
+            "system": system_param(system, model=self.model, cache=self.settings.prompt_cache),
             "messages": messages,
         }
         if self.temperature is not None:
@@ -164,7 +176,7 @@ class ClaudeAnswerer:
             secret=self.settings.api_key.get(),
         )
 
-    def _to_answer(self, message: Any, headers: Any) -> Answer:
+    def _to_answer(self, message: Any, headers: Any = None) -> Answer:
         report_requests_remaining(requests_remaining(headers))
         text = "".join(
             getattr(block, "text", "")
@@ -193,21 +205,26 @@ class ClaudeAnswerer:
         client = self._async_client()
         request = self._request(question, contexts)
         est = estimate_tokens(request.get("system"), request.get("messages"))
-        await request_sent(self.model, est)  # counted from the moment it is sent (rag_core.usage)
-        try:
-            raw = await client.messages.with_raw_response.create(**request)
-            message = await raw.parse()
-        except anthropic.APIStatusError as exc:
-            request_done(self.model, est)  # an error response is not billed
-            raise self._map(exc) from exc
-        except anthropic.AnthropicError as exc:
-            request_done(self.model, est, responded=False)
-            raise self._map(exc) from exc
-        except BaseException:  # cancelled or timed out in flight: it may have been billed
-            request_done(self.model, est, responded=False)
-            raise
-        request_done(self.model, est, usage=getattr(message, "usage", None))
-        return self._to_answer(message, raw.headers)
+
+        async def send() -> Any:  # one attempt; remote_call owns retries, timeout and the gate slot
+            await request_sent(self.model, est)  # counted from the moment it is sent (rag_core.usage)
+            try:
+                raw = await client.messages.with_raw_response.create(**request)
+                message = await raw.parse()
+            except anthropic.APIStatusError as exc:
+                request_done(self.model, est)  # an error response is not billed
+                raise self._map(exc) from exc
+            except anthropic.AnthropicError as exc:
+                request_done(self.model, est, responded=False)
+                raise self._map(exc) from exc
+            except BaseException:  # cancelled or timed out in flight: it may have been billed
+                request_done(self.model, est, responded=False)
+                raise
+            request_done(self.model, est, usage=getattr(message, "usage", None))
+            report_requests_remaining(requests_remaining(raw.headers))
+            return message
+
+        return self._to_answer(await remote_call(send, label="answer"))
 
     def answer_sync(self, question: str, contexts: list[ScoredChunk]) -> Answer:
         """Answer from plain sync code (one request, blocking). Raises mapped RagErrors."""

@@ -7,6 +7,13 @@ Prompt-injection stance: the retrieved text is data. It is XML-escaped inside
 ``<policy_context><chunk source=".." section=".." page=".." cite="..">…</chunk></policy_context>``
 (``section`` and ``page`` only when known: Word/HTML/Markdown have no pages) so a document cannot
 close the tags, and the system prompt tells Claude that nothing inside the context is an instruction.
+
+Prompt caching (shared with the judge, :mod:`rag_core.evaluation.judge_prompt`): Anthropic caches
+the prompt prefix up to a block marked :data:`CACHE_CONTROL` for about five minutes, but only when
+that prefix is at least :func:`min_cache_tokens` long (1,024 tokens on Sonnet/Opus, 2,048 on Haiku);
+cache writes cost 1.25× and reads 0.1× the input price. :func:`system_param` marks the system
+prompt only when it is long enough to be cached (the answer system prompt today is not: it is sent
+as plain text).
 """
 
 from __future__ import annotations
@@ -18,7 +25,30 @@ from typing import Any
 from rag_core.answer.extractive import NOT_COVERED
 from rag_core.models import ScoredChunk
 
-__all__ = ["SYSTEM_PROMPT", "build_messages"]
+__all__ = ["CACHE_CONTROL", "SYSTEM_PROMPT", "build_messages", "min_cache_tokens", "system_param"]
+
+CACHE_CONTROL: dict[str, str] = {"type": "ephemeral"}
+"""The ``cache_control`` value that marks the end of a cacheable prompt prefix."""
+MIN_CACHE_TOKENS = 1024
+"""Shortest prefix Anthropic caches on Sonnet and Opus models."""
+MIN_CACHE_TOKENS_HAIKU = 2048
+"""Shortest prefix Anthropic caches on Haiku models."""
+
+
+def min_cache_tokens(model: str) -> int:
+    """Shortest cacheable prompt prefix for ``model``, in tokens."""
+    return MIN_CACHE_TOKENS_HAIKU if "haiku" in model.lower() else MIN_CACHE_TOKENS
+
+
+def system_param(system: str, *, model: str, cache: bool) -> str | list[dict[str, Any]]:
+    """The ``system`` request field: a cache-marked text block when ``cache`` is on and the prompt
+    is long enough to be cached (estimated at characters / 4), else the plain string."""
+    from rag_core.usage import estimate_tokens
+
+    if cache and estimate_tokens(system) >= min_cache_tokens(model):
+        return [{"type": "text", "text": system, "cache_control": dict(CACHE_CONTROL)}]
+    return system
+
 
 SYSTEM_PROMPT = f"""You are an HR policy assistant for a company's employees.
 Answer the question using ONLY the policy excerpts inside <policy_context>.

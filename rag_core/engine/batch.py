@@ -2,42 +2,45 @@
 
 A :class:`BatchHandle` is made by :meth:`rag_core.engine.Engine.submit` and runs as one task on the
 engine's loop thread; its public methods are thread-safe and return snapshots: progress, results in
-input order, ``cancel()``, ``wait()``. Several batches run side by side, each with its own limiter.
+input order, ``cancel()``, ``wait()``. Several batches run side by side.
 
-Rules
-- At most ``policy.concurrency`` jobs run at once (an :class:`anyio.CapacityLimiter`). With
-  ``policy.adaptive`` the limit follows AIMD: *repeated* :class:`~rag_core.errors.RateLimitError`
-  s halve it — at least :data:`AIMD_MIN_429` and :data:`AIMD_429_RATE` of the last
-  :data:`AIMD_OUTCOME_WINDOW` outcomes (a stray 429 is just retried; cutting on each one kept a
-  5%-random-429 load at a quarter of its throughput) — never below 1, at most once per
-  :data:`AIMD_DECREASE_WINDOW_S`, and not for a request sent before the last cut (it reflects
-  the old limit); every ``limit`` successes
-  raise it by one, back up to the cap. A server hint ``requests_remaining`` (an attribute of the
-  job's value or error, or :func:`report_requests_remaining` called inside the job) caps it too.
-- Each attempt runs under ``policy.timeout_s`` (→ :class:`~rag_core.errors.RequestTimeoutError`).
-- Errors with ``.retryable`` are retried up to ``policy.max_retries`` times after the first attempt,
-  with exponential backoff and full jitter (``uniform(0, min(backoff_max_s, base·2ⁿ))``), or the
-  error's ``retry_after`` capped at ``policy.retry_after_cap_s``. A wait that would pass the
-  batch deadline is not taken: the item fails with a message saying so. The slot is released
-  while waiting, so backing-off items do not block others.
+A batch runs in one of two ways:
+
+- **Whole jobs** (no ``gate``, no ``window``): each job is one remote request. The batch has its
+  own :class:`~rag_core.engine.gate.Gate` of ``policy.concurrency`` slots (adaptive when
+  ``policy.adaptive``); each *attempt* of a job holds one slot, runs under ``policy.timeout_s`` and
+  is retried by the rules of :mod:`rag_core.engine.calls` (a 429 feeds AIMD; a server hint
+  ``requests_remaining`` — an attribute of the job's value or error, or
+  :func:`~rag_core.engine.calls.report_requests_remaining` called inside the job — caps the limit).
+  ``remote_call`` inside such a job makes its request once: the batch owns retries.
+- **Jobs that make calls** (``gate`` and/or ``window`` given): a job is a coordinator that may make
+  several remote calls through :func:`~rag_core.engine.calls.remote_call`; *each call* holds a slot
+  of ``gate`` (shared, e.g. by every call made with one API key), has its own timeout and retry
+  budget and becomes a :class:`~rag_core.engine.policy.CallRecord` on the job's result. The batch
+  runs at most ``window`` jobs at once (default
+  :data:`~rag_core.engine.policy.DEFAULT_JOB_WINDOW_FACTOR` × the gate's cap, or × ``policy.concurrency``
+  without a gate); a job holds no slot
+  itself, is never retried or timed out as a whole (its calls are), and fails with its first
+  unrecovered error (the failing call names itself in the message).
+
+Rules common to both
 - An error with ``.fatal`` (e.g. a rejected API key) stops the whole batch at once: requests in
   flight are cancelled and unstarted items never start; both get status ``"error"`` with a
-  "Stopped: …"/"Not run: …" message and the fatal error's kind.
-- Any other exception from a job → status ``"error"``, ``error_kind`` = its type name, no retry.
+  "Stopped: …"/"Not run: …" message and the fatal error's kind (:meth:`BatchHandle.stop_error`).
+- Any other exception that is not a :class:`~rag_core.errors.RagError` → status ``"error"``,
+  ``error_kind`` = its type name, no retry.
 - ``policy.deadline_s`` bounds the whole batch: when it passes, unfinished items fail with a
-  message naming the deadline.
+  message naming the deadline; a retry wait that would pass it is not taken.
 - Time in backoff / retry-after is recorded as ``throttled_s``, apart from ``latency_s`` (the sum
-  of attempt durations). Time queued for a free slot counts as neither.
+  of attempt durations). Time queued for a free slot counts as neither. Progress counts attempts
+  in flight, retries scheduled, calls waiting and the longest server-requested wait still to go.
 """
 
 from __future__ import annotations
 
-import collections
-import contextvars
 import copy
 import logging
 import math
-import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,59 +50,65 @@ from typing import Any, Generic, TypeVar
 import anyio
 from anyio.abc import TaskGroup
 
+from rag_core.engine.calls import _SCOPE, CallScope, attempt_loop
+from rag_core.engine.gate import Gate
 from rag_core.engine.policy import (
     _TERMINAL,
-    AIMD_429_RATE,
-    AIMD_DECREASE_WINDOW_S,
-    AIMD_MIN_429,
-    AIMD_OUTCOME_WINDOW,
+    DEFAULT_JOB_WINDOW_FACTOR,
     LOOP_THREAD_NAME,
     BatchPolicy,
+    CallRecord,
     ItemResult,
     Progress,
 )
-from rag_core.errors import RagError, RateLimitError, RequestTimeoutError
+from rag_core.errors import RagError
+from rag_core.redaction import redact
 
-__all__ = ["BatchHandle", "report_requests_remaining"]
+__all__ = ["BatchHandle"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-# --- server hints ------------------------------------------------------------------------------
-class _Hint:
-    __slots__ = ("value",)
+class _Events:
+    """Counts attempts, retries and waits of one item into its batch (loop thread)."""
 
-    def __init__(self) -> None:
-        self.value: int | None = None
+    __slots__ = ("handle", "item")
 
+    def __init__(self, handle: BatchHandle[Any], item: ItemResult) -> None:
+        self.handle, self.item = handle, item
 
-_HINT: contextvars.ContextVar[_Hint | None] = contextvars.ContextVar("rag_core_engine_hint", default=None)
+    def attempt_started(self) -> None:
+        h = self.handle
+        with h._lock:
+            h._in_flight += 1
+            self.item.status = "running"
+            self.item.attempts += 1
 
+    def attempt_ended(self, seconds: float) -> None:
+        h = self.handle
+        with h._lock:
+            h._in_flight -= 1
+            self.item.latency_s += seconds
 
-def report_requests_remaining(remaining: int | None) -> None:
-    """Tell the running batch how many requests the API still allows (a rate-limit header).
+    def wait_started(self, seconds: float, server: bool) -> object:
+        h = self.handle
+        token = object()
+        with h._lock:
+            h._retries += 1
+            h._backing_off += 1
+            if server:
+                h._waits[token] = time.perf_counter() + seconds
+        return token
 
-    Call from inside a job; a no-op outside a batch or with None. The batch never runs more jobs
-    at once than the latest reported value (but at least one).
-    """
-    hint = _HINT.get()
-    if hint is not None and remaining is not None:
-        hint.value = int(remaining)
-
-
-def _remaining_of(obj: Any) -> int | None:
-    value = getattr(obj, "requests_remaining", None)
-    if isinstance(value, bool):
-        return None
-    return int(value) if isinstance(value, (int, float)) else None
-
-
-class _Slot:
-    """Identity that borrows one limiter token on behalf of a job."""
-
-    __slots__ = ()
+    def wait_ended(self, token: object, seconds: float) -> None:
+        h = self.handle
+        with h._lock:
+            h._backing_off -= 1
+            h._throttled += seconds
+            h._waits.pop(token, None)
+            self.item.throttled_s += seconds
 
 
 # --- batch -----------------------------------------------------------------------------------------
@@ -115,10 +124,21 @@ class BatchHandle(Generic[T]):
         labels: Sequence[str],
         policy: BatchPolicy,
         on_result: Callable[[ItemResult], None] | None,
+        *,
+        gate: Gate | None = None,
+        window: int | None = None,
     ) -> None:
         self._jobs = list(jobs)
         self._policy = policy
         self._on_result = on_result
+        self._gated = gate is not None or window is not None
+        if self._gated:
+            self._gate = gate
+            cap = gate.cap if gate is not None else policy.concurrency
+            self._window = max(1, int(window if window is not None else DEFAULT_JOB_WINDOW_FACTOR * cap))
+        else:
+            self._gate = Gate("batch", policy.concurrency, adaptive=policy.adaptive)
+            self._window = policy.concurrency
         self._lock = threading.Lock()
         self._results = [ItemResult(index=i, label=str(lbl)) for i, lbl in enumerate(labels)]
         self._finished = threading.Event()
@@ -128,24 +148,21 @@ class BatchHandle(Generic[T]):
         self._done = self._ok = self._errors = self._in_flight = self._retries = 0
         self._backing_off = 0
         self._throttled = 0.0
-        self._limit = policy.concurrency
+        self._waits: dict[object, float] = {}
         self._cancel_requested = False
         self._stop_reason: str | None = None  # "cancelled" | "fatal" | "deadline"
         self._stop_error: RagError | None = None
         # loop-thread-only state
         self._tg: TaskGroup | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
         self._deadline: float | None = None
-        self._successes = 0
-        self._last_decrease = -math.inf
-        self._recent: collections.deque[bool] = collections.deque(maxlen=AIMD_OUTCOME_WINDOW)
-        self._ceiling = policy.concurrency
 
     # --- public, any thread ------------------------------------------------------------------
     def progress(self) -> Progress:
         """Counters right now (a consistent copy taken under the handle's lock)."""
         with self._lock:
-            end = self._t_end if self._t_end is not None else time.perf_counter()
+            now = time.perf_counter()
+            end = self._t_end if self._t_end is not None else now
+            finished = self._finished.is_set()
             return Progress(
                 total=len(self._results),
                 done=self._done,
@@ -155,16 +172,22 @@ class BatchHandle(Generic[T]):
                 retries=self._retries,
                 elapsed_s=end - self._t_submit,
                 throttled_s=self._throttled,
-                concurrency_limit=self._limit,
+                concurrency_limit=self._gate.limit if self._gate is not None else self._window,
                 cancelled=self._cancel_requested,
-                finished=self._finished.is_set(),
+                finished=finished,
                 backing_off=self._backing_off,
+                waiting_s=0.0 if finished else max([t - now for t in self._waits.values()] + [0.0]),
             )
 
     def results(self) -> list[ItemResult]:
         """Copies of every item's result, in input order (unfinished ones show their live status)."""
         with self._lock:
             return [copy.copy(r) for r in self._results]
+
+    def stop_error(self) -> RagError | None:
+        """The fatal error that stopped the batch, or None."""
+        with self._lock:
+            return self._stop_error
 
     def done(self) -> bool:
         """True once every item is terminal and the batch task has ended."""
@@ -210,8 +233,7 @@ class BatchHandle(Generic[T]):
                 self._deadline = (
                     anyio.current_time() + policy.deadline_s - (time.perf_counter() - self._t_submit)
                 )
-            limiter = anyio.CapacityLimiter(policy.concurrency)
-            self._limiter = limiter
+            window = anyio.Semaphore(self._window) if self._gated else None
             with anyio.CancelScope(
                 deadline=self._deadline if self._deadline is not None else math.inf
             ) as scope:
@@ -220,122 +242,89 @@ class BatchHandle(Generic[T]):
                     for i in range(len(self._jobs)):
                         if self._stop_reason is not None:
                             break
-                        slot = _Slot()
-                        await limiter.acquire_on_behalf_of(slot)
+                        if window is not None:
+                            await window.acquire()
+                        else:
+                            assert self._gate is not None
+                            await self._gate.acquire(i)
                         if self._stop_reason is not None:
-                            limiter.release_on_behalf_of(slot)
+                            if window is not None:
+                                window.release()
+                            elif self._gate is not None:
+                                self._gate.release()
                             break
-                        tg.start_soon(self._run_item, i, slot)
+                        if window is not None:
+                            tg.start_soon(self._run_job, i, window)
+                        else:
+                            tg.start_soon(self._run_item, i)
             if scope.cancelled_caught and self._stop_reason is None:
                 with self._lock:
                     self._stop_reason = "deadline"
         finally:
             self._sweep()
 
-    async def _run_item(self, i: int, slot: _Slot) -> None:
-        policy = self._policy
-        limiter = self._limiter
-        assert limiter is not None
+    def _begin(self, r: ItemResult) -> None:
+        with self._lock:
+            r.status = "running"
+            if r.started_at is None:
+                r.started_at = time.time()
+
+    async def _run_item(self, i: int) -> None:
+        """A whole job, retried as one request; the first slot is already held."""
         r = self._results[i]
-        job = self._jobs[i]
-        hint = _Hint()
-        _HINT.set(hint)
-        holding = True
-        attempt = 0
+        self._begin(r)
+        _SCOPE.set(CallScope(self._policy, direct=True))  # calls inside the job are made once
+        record = CallRecord(label=r.label, start=time.time())
+        scope = CallScope(
+            self._policy, gate=self._gate, deadline=self._deadline, priority=i, events=_Events(self, r)
+        )
+        outcome = await attempt_loop(self._jobs[i], scope, record=record, label=r.label, holding=True)
+        self._settle(r, outcome.value, outcome.error)
+
+    async def _run_job(self, i: int, window: anyio.Semaphore) -> None:
+        """A job whose calls own their retries (see the module docstring)."""
+        r = self._results[i]
         try:
-            while True:
-                attempt += 1
-                hint.value = None
-                err: BaseException | None = None
-                value: Any = None
-                with self._lock:
-                    r.status = "running"
-                    r.attempts = attempt
-                    if r.started_at is None:
-                        r.started_at = time.time()
-                    self._in_flight += 1
-                t0 = time.perf_counter()
-                try:
-                    with anyio.fail_after(policy.timeout_s):
-                        value = await job()
-                except TimeoutError:
-                    err = RequestTimeoutError(
-                        f"No answer within the per-request timeout of {policy.timeout_s:g} s "
-                        f"(attempt {attempt})."
-                    )
-                except Exception as exc:
-                    err = exc
-                finally:
-                    dt = time.perf_counter() - t0
-                    with self._lock:
-                        r.latency_s += dt
-                        self._in_flight -= 1
-
-                self._note_remaining(
-                    hint.value if hint.value is not None else _remaining_of(err if err else value)
+            self._begin(r)
+            _SCOPE.set(
+                CallScope(
+                    self._policy,
+                    gate=self._gate,
+                    deadline=self._deadline,
+                    priority=i,
+                    events=_Events(self, r),
+                    on_call=lambda rec: self._add_call(r, rec),
                 )
-                if err is None:
-                    self._finish(r, "ok", value=value)
-                    self._aimd_success()
-                    return
-                if not isinstance(err, RagError):
-                    log.warning("Job %d (%s) raised %s", i, r.label[:60], type(err).__name__, exc_info=err)
-                    self._finish(
-                        r,
-                        "error",
-                        error=f"Unexpected error: {type(err).__name__}: {err}",
-                        kind=type(err).__name__,
-                    )
-                    return
-                if err.fatal:
-                    self._finish(r, "error", error=str(err), kind=err.kind)
-                    self._stop_fatal(err)
-                    return
-                if isinstance(err, RateLimitError):
-                    self._aimd_decrease(sent_at=t0)
-                if not err.retryable or attempt > policy.max_retries:
-                    msg = str(err) if attempt == 1 else f"{err} (gave up after {attempt} attempts)"
-                    self._finish(r, "error", error=msg, kind=err.kind)
-                    return
-                delay = self._delay(attempt, err)
-                if self._deadline is not None and anyio.current_time() + delay > self._deadline:
-                    self._finish(
-                        r,
-                        "error",
-                        kind=err.kind,
-                        error=f"{err} (gave up after {attempt} attempts: waiting {delay:.1f} s more "
-                        f"would pass the run's deadline of {policy.deadline_s:g} s)",
-                    )
-                    return
-                limiter.release_on_behalf_of(slot)
-                holding = False
-                with self._lock:
-                    self._retries += 1
-                    self._backing_off += 1
-                t1 = time.perf_counter()
-                try:
-                    await anyio.sleep(delay)
-                finally:
-                    waited = time.perf_counter() - t1
-                    with self._lock:
-                        r.throttled_s += waited
-                        self._throttled += waited
-                        self._backing_off -= 1
-                await limiter.acquire_on_behalf_of(slot)
-                holding = True
+            )
+            value: Any = None
+            err: BaseException | None = None
+            try:
+                value = await self._jobs[i]()
+            except Exception as exc:
+                err = exc
+            self._settle(r, value, err)
         finally:
-            if holding:
-                limiter.release_on_behalf_of(slot)
+            window.release()
 
-    def _delay(self, attempt: int, err: RagError) -> float:
-        """Seconds to wait before retry number ``attempt`` (1-based)."""
-        policy = self._policy
-        ra = err.retry_after
-        if ra is not None and ra > 0:
-            base = min(float(ra), policy.retry_after_cap_s)
-            return base + random.uniform(0.0, min(0.1 * base, 0.5))  # de-synchronise the herd
-        ceiling = min(policy.backoff_max_s, policy.backoff_base_s * (2 ** (attempt - 1)))
-        return random.uniform(0.0, ceiling)
+    def _add_call(self, r: ItemResult, record: CallRecord) -> None:
+        with self._lock:
+            r.calls = (*r.calls, record)
+
+    def _settle(self, r: ItemResult, value: Any, err: BaseException | None) -> None:
+        if err is None:
+            self._finish(r, "ok", value=value)
+        elif not isinstance(err, RagError):
+            log.warning("Job %d (%s) raised %s", r.index, r.label[:60], type(err).__name__, exc_info=err)
+            self._finish(
+                r,
+                "error",
+                error=redact(f"Unexpected error: {type(err).__name__}: {err}"),
+                kind=type(err).__name__,
+            )
+        else:
+            self._finish(r, "error", error=redact(str(err)), kind=err.kind)
+            if err.fatal:
+                self._stop_fatal(err)
 
     def _finish(
         self,
@@ -381,7 +370,7 @@ class BatchHandle(Generic[T]):
         for r in self._results:
             if r.status in _TERMINAL:
                 continue
-            started = r.attempts > 0
+            started = r.started_at is not None
             if reason == "fatal" and err is not None:
                 self._finish(r, "error", kind=err.kind, error=f"{'Stopped' if started else 'Not run'}: {err}")
             elif reason == "deadline":
@@ -401,45 +390,5 @@ class BatchHandle(Generic[T]):
                 )
         with self._lock:
             self._t_end = time.perf_counter()
+            self._waits.clear()
             self._finished.set()
-
-    # --- AIMD (loop thread only) --------------------------------------------------------------
-    def _set_limit(self, value: int) -> None:
-        value = max(1, min(self._policy.concurrency, value))
-        if self._limiter is not None and value != self._limit:
-            self._limiter.total_tokens = value
-            with self._lock:
-                self._limit = value
-
-    def _aimd_decrease(self, sent_at: float) -> None:
-        """Halve the limit for a 429 — unless the limit was already lowered in the last window
-        or after this request was sent (it reflects the old limit; like TCP, one cut per flight)."""
-        if not self._policy.adaptive:
-            return
-        self._recent.append(True)
-        n429 = sum(self._recent)
-        if n429 < max(AIMD_MIN_429, AIMD_429_RATE * len(self._recent)):
-            return  # a stray 429: the retry handles it
-        now = time.perf_counter()
-        if now - self._last_decrease < AIMD_DECREASE_WINDOW_S or sent_at < self._last_decrease:
-            return
-        self._last_decrease = now
-        self._successes = 0
-        self._recent.clear()  # the next cut needs fresh evidence at the new limit
-        self._set_limit(self._limit // 2)
-
-    def _aimd_success(self) -> None:
-        if not self._policy.adaptive:
-            return
-        self._recent.append(False)
-        self._successes += 1
-        if self._limit < self._ceiling and self._successes >= self._limit:
-            self._successes = 0
-            self._set_limit(self._limit + 1)
-
-    def _note_remaining(self, remaining: int | None) -> None:
-        if remaining is None:
-            return
-        self._ceiling = max(1, min(self._policy.concurrency, remaining))
-        if self._limit > self._ceiling:
-            self._set_limit(self._ceiling)

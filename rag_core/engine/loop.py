@@ -14,9 +14,16 @@ Two ways in, both usable from any thread that is *not* the loop thread:
   (i.e. from inside a job) raises ``RuntimeError``: await the coroutine directly there.
 - :meth:`Engine.submit` starts a batch as a task on the loop (``portal.start_task_soon``) and
   returns a :class:`BatchHandle` at once: progress snapshots, results in input order, ``cancel()``,
-  ``wait()``. Several batches (e.g. two browser sessions) run side by side, each with its own limiter.
+  ``wait()``. Several batches (e.g. two browser sessions) run side by side.
 
-The batch runner's rules are in :mod:`rag_core.engine.batch`.
+Shared limits: :meth:`Engine.gate` (a context manager) lends the :class:`~rag_core.engine.gate.Gate`
+registered under a key — one per API key and endpoint — to the block it guards; every batch
+submitted with that gate, by any thread, shares its adaptive limit, so a run's answer calls and
+judge calls together never exceed it. The gate is dropped when the last block using it ends (a
+later run starts from the full cap again).
+
+The batch runner's rules are in :mod:`rag_core.engine.batch`, the per-call retry rules in
+:mod:`rag_core.engine.calls`, the limiter's in :mod:`rag_core.engine.gate`.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ import atexit
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar, overload
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from rag_core.engine.batch import BatchHandle
+from rag_core.engine.gate import Gate
 from rag_core.engine.policy import LOOP_THREAD_NAME, BatchPolicy, ItemResult
 from rag_core.engine.registry import HandleRegistry
 
@@ -52,6 +60,8 @@ class Engine:
         self._stack: contextlib.ExitStack | None = None
         self._portal_obj: BlockingPortal | None = None
         self._handles: set[BatchHandle[Any]] = set()
+        self._gates: dict[str, tuple[Gate, list[int]]] = {}
+        """key → (gate, the concurrency each current user asked for)."""
         #: Runs executing in this process, keyed by (database, run id); a run leaves when it ends.
         self.runs: HandleRegistry[Any] = HandleRegistry()
 
@@ -83,6 +93,46 @@ class Engine:
         """
         return self._portal().call(async_fn, *args)
 
+    @contextlib.contextmanager
+    def gate(self, key: str, *, concurrency: int, adaptive: bool = True) -> Iterator[Gate]:
+        """The shared :class:`Gate` of ``key`` for the duration of the ``with`` block.
+
+        ``key`` identifies what the limit protects (an API key's digest and the endpoint, never
+        the secret itself; ``adaptive`` is part of the identity). The gate's cap is the largest
+        ``concurrency`` asked for by the blocks currently using it; its AIMD state is shared by
+        all of them. Thread-safe; usable from any thread but the loop thread (raises
+        ``RuntimeError`` there).
+        """
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        portal = self._portal()
+        name = f"{key}|{'adaptive' if adaptive else 'fixed'}"
+        with self._lock:
+            entry = self._gates.get(name)
+            if entry is None:
+                entry = self._gates[name] = (Gate(key, concurrency, adaptive=adaptive), [])
+            gate, users = entry
+            users.append(int(concurrency))
+
+        def apply_cap() -> None:  # on the loop; reads the users as they are when it runs
+            with self._lock:
+                cap = max(users) if users else 0
+            if cap:
+                gate.set_cap(cap)
+
+        portal.call(apply_cap)
+        try:
+            yield gate
+        finally:
+            with self._lock:
+                users.remove(int(concurrency))
+                if not users and self._gates.get(name) is entry:
+                    del self._gates[name]
+            try:
+                portal.call(apply_cap)
+            except RuntimeError:  # the loop was shut down meanwhile: nothing left to limit
+                pass
+
     def submit(
         self,
         jobs: Sequence[Callable[[], Awaitable[T]]],
@@ -90,6 +140,8 @@ class Engine:
         labels: Sequence[str] | None = None,
         policy: BatchPolicy | None = None,
         on_result: Callable[[ItemResult], None] | None = None,
+        gate: Gate | None = None,
+        window: int | None = None,
     ) -> BatchHandle[T]:
         """Start running ``jobs`` (zero-argument coroutine functions) and return a handle at once.
 
@@ -97,15 +149,23 @@ class Engine:
         ``BatchPolicy()``. ``on_result(item)`` is called on the loop thread, exactly once per item,
         when it reaches a terminal status (including items swept by cancel/fatal/deadline); it
         must be quick and must not block; its exceptions are logged, not raised. An empty
-        ``jobs`` gives a handle that is already finished. Raises ``ValueError`` when ``labels``
-        has the wrong length and ``RuntimeError`` when called from the loop thread.
+        ``jobs`` gives a handle that is already finished.
+
+        Without ``gate``/``window`` each job is one request, retried whole. With a ``gate``
+        (from :meth:`gate`, or a private :class:`Gate`) and/or a ``window``, jobs make their
+        calls through :func:`~rag_core.engine.remote_call`: each call holds a slot of the gate and
+        owns its retries, and at most ``window`` jobs run at once (see :mod:`rag_core.engine.batch`).
+        Raises ``ValueError`` when ``labels`` has the wrong length and ``RuntimeError`` when called
+        from the loop thread.
         """
         jobs = list(jobs)
         if labels is None:
             labels = [""] * len(jobs)
         elif len(labels) != len(jobs):
             raise ValueError(f"{len(labels)} labels for {len(jobs)} jobs")
-        handle: BatchHandle[T] = BatchHandle(jobs, labels, policy or BatchPolicy(), on_result)
+        handle: BatchHandle[T] = BatchHandle(
+            jobs, labels, policy or BatchPolicy(), on_result, gate=gate, window=window
+        )
         if not jobs:
             with handle._lock:
                 handle._t_end = time.perf_counter()

@@ -1,30 +1,34 @@
-"""Batch policy, per-item results and progress snapshots: the engine's plain records and constants.
+"""Batch policy, per-item and per-call results, progress snapshots: the engine's plain records.
 
 Named constants for limits, retries and timeouts live here; a :class:`BatchPolicy` overrides them per
 batch. An :class:`ItemResult`'s status is ``"pending"`` → ``"running"`` → one of the terminal
-``"ok"`` | ``"error"`` | ``"cancelled"``.
+``"ok"`` | ``"error"`` | ``"cancelled"``; a :class:`CallRecord` is one remote call made by a job
+(one row of the run's request timeline).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rag_core.errors import InputError
 
 __all__ = [
     "AIMD_429_RATE",
+    "AIMD_CONFIDENCE_Z",
     "AIMD_DECREASE_WINDOW_S",
     "AIMD_MIN_429",
     "AIMD_OUTCOME_WINDOW",
     "DEFAULT_BACKOFF_BASE_S",
     "DEFAULT_BACKOFF_MAX_S",
     "DEFAULT_CONCURRENCY",
+    "DEFAULT_JOB_WINDOW_FACTOR",
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_RETRY_AFTER_CAP_S",
     "DEFAULT_TIMEOUT_S",
     "LOOP_THREAD_NAME",
     "BatchPolicy",
+    "CallRecord",
     "ItemResult",
     "Progress",
 ]
@@ -39,14 +43,23 @@ DEFAULT_BACKOFF_BASE_S = 0.5
 """First backoff ceiling; doubles per retry (full jitter below it)."""
 DEFAULT_BACKOFF_MAX_S = 8.0
 """Largest backoff ceiling."""
-DEFAULT_RETRY_AFTER_CAP_S = 20.0
-"""Longest server-requested ``retry-after`` we honour."""
+DEFAULT_RETRY_AFTER_CAP_S = 600.0
+"""Safety ceiling on a server-requested ``retry-after``: far above what the API normally asks
+(seconds to a minute), so a real request is honoured in full; the run's deadline bounds it too."""
+DEFAULT_JOB_WINDOW_FACTOR = 2
+"""A batch whose calls share a gate runs up to this many times the gate's cap of jobs at once, so a
+slot freed by one job's call is taken at once by another job's call (jobs hold no slot between calls)."""
 AIMD_DECREASE_WINDOW_S = 1.0
 """The concurrency limit is halved at most once per this many seconds."""
 AIMD_OUTCOME_WINDOW = 100
 """How many recent outcomes (success or 429) decide whether 429s are "repeated"."""
 AIMD_429_RATE = 0.10
-"""Share of 429s among recent outcomes that counts as being rate limited."""
+"""Share of 429s among recent outcomes that counts as being rate limited (judged with
+:data:`AIMD_CONFIDENCE_Z`: the share must be above this with that confidence, not just by chance)."""
+AIMD_CONFIDENCE_Z = 2.33
+"""z of the one-sided Wilson lower bound on the recent 429 share (≈ 99 % confidence): 3 429s among
+the first 10 outcomes can be chance at a 5 % fault rate (a 1.64 bound still cut 3 % of such runs in
+simulation, this one none of 300); 5 in a row cannot."""
 AIMD_MIN_429 = 3
 """Fewest 429s among recent outcomes before the limit is lowered."""
 LOOP_THREAD_NAME = "rag-engine-loop"
@@ -73,7 +86,8 @@ class BatchPolicy:
     backoff_max_s: float = DEFAULT_BACKOFF_MAX_S
     """Largest backoff ceiling."""
     retry_after_cap_s: float = DEFAULT_RETRY_AFTER_CAP_S
-    """Longest ``retry-after`` honoured; longer requests are shortened to this."""
+    """Safety ceiling on ``retry-after``: longer requests are shortened to this (the deadline
+    still applies: a wait that would pass it is not taken)."""
     deadline_s: float | None = None
     """Whole-batch deadline from submission, seconds; None = no deadline."""
     adaptive: bool = True
@@ -105,6 +119,37 @@ class BatchPolicy:
 
 
 @dataclass
+class CallRecord:
+    """One remote call made by a job through :func:`~rag_core.engine.remote_call`: all its attempts."""
+
+    label: str
+    """What the call was, e.g. ``"answer"`` or ``"faithfulness · call 2"``."""
+    start: float
+    """Epoch seconds when the call was made (before waiting for a slot)."""
+    end: float | None = None
+    """Epoch seconds when it ended (None while running)."""
+    status: str = "running"
+    """``"running"``, ``"ok"``, ``"error"`` or ``"cancelled"``."""
+    attempts: int = 0
+    """Attempts sent (1 + retries)."""
+    latency_s: float = 0.0
+    """Sum of the attempts' durations, seconds (excludes waiting for a slot and backoff)."""
+    throttled_s: float = 0.0
+    """Seconds spent waiting out backoff / ``retry-after`` between attempts."""
+    longest_wait_s: float = 0.0
+    """The longest single wait between two attempts."""
+    retried: dict[str, int] = field(default_factory=dict)
+    """Error kind → retries it caused (e.g. ``{"RateLimitError": 2}``)."""
+    error: str | None = None
+    """The final error's message (status ``"error"``)."""
+    error_kind: str | None = None
+
+    @property
+    def retries(self) -> int:
+        return max(0, self.attempts - 1)
+
+
+@dataclass
 class ItemResult:
     """The outcome of one job of a batch (snapshots are copies; mutate freely)."""
 
@@ -130,6 +175,9 @@ class ItemResult:
     """Sum of the attempts' durations, seconds (excludes backoff and queueing)."""
     throttled_s: float = 0.0
     """Seconds spent in backoff / retry-after waits."""
+    calls: tuple[CallRecord, ...] = ()
+    """The remote calls the job made, in order (jobs of a batch whose calls own their retries;
+    empty for a batch that retries whole jobs)."""
 
     @property
     def done(self) -> bool:
@@ -160,7 +208,9 @@ class Progress:
     finished: bool
     """Every item is in a terminal status and the batch task has ended."""
     backing_off: int = 0
-    """Items waiting out a backoff / retry-after right now."""
+    """Items (or calls) waiting out a backoff / retry-after right now."""
+    waiting_s: float = 0.0
+    """Longest server-requested ``retry-after`` wait still to go right now, seconds (0 = none)."""
 
     @property
     def eta_s(self) -> float | None:

@@ -70,9 +70,20 @@ class _Trace:
     """Per-job record, reached through a context variable from the SDK/LLM wrappers."""
 
     calls: int = 0
+    """Requests sent (every attempt of every call, re-asks included)."""
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
     outputs: list[Any] = field(default_factory=list)
+    metric: str = ""
+    """The metric this job computes (names its calls: ``"faithfulness · call 2"``)."""
+    item_key: str = ""
+    """The judged item's identity (its judge-cache key): names its requests in a message batch."""
+    logical_calls: int = 0
+    """Judge calls started (a call is retried as a whole by the engine or the batcher)."""
+    batcher: Any = None
+    """The :class:`~rag_core.evaluation.judge_batches.JudgeBatcher` in batch mode, else None."""
 
 
 _TRACE: contextvars.ContextVar[_Trace | None] = contextvars.ContextVar("rag_core_eval_trace", default=None)

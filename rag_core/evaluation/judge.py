@@ -1,28 +1,27 @@
 """The ``judge`` suite: RAGAS LLM metrics judged by Claude (needs a key), and its judge client.
 
 RAGAS 0.4 collections metrics ``Faithfulness``, ``AnswerRelevancy`` (local embeddings),
-``ContextPrecisionWithReference`` (ground truth as reference) and ``ContextRecall``, with an
-``llm_factory(judge_model, provider="anthropic", client=AsyncAnthropic(...))`` LLM whose
-``temperature``/``top_p`` are removed (anthropic 2.x rejects them with some models) and whose
-``max_tokens`` is ``settings.judge_max_tokens``. One client per event loop, SDK retries off:
-the engine owns retries, timeouts, concurrency, cancel and progress. RAGAS' explanations
+``ContextPrecisionWithReference`` (ground truth as reference) and ``ContextRecall``, over the judge
+LLM client of :mod:`rag_core.evaluation.judge_client` (one per event loop and configuration): each
+Claude call a metric makes is one engine call with its own slot, timeout and retry budget (or one
+request of a Message Batch round in batch mode), under the data-only rule and prompt-cache layout
+of :mod:`rag_core.evaluation.judge_prompt`. A metric fails only when one of its calls fails for
+good, and the message names the call. RAGAS' explanations
 (faithfulness verdicts per statement, generated questions, per-chunk verdicts, recall
 classifications) are kept as :attr:`MetricScore.reason` (compact JSON, :mod:`~rag_core.evaluation.reasons`).
 
-Nothing here raises a third-party exception: anthropic / instructor / ragas errors are mapped to
+Nothing here raises a third-party exception: anthropic / ragas errors are mapped to
 :mod:`rag_core.errors` (:func:`_judge_error`; API errors through :mod:`rag_core.answer.api_errors`).
 :func:`judge_calls` is the one owner of how many Claude calls a judged answer costs.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 import threading
 import weakref
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rag_core.answer.api_errors import map_api_error, redact
@@ -41,19 +40,17 @@ from rag_core.evaluation.base import (
     _Trace,
 )
 from rag_core.evaluation.embedding import _embedding_cls
+from rag_core.evaluation.judge_client import JUDGE_PARSE_RETRIES, _JudgeKit, build_kit
+from rag_core.evaluation.judge_prompt import reuse_static_prompt
 from rag_core.evaluation.reasons import _cut, _reason
 from rag_core.models import MetricScore
 from rag_core.settings import Settings
-from rag_core.usage import estimate_tokens, request_done, request_sent
 from rag_core.vocab import ANSWER_RELEVANCY_STRICTNESS
 from rag_core.vocab import Suite as SuiteName
 from rag_core.vocab import metric as metric_spec
 
 __all__ = ["ANSWER_RELEVANCY_STRICTNESS", "JUDGE_PARSE_RETRIES", "JudgeSuite", "judge_calls"]
 
-JUDGE_PARSE_RETRIES = 1
-"""instructor re-asks once when the judge's tool call does not match RAGAS' schema (one more call)."""
-"""Questions AnswerRelevancy generates per answer (RAGAS' default): 3 sequential judge calls."""
 
 _JUDGE_CLASSES = {
     "faithfulness": "Faithfulness",
@@ -61,14 +58,6 @@ _JUDGE_CLASSES = {
     "context_precision": "ContextPrecisionWithReference",
     "context_recall": "ContextRecall",
 }
-
-
-@dataclass
-class _JudgeKit:
-    """One AsyncAnthropic client and its RAGAS LLM, shared by every judge suite on one loop."""
-
-    client: Any
-    llm: Any
 
 
 _KITS: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], _JudgeKit]] = weakref.WeakKeyDictionary()
@@ -123,88 +112,28 @@ class JudgeSuite(Suite):
         loop = asyncio.get_running_loop()
         s = self.settings
         key_digest = hashlib.sha256((s.api_key.get() or "").encode()).hexdigest()[:16]
-        cfg = (key_digest, s.base_url, s.judge_model, s.judge_max_tokens, s.request_timeout_s)
+        cfg = (key_digest, s.base_url, s.judge_model, s.judge_max_tokens, s.request_timeout_s, s.prompt_cache)
         with _KITS_LOCK:
             per_loop = _KITS.setdefault(loop, {})
             kit = per_loop.get(cfg)
             if kit is None:
-                kit = per_loop[cfg] = self._build_kit()
+                kit = per_loop[cfg] = build_kit(s)
             mine = self._metrics.setdefault(loop, {})
             if metric not in mine:  # metric objects are cheap; the client is what must be shared
                 mine[metric] = self._build_metric(metric, kit.llm)
             return mine[metric]
 
-    def _build_kit(self) -> _JudgeKit:
-        import anthropic
-        from anthropic import AsyncAnthropic
-        from ragas.llms import InstructorLLM, llm_factory
-
-        s = self.settings
-        client = AsyncAnthropic(
-            api_key=s.api_key.get(),
-            base_url=s.base_url,
-            max_retries=0,
-            timeout=s.request_timeout_s,
-        )
-        messages = client.messages
-        original = messages.create
-
-        @functools.wraps(original)
-        async def counted_create(*args: Any, **kwargs: Any) -> Any:
-            trace = _TRACE.get()
-            if trace is not None:
-                trace.calls += 1
-            model = str(kwargs.get("model") or s.judge_model)
-            est = estimate_tokens(kwargs.get("system"), kwargs.get("messages"))
-            await request_sent(model, est)  # counted from the moment it is sent (rag_core.usage)
-            try:
-                response = await original(*args, **kwargs)
-            except anthropic.APIStatusError:
-                request_done(model, est)  # an error response is not billed
-                raise
-            except BaseException:
-                request_done(model, est, responded=False)  # may have been billed: keep the estimate
-                raise
-            usage = getattr(response, "usage", None)
-            request_done(model, est, usage=usage)
-            if trace is not None and usage is not None:  # priced in the run summary
-                trace.input_tokens += int(getattr(usage, "input_tokens", 0) or 0)
-                trace.output_tokens += int(getattr(usage, "output_tokens", 0) or 0)
-            return response
-
-        # Deliberately wraps this client's bound method (instructor patches it in turn below).
-        messages.create = counted_create  # type: ignore[method-assign]
-        try:
-            llm = llm_factory(s.judge_model, provider="anthropic", client=client)
-        except Exception as exc:
-            raise EvaluationError(f"Could not set up the judge model {s.judge_model!r}: {exc}") from exc
-        if not isinstance(llm, InstructorLLM):  # model_args below exist only on the instructor adapter
-            raise EvaluationError(
-                f"The installed ragas returned a {type(llm).__name__} judge for provider 'anthropic'; "
-                "this app needs its instructor adapter. Reinstall the pinned requirements."
-            )
-        llm.model_args.pop("temperature", None)
-        llm.model_args.pop("top_p", None)
-        llm.model_args["max_tokens"] = int(s.judge_max_tokens)
-        llm.model_args["max_retries"] = JUDGE_PARSE_RETRIES
-        agenerate = llm.agenerate
-
-        async def traced_agenerate(prompt: str, response_model: Any) -> Any:
-            out = await agenerate(prompt, response_model)
-            trace = _TRACE.get()
-            if trace is not None:
-                trace.outputs.append(out)
-            return out
-
-        llm.agenerate = traced_agenerate  # type: ignore[method-assign]  # per-instance trace hook
-        return _JudgeKit(client=client, llm=llm)
-
     def _build_metric(self, metric: str, llm: Any) -> Any:
         from ragas.metrics import collections as mc
 
         if metric == "answer_relevancy":
-            return mc.AnswerRelevancy(llm=llm, embeddings=self._emb, strictness=ANSWER_RELEVANCY_STRICTNESS)
-        return getattr(mc, _JUDGE_CLASSES[metric])(llm=llm)
+            m = mc.AnswerRelevancy(llm=llm, embeddings=self._emb, strictness=ANSWER_RELEVANCY_STRICTNESS)
+        else:
+            m = getattr(mc, _JUDGE_CLASSES[metric])(llm=llm)
+        for attr in ("prompt", "statement_generator_prompt", "nli_statement_prompt"):
+            if hasattr(m, attr):
+                reuse_static_prompt(getattr(m, attr))
+        return m
 
     # -- scoring ------------------------------------------------------------------------------
     async def score(self, metric: str, sample: Sample) -> _Judgement:
@@ -214,6 +143,7 @@ class JudgeSuite(Suite):
             token = _TRACE.set(trace)
         else:
             token = None
+        trace.metric = trace.metric or metric
         try:
             m = self._metric(metric)
             trace.outputs.clear()
@@ -226,8 +156,6 @@ class JudgeSuite(Suite):
                 result = await m.ascore(user_input=q, reference=gt, retrieved_contexts=ctx)
             else:
                 result = await m.ascore(user_input=q, retrieved_contexts=ctx, reference=gt)
-        except RagError:
-            raise
         except Exception as exc:
             raise _judge_error(exc, metric, self.settings) from exc
         finally:
@@ -249,11 +177,13 @@ _NAN_REASONS = {
 
 
 def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagError:
-    """Map anthropic / instructor / ragas exceptions to the project's tree (messages for analysts).
+    """Map what a RAGAS metric raised to the project's tree (messages for analysts).
 
-    API errors anywhere in the exception chain go through
-    :func:`~rag_core.answer.api_errors.map_api_error`; other messages are redacted by
-    :func:`~rag_core.answer.api_errors.redact`.
+    A :class:`RagError` anywhere in the exception chain (a judge call that failed for good, a
+    malformed or truncated judge answer — raised by the judge client) keeps its class, so a
+    rejected key stays fatal, with the metric named first; a raw ``anthropic`` error goes through
+    :func:`~rag_core.answer.api_errors.map_api_error`; anything else (RAGAS refusing a sample) is
+    described, redacted by :func:`~rag_core.answer.api_errors.redact`.
     """
     import anthropic
 
@@ -262,7 +192,9 @@ def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagErro
     while e is not None and len(chain) < 10 and e not in chain:
         chain.append(e)
         e = e.__cause__ or e.__context__
-    names = {type(x).__name__ for x in chain}
+    ours = next((x for x in chain if isinstance(x, RagError)), None)
+    if ours is not None:
+        return type(ours)(redact(f"{metric}: {ours}", settings.api_key.get()), retry_after=ours.retry_after)
     api = next((x for x in chain if isinstance(x, anthropic.APIError)), None)
     if api is not None:
         return map_api_error(
@@ -271,16 +203,6 @@ def _judge_error(exc: BaseException, metric: str, settings: Settings) -> RagErro
             base_url=settings.base_url,
             timeout_s=settings.request_timeout_s,
             secret=settings.api_key.get(),
-        )
-    if "IncompleteOutputException" in names:
-        return EvaluationError(
-            f"{metric}: the judge's answer was cut off at max_tokens={settings.judge_max_tokens}; "
-            "raise RAG_JUDGE_MAX_TOKENS."
-        )
-    if "InstructorRetryException" in names or "ValidationError" in names:
-        return EvaluationError(
-            f"{metric}: the judge's answer did not match the structure RAGAS expects, "
-            f"even after {JUDGE_PARSE_RETRIES + 1} attempts."
         )
     detail = _cut(redact(str(exc), settings.api_key.get()), 200)
     if isinstance(exc, ValueError):

@@ -5,6 +5,13 @@ number of sequential judge calls they make) so the batch's critical path starts 
 :func:`make_suite` builds a suite by name, :func:`submit_scoring` starts the batch and returns a
 :class:`ScoringBatch`; :meth:`ScoringBatch.wait` gives the :class:`ScoringOutcome`.
 
+How judge jobs run: a job is the metric's coroutine; each Claude call it makes is one engine call
+(:func:`~rag_core.engine.remote_call`) under the ``gate`` — the run's shared limit for its API key,
+or a private one of ``policy.concurrency`` — with its own timeout, retry budget and timeline row
+(:attr:`ScoringOutcome.timings` has one row per call). With ``batch`` options the calls go through
+Message Batch rounds instead (:mod:`rag_core.evaluation.judge_batches`). Offline jobs are CPU work:
+one job per metric, retried whole.
+
 Contracts
 - Failures are never zeros: a metric that cannot be computed (no ground truth, nothing to judge,
   NaN from RAGAS, an API error after the engine's retries, cancellation) is a
@@ -13,6 +20,8 @@ Contracts
   version, judge model, question, answer, contexts, ground truth and repeat index
   (:meth:`~rag_core.evaluation.base.Suite.cache_key`). A hit costs no API call; ``fresh=True``
   skips reads but still writes. Failures are never cached. The offline suite is not cached.
+- A fatal judge error (rejected key, missing model) stops the whole batch at once:
+  :attr:`ScoringOutcome.fatal` says why (the run then fails).
 """
 
 from __future__ import annotations
@@ -30,12 +39,13 @@ from typing import Any
 
 import anyio
 
-from rag_core.engine import BatchHandle, BatchPolicy, Engine, ItemResult, Progress
+from rag_core.engine import BatchHandle, BatchPolicy, CallRecord, Engine, Gate, ItemResult, Progress
 from rag_core.errors import InputError, RagError
 from rag_core.evaluation.base import _TRACE, SUITES, Sample, Suite, _Embedder, _Judgement, _Trace
 from rag_core.evaluation.declines import ClaudeDeclineCheck
 from rag_core.evaluation.facts_suite import FactsSuite, WithFacts
 from rag_core.evaluation.judge import JudgeSuite
+from rag_core.evaluation.judge_batches import JudgeBatcher, JudgeBatchOptions
 from rag_core.evaluation.offline import OfflineSuite
 from rag_core.models import MetricScore, RequestTiming
 from rag_core.settings import Settings
@@ -53,11 +63,12 @@ class ScoringOutcome:
     scores: list[dict[str, MetricScore]]
     """Per sample, in input order: metric name → score (every metric of the suite is present)."""
     calls: int
-    """API calls made (judge requests, including instructor re-asks and engine retries)."""
+    """API calls made (judge requests, including re-asks after malformed answers and engine retries)."""
     cache_hits: int
     """Judgements served from the judge cache (one per (sample, metric, repeat))."""
     timings: list[RequestTiming]
-    """One per job that started, ``phase="evaluation"``, ``index`` = sample position."""
+    """``phase="evaluation"``, ``index`` = sample position: one per Claude call for the judge
+    suite (label ``"<metric> · call <n>"``), one per job that started for the offline suite."""
     elapsed_s: float = 0.0
     """Wall time from submission to the end of the batch, seconds."""
     input_tokens: int = 0
@@ -66,6 +77,22 @@ class ScoringOutcome:
     """Judge completion tokens billed."""
     cancelled: bool = False
     """True when :meth:`ScoringBatch.cancel` was called before the batch finished."""
+    call_records: list[tuple[str, CallRecord]] = dataclasses.field(default_factory=list)
+    """Every judge call made online, as (metric, record): attempts, waits, retries by error kind."""
+    fatal: str | None = None
+    """Why scoring stopped at once (a rejected key, a missing model), or None."""
+    interrupted: str | None = None
+    """Batch mode: why scoring stopped waiting for a message batch that keeps processing (a
+    resume collects it), or None."""
+    batch: dict[str, Any] | None = None
+    """Batch mode: ``{"ids", "rounds", "reused", "retries"}`` of the judge's message batches."""
+
+    def retries_by_metric(self) -> dict[str, int]:
+        """Metric → judge-call retries (online calls)."""
+        out: dict[str, int] = {}
+        for metric, rec in self.call_records:
+            out[metric] = out.get(metric, 0) + rec.retries
+        return out
 
 
 def make_suite(
@@ -131,7 +158,9 @@ class ScoringBatch:
         cache_hits: int,
         pre_ok: int,
         pre_failed: int,
+        batcher: JudgeBatcher | None = None,
     ) -> None:
+        self._batcher = batcher
         self._n = n_samples
         self._suite = suite
         self._pairs = pairs
@@ -151,6 +180,8 @@ class ScoringBatch:
         truth" and the like) counted as done."""
         assert self._handle is not None
         p = self._handle.progress()
+        if self._batcher is not None:  # rounds are scheduled by Anthropic: no local limit to show
+            p = dataclasses.replace(p, concurrency_limit=0)
         pre = self._pre_ok + self._pre_failed
         return dataclasses.replace(
             p,
@@ -160,10 +191,20 @@ class ScoringBatch:
             errors=p.errors + self._pre_failed,
         )
 
+    def note(self) -> str:
+        """What scoring is waiting for, for the progress view (``""`` when nothing special):
+        a long ``retry-after`` wait, or the judge's message batch round in batch mode."""
+        if self._batcher is not None:
+            return self._batcher.note()
+        return ""
+
     def cancel(self) -> None:
-        """Stop scoring: finished scores are kept; the rest fail with "cancelled". Returns at once."""
+        """Stop scoring: finished scores are kept; the rest fail with "cancelled". Returns at once
+        (in batch mode after asking Anthropic to cancel the judge's message batch)."""
         if self._handle is not None:
             self._handle.cancel()
+        if self._batcher is not None:
+            self._batcher.cancel_remote()
 
     def done(self) -> bool:
         return self._handle is not None and self._handle.done()
@@ -189,25 +230,67 @@ class ScoringBatch:
             order = {m: k for k, m in enumerate(self._suite.metrics)}
             scores = [dict(sorted(d.items(), key=lambda kv: order.get(kv[0], 99))) for d in scores]
             timings = []
+            records: list[tuple[str, CallRecord]] = []
             k = max((u.repeat for u in self._units), default=0) + 1
             for r in results:
                 if r.started_at is None:
                     continue
                 u = self._units[r.index]
-                timings.append(
-                    RequestTiming(
-                        index=u.sample,
-                        phase="evaluation",
-                        label=u.metric if k == 1 else f"{u.metric} #{u.repeat + 1}",
-                        start=r.started_at,
-                        end=r.ended_at or r.started_at,
-                        attempts=r.attempts,
-                        status=r.status,
-                        throttled_s=r.throttled_s,
-                        extra={"metric": u.metric, "repeat": u.repeat, "calls": u.calls},
+                name = u.metric if k == 1 else f"{u.metric} #{u.repeat + 1}"
+                if not self._suite.cacheable:  # offline: one row per job
+                    timings.append(
+                        RequestTiming(
+                            index=u.sample,
+                            phase="evaluation",
+                            label=name,
+                            start=r.started_at,
+                            end=r.ended_at or r.started_at,
+                            attempts=r.attempts,
+                            status=r.status,
+                            throttled_s=r.throttled_s,
+                            extra={"metric": u.metric, "repeat": u.repeat, "calls": u.calls},
+                        )
                     )
-                )
+                for n, c in enumerate(r.calls, start=1):  # judge: one row per Claude call
+                    records.append((u.metric, c))
+                    timings.append(
+                        RequestTiming(
+                            index=u.sample,
+                            phase="evaluation",
+                            label=f"{name} · call {n}",
+                            start=c.start,
+                            end=c.end or c.start,
+                            attempts=c.attempts,
+                            status=c.status,
+                            throttled_s=c.throttled_s,
+                            extra={"metric": u.metric, "repeat": u.repeat, "call": n},
+                        )
+                    )
             p = self._handle.progress()
+            stop = self._handle.stop_error()
+            batch_info = None
+            interrupted = None
+            if self._batcher is not None:
+                b = self._batcher
+                batch_info = {
+                    "ids": list(b.batch_ids),
+                    "rounds": b.rounds,
+                    "reused": b.reused,
+                    "retries": b.retries,
+                }
+                interrupted = b.interrupted
+                if (
+                    interrupted is None
+                    and any(
+                        r.error_kind == "RequestTimeoutError" and "deadline" in (r.error or "")
+                        for r in results
+                    )
+                    and b.batch_ids
+                ):
+                    interrupted = (
+                        "The run's deadline passed while the judge's message batch was processing; "
+                        "it keeps going at Anthropic. Resume the run to collect it."
+                    )
             self._outcome = ScoringOutcome(
                 scores=scores,
                 calls=sum(u.calls for u in self._units),
@@ -217,6 +300,10 @@ class ScoringBatch:
                 timings=timings,
                 elapsed_s=p.elapsed_s if p.total else time.perf_counter() - self._t0,
                 cancelled=p.cancelled,
+                call_records=records,
+                fatal=str(stop) if stop is not None else None,
+                interrupted=interrupted,
+                batch=batch_info,
             )
         if self._emitter is not None:
             self._emitter.shutdown(wait=True)
@@ -224,14 +311,23 @@ class ScoringBatch:
 
     # -- internals ----------------------------------------------------------------------------
     def _start(
-        self, engine: Engine, jobs: list[Callable[[], Any]], labels: list[str], policy: BatchPolicy
+        self,
+        engine: Engine,
+        jobs: list[Callable[[], Any]],
+        labels: list[str],
+        policy: BatchPolicy,
+        *,
+        gate: Gate | None = None,
+        window: int | None = None,
     ) -> None:
         for pair_key, pair in self._pairs.items():  # settled up front: emit now
             if all(o is not None for o in pair.outcomes):
                 if pair.final is None:  # a precheck's score (e.g. a skip) is kept as it is
                     pair.final = _aggregate(pair)
                 self._emit(pair_key[0], pair.final)
-        self._handle = engine.submit(jobs, labels=labels, policy=policy, on_result=self._on_result)
+        self._handle = engine.submit(
+            jobs, labels=labels, policy=policy, on_result=self._on_result, gate=gate, window=window
+        )
 
     def _on_result(self, r: ItemResult) -> None:  # engine loop thread: must be quick
         with self._lock:
@@ -306,6 +402,8 @@ def submit_scoring(
     repeats: int = 1,
     on_score: Callable[[int, MetricScore], None] | None = None,
     ledger: AttemptLedger | None = None,
+    gate: Gate | None = None,
+    batch: JudgeBatchOptions | None = None,
 ) -> ScoringBatch:
     """Start scoring ``samples`` with ``suite`` on ``engine``; returns a :class:`ScoringBatch` at once.
 
@@ -321,7 +419,12 @@ def submit_scoring(
       logged. (sample, metric) pairs stopped by :meth:`ScoringBatch.cancel` are not reported.
     - ``ledger``: judge requests are charged to its ``"judge"`` pass as they are sent
       (:mod:`rag_core.usage`); None = not counted.
-    - ``policy.timeout_s`` is per judge call: a job making n sequential calls gets n × timeout_s.
+    - Judge calls: ``policy.timeout_s``, ``max_retries``, backoff and ``retry_after_cap_s`` apply
+      per call; ``gate`` is the limit they share (e.g. the run's, shared with its answer calls);
+      None = a private adaptive gate of ``policy.concurrency`` slots. ``policy.deadline_s`` bounds
+      the whole batch.
+    - ``batch``: judge through Message Batch rounds (see :mod:`rag_core.evaluation.judge_batches`);
+      the gate is then not used. Ignored for the offline suite.
 
     Raises :class:`InputError` for ``repeats`` < 1; scoring failures never raise (see
     :class:`ScoringOutcome`).
@@ -368,11 +471,11 @@ def submit_scoring(
     # Longest jobs first: the batch's critical path starts at once (stable for equal weights).
     order = sorted(range(len(units)), key=lambda j: -weights[j])
     units = [units[j] for j in order]
-    max_calls = max([weights[j] for j in order], default=1)
-    if suite.cacheable and max_calls > 1:
-        policy = dataclasses.replace(policy, timeout_s=policy.timeout_s * max_calls)
 
-    batch = ScoringBatch(
+    batcher: JudgeBatcher | None = None
+    if batch is not None and suite.cacheable and units:
+        batcher = _make_batcher(suite, batch, n_jobs=len(units), policy=policy, ledger=ledger)
+    scoring = ScoringBatch(
         n_samples=len(samples),
         suite=suite,
         pairs=pairs,
@@ -381,18 +484,56 @@ def submit_scoring(
         cache_hits=hits,
         pre_ok=pre_ok,
         pre_failed=pre_failed,
+        batcher=batcher,
     )
-    jobs = [_make_job(suite, samples[u.sample], u, store, ledger) for u in units]
+    jobs = [_make_job(suite, samples[u.sample], u, store, ledger, batcher) for u in units]
     labels = [f"{u.metric} · {samples[u.sample].question[:60]}" for u in units]
-    batch._start(engine, jobs, labels, policy)
-    return batch
+    if not suite.cacheable:  # offline: CPU jobs, each retried whole under its own limit
+        scoring._start(engine, jobs, labels, policy)
+    elif batcher is not None:  # every job waits on the batcher at once; no gate slots
+        scoring._start(engine, jobs, labels, policy, window=max(1, len(jobs)))
+    else:
+        own = gate or Gate("judge", policy.concurrency, adaptive=policy.adaptive)
+        scoring._start(engine, jobs, labels, policy, gate=own)
+    return scoring
+
+
+def _make_batcher(
+    suite: Suite,
+    options: JudgeBatchOptions,
+    *,
+    n_jobs: int,
+    policy: BatchPolicy,
+    ledger: AttemptLedger | None,
+) -> JudgeBatcher:
+    from rag_core.answer.batches_api import MessageBatchClient
+
+    settings: Settings = suite.settings  # type: ignore[attr-defined]  # the judge suite's
+    client = options.client or MessageBatchClient(settings, model=settings.judge_model)
+    return JudgeBatcher(
+        client=client,
+        n_jobs=n_jobs,
+        options=options,
+        model=settings.judge_model,
+        max_retries=policy.max_retries,
+        deadline_s=policy.deadline_s,
+        ledger=ledger,
+        secret=settings.api_key.get(),
+    )
 
 
 def _make_job(
-    suite: Suite, sample: Sample, unit: _Unit, store: Any | None, ledger: AttemptLedger | None
+    suite: Suite,
+    sample: Sample,
+    unit: _Unit,
+    store: Any | None,
+    ledger: AttemptLedger | None,
+    batcher: JudgeBatcher | None,
 ) -> Callable[[], Any]:
+    item_key = unit.key or (suite.cache_key(unit.metric, sample, unit.repeat) if suite.cacheable else "")
+
     async def job() -> _Judgement:
-        trace = _Trace()
+        trace = _Trace(metric=unit.metric, item_key=item_key, batcher=batcher)
         token = _TRACE.set(trace)
         try:
             with charging(ledger, "judge"):
@@ -402,6 +543,8 @@ def _make_job(
             unit.calls += trace.calls
             unit.input_tokens += trace.input_tokens
             unit.output_tokens += trace.output_tokens
+            if batcher is not None:
+                batcher.job_ended()
         if unit.key is not None and store is not None:
             await anyio.to_thread.run_sync(_cache_put, store, unit.key, result)
         return result

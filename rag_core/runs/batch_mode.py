@@ -71,6 +71,7 @@ __all__ = [
     "BATCH_DISCOUNT",
     "BatchProgress",
     "BatchRunOutcome",
+    "remember_batch",
     "run_batch_generation",
 ]
 
@@ -242,11 +243,12 @@ def run_batch_generation(
                     system_prompt=getattr(answerer, "system_prompt", None),
                     instructions=getattr(answerer, "instructions", ""),
                     temperature=getattr(answerer, "temperature", None),
+                    cache=settings.prompt_cache,
                 )
                 st = client.create(requests)
                 batch_id, created_here = st.id, True
                 out.created += 1
-                _remember_batch(store, run_id, batch_id)
+                remember_batch(store, run_id, batch_id)
                 tracker._status(st)
                 log.info("run %s: created message batch %s with %d requests", run_id, batch_id, len(requests))
                 if on_created is not None:
@@ -317,13 +319,20 @@ def run_batch_generation(
             client.close()
 
 
-def _remember_batch(store: HistoryStore, run_id: int, batch_id: str) -> None:
-    """Store the batch id in the run's config (``update_run`` replaces the dict, so merge first)."""
-    cfg = dict(store.get_run(run_id).config)
-    ids = [str(x) for x in cfg.get("batch_ids") or []]
-    if batch_id not in ids:
-        ids.append(batch_id)
-    store.update_run(run_id, config=cfg | {"batch_id": batch_id, "batch_ids": ids})
+def remember_batch(store: HistoryStore, run_id: int, batch_id: str, *, key: str = "batch_ids") -> None:
+    """Store a batch id in the run's config list ``key`` (``update_run`` replaces the dict, so merge
+    first). For the answers' batch (``key="batch_ids"``) it also becomes ``config["batch_id"]``,
+    the one a resume polls; the judge's round batches go to ``"judge_batch_ids"``."""
+    with _REMEMBER_LOCK:
+        cfg = dict(store.get_run(run_id).config)
+        ids = [str(x) for x in cfg.get(key) or []]
+        if batch_id not in ids:
+            ids.append(batch_id)
+        extra = {"batch_id": batch_id} if key == "batch_ids" else {}
+        store.update_run(run_id, config=cfg | extra | {key: ids})
+
+
+_REMEMBER_LOCK = threading.Lock()
 
 
 def _interrupted_message(batch_id: str, reason: str, settings: Settings) -> str:

@@ -7,6 +7,14 @@ Rules
   single event-loop thread through :meth:`Engine.submit`, which bounds concurrency and owns
   retries. (The coordinator is a thread, not a task on the loop, because ``Engine.submit`` blocks
   on the portal and must not be called from the loop thread itself.)
+- A run that talks to Claude holds the engine's gate of its API key (:meth:`Engine.gate`,
+  :func:`~rag_core.answer.claude.gate_key`) from start to end: the async answer pass and the judge
+  calls each take one slot per call from it, so together they never exceed the run's concurrency
+  and a 429 seen by either slows both (AIMD). Retries are counted per pass, per metric and per
+  error kind into the attempt's notes (``RunSummary.retries``), not logged line by line.
+- A fatal judge error (rejected key, missing model) stops scoring at once and fails the run with
+  its message. In batch mode the judge calls go through Message Batch rounds too; their batch ids
+  are stored in the run's config (``judge_batch_ids``) before any wait, so a resume reuses them.
 - The handle is registered in ``engine.runs`` under ``(database, run id)`` while the run executes
   and dropped the moment it ends: afterwards the outcome is read from the history store.
 - Everything finished is written to the store the moment it finishes: a crash or a cancel loses
@@ -27,17 +35,26 @@ Rules
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from rag_core.engine import BatchPolicy, Engine, ItemResult, get_engine
-from rag_core.errors import GenerationError, InputError, RagError, RetrievalError, StorageError
+from rag_core.engine import BatchPolicy, CallRecord, Engine, Gate, ItemResult, get_engine
+from rag_core.errors import (
+    EvaluationError,
+    GenerationError,
+    InputError,
+    RagError,
+    RetrievalError,
+    StorageError,
+)
 from rag_core.experiment import AssistantConfig
-from rag_core.models import DEFAULT_COLLECTION, Answer, MetricScore, QAItem, RequestTiming, ScoredChunk
+from rag_core.models import DEFAULT_COLLECTION, Answer, MetricScore, QAItem, ScoredChunk
 from rag_core.runs.handle import RunHandle
+from rag_core.runs.passes import RetryNotes, calls_of, pass_timings
 from rag_core.runs.request import RunOptions, RunRequest
 from rag_core.runs.reuse import BuildProgress, ReuseCache, fetch_contexts
 from rag_core.runs.summary import build_summary, with_quality
@@ -240,6 +257,8 @@ class _Coordinator:
         self.run_id = handle.run_id
         self.ledger = AttemptLedger()
         self.attempt = 0
+        self.gate: Gate | None = None
+        self.retries = RetryNotes()
         self._fault: RagError | None = None  # the first write that failed (see the module rules)
         self._fault_lock = threading.Lock()
 
@@ -282,7 +301,9 @@ class _Coordinator:
             threading.Thread(
                 target=self._heartbeat, args=(stop_heartbeat,), name=f"run-{self.run_id}-ledger", daemon=True
             ).start()
-            status = self._phases()
+            with self._run_gate() as gate:
+                self.gate = gate
+                status = self._phases()
         except RagError as exc:
             log.warning("run %s failed: %s", self.run_id, exc)
             status, failure = RunStatus.FAILED, str(exc)
@@ -315,6 +336,22 @@ class _Coordinator:
             lead = f"{failure} " if failure else ""
             self.handle.set(message=f"{lead}The run's final result could not be saved: {exc}")
         self.handle.finish(status, summary)
+
+    def _run_gate(self) -> contextlib.AbstractContextManager[Gate | None]:
+        """The engine gate of the run's API key, when the run talks to Claude (else no gate)."""
+        req = self.req
+        if not self.settings.has_key or (req.backend != Backend.CLAUDE and req.suite != Suite.JUDGE):
+            return contextlib.nullcontext(None)
+        from rag_core.answer.claude import gate_key
+
+        return self.engine.gate(
+            gate_key(self.settings), concurrency=req.concurrency, adaptive=self.options.adaptive
+        )
+
+    def _note_retries(self, kind: str, calls: Iterable[tuple[str | None, CallRecord]]) -> None:
+        """Count a pass's calls into the attempt's ``retries`` note (summed by the run summary)."""
+        self.retries.add(kind, calls)
+        self.ledger.note(retries=self.retries.to_json())
 
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(HEARTBEAT_S):
@@ -377,8 +414,12 @@ class _Coordinator:
             return RunStatus.CANCELLED
         if req.suite != Suite.NONE:
             self.ledger.phase(Phase.EVALUATION)
-            self._evaluate(answers, contexts)
-            self.ledger.phase(None)
+            try:
+                stopped = self._evaluate(answers, contexts)
+            finally:
+                self.ledger.phase(None)
+            if stopped is not None:
+                return stopped
         return RunStatus.CANCELLED if handle.cancelled else RunStatus.COMPLETED
 
     # -- retrieval and reuse (assistant configurations, sweeps) --------------------------------------
@@ -515,8 +556,11 @@ class _Coordinator:
             phase: Phase, kind: str, concurrency: int, on_result: Callable[[ItemResult], None] | None
         ) -> tuple[list[ItemResult], float]:
             ledger.phase(phase)
+            # Claude's async pass takes its slots from the run's gate, one per call (shared with the
+            # judge); the sequential pass and the offline answerer retry whole jobs one by one.
+            gate = self.gate if concurrency > 1 and req.backend == Backend.CLAUDE else None
             h = self.engine.submit(
-                jobs(kind), labels=labels, policy=self._policy(concurrency), on_result=on_result
+                jobs(kind), labels=labels, policy=self._policy(concurrency), on_result=on_result, gate=gate
             )
             handle.set(phase=phase, handle=h)
             if handle.cancelled:
@@ -524,7 +568,9 @@ class _Coordinator:
             results = h.wait()
             ledger.phase(None)
             wall = h.progress().elapsed_s
-            store.save_requests(self.run_id, _timings(results, todo, phase, labels))
+            store.save_requests(self.run_id, pass_timings(results, todo, phase, labels))
+            if req.backend == Backend.CLAUDE:
+                self._note_retries(kind, ((None, c) for r in results for c in calls_of(r)))
             return results, wall
 
         notes: dict[str, Any] = {"n_requests": len(todo)}
@@ -600,7 +646,9 @@ class _Coordinator:
         }.get(out.status, RunStatus.FAILED)
 
     # -- evaluation --------------------------------------------------------------------------------
-    def _evaluate(self, answers: dict[int, Answer], contexts: list[list[ScoredChunk]]) -> None:
+    def _evaluate(self, answers: dict[int, Answer], contexts: list[list[ScoredChunk]]) -> RunStatus | None:
+        """Score the answers; returns a status when scoring ended the run early (interrupted
+        batch judging), raises when a fatal judge error stopped it, else None."""
         from rag_core.evaluation import Sample, WithFacts, make_suite, submit_scoring
 
         req, store, run_id = self.req, self.store, self.run_id
@@ -658,7 +706,7 @@ class _Coordinator:
             samples = [s for _, s, _ in keep]
             keys = [k for _, _, k in keep]
         if not samples:
-            return
+            return None
 
         def on_score(k: int, score: MetricScore) -> None:
             try:
@@ -676,6 +724,8 @@ class _Coordinator:
             repeats=req.judge_repeats,
             on_score=on_score,
             ledger=self.ledger,
+            gate=self.gate,
+            batch=self._judge_batches() if req.mode == Mode.BATCH and suite.cacheable else None,
         )
         self.handle.set(phase=Phase.EVALUATION, handle=batch)
         if self.handle.cancelled:
@@ -688,31 +738,35 @@ class _Coordinator:
         if self.reuse is not None and not outcome.cancelled:
             for key, scores in zip(keys, outcome.scores, strict=True):
                 self.reuse.put_scores(key, scores)
+        if suite.cacheable:
+            self._note_retries("judge", outcome.call_records)
+        if outcome.batch is not None:
+            self.ledger.note(judge_batch=outcome.batch)
+            if outcome.batch.get("retries"):
+                self.retries.add_retries("judge", int(outcome.batch["retries"]))
+                self.ledger.note(retries=self.retries.to_json())
+        if outcome.fatal and not self.handle.cancelled:
+            raise EvaluationError(f"Scoring stopped: {outcome.fatal}")
+        if outcome.interrupted and not self.handle.cancelled:
+            self.handle.set(message=outcome.interrupted)
+            self.ledger.note(failure=outcome.interrupted)
+            return RunStatus.INTERRUPTED
+        return None
 
+    def _judge_batches(self) -> Any:
+        """Batch mode's options for the judge: the batch ids stored by earlier attempts, and a
+        callback that stores each new one before it is waited for."""
+        from rag_core.answer.batches_api import BatchPolling
+        from rag_core.evaluation.judge_batches import JudgeBatchOptions
+        from rag_core.runs import batch_mode
 
-def _timings(
-    results: Sequence[ItemResult], todo: list[int], phase: str, labels: list[str]
-) -> list[RequestTiming]:
-    out = []
-    for r in results:
-        if r.started_at is None:
-            continue
-        v = r.value if r.status == "ok" else None
-        out.append(
-            RequestTiming(
-                index=todo[r.index],
-                phase=phase,
-                label=labels[r.index],
-                start=r.started_at,
-                end=r.ended_at or r.started_at,
-                attempts=r.attempts,
-                status=r.status,
-                throttled_s=r.throttled_s,
-                input_tokens=getattr(v, "input_tokens", 0) or 0,
-                output_tokens=getattr(v, "output_tokens", 0) or 0,
-            )
-        )
-    return out
+        stored = [str(x) for x in self.store.get_run(self.run_id).config.get("judge_batch_ids") or []]
+
+        def remember(batch_id: str) -> None:
+            batch_mode.remember_batch(self.store, self.run_id, batch_id, key="judge_batch_ids")
+
+        polling = self.options.batch_polling or BatchPolling()
+        return JudgeBatchOptions(stored_ids=stored, on_created=remember, polling=polling)
 
 
 # --------------------------------------------------------------------------------------------

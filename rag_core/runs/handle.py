@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rag_core.runs.request import RunProgress
+from rag_core.runs.request import LONG_WAIT_NOTE_S, RunProgress
 from rag_core.summary import RunSummary
 from rag_core.vocab import Phase, RunStatus
 
@@ -93,6 +94,11 @@ class RunHandle:
             p.retries, p.errors = hp.retries, hp.errors
             p.phase_elapsed_s, p.eta_s = hp.elapsed_s, hp.eta_s
             p.concurrency_limit = hp.concurrency_limit
+            p.throttled_s = hp.throttled_s
+            note = getattr(inner, "note", None)
+            p.note = note() if callable(note) else ""
+            if hp.waiting_s >= LONG_WAIT_NOTE_S:
+                p.note = f"rate limited: waiting {math.ceil(hp.waiting_s)} s"
         return p
 
     @property

@@ -15,10 +15,19 @@ from rag_core.models import DEFAULT_COLLECTION, QAItem
 from rag_core.settings import Settings
 from rag_core.vocab import Backend, Mode, Phase, RunStatus, Suite, choice, suite_metrics
 
-__all__ = ["MAX_JUDGE_REPEATS", "RunOptions", "RunProgress", "RunRequest", "default_suite"]
+__all__ = [
+    "LONG_WAIT_NOTE_S",
+    "MAX_JUDGE_REPEATS",
+    "RunOptions",
+    "RunProgress",
+    "RunRequest",
+    "default_suite",
+]
 
 MAX_JUDGE_REPEATS = 10
 """Most judge repeats a run may ask for."""
+LONG_WAIT_NOTE_S = 5.0
+"""A server-requested wait at least this long shows in the progress ("rate limited: waiting 30 s")."""
 
 
 def default_suite(settings: Settings) -> Suite:
@@ -162,6 +171,11 @@ class RunProgress:
     phase_elapsed_s: float = 0.0
     eta_s: float | None = None
     concurrency_limit: int = 0
+    throttled_s: float = 0.0
+    """Seconds the current phase's calls have spent waiting before retries, summed."""
+    note: str = ""
+    """What the run is waiting for right now, when it is worth saying: ``"rate limited: waiting
+    30 s"`` (a long server-requested wait), or the judge's message batch round in batch mode."""
     message: str = ""
     """Error message when the run failed."""
 

@@ -21,6 +21,15 @@ What it does
   ``"401"``, ``"403"``, ``"404"``, ``"400"``, ``"429"`` (with ``retry-after``), ``"529"``,
   ``"500"``, ``"hang"`` (no answer until the client gives up, capped by ``hang_s``).
 - A load-driven limit: with ``max_concurrent=K`` a request arriving while K are in flight gets 429.
+- Token accounting like the API's: ``usage.input_tokens`` counts tools, system and messages at
+  characters / 4 (:func:`prompt_segments`); output tokens the reply's JSON / 4. Prompt caching:
+  the prefix up to the last block with ``cache_control`` (tools → system → messages, the API's
+  order), if at least 1,024 tokens (2,048 for Haiku models), is a cache *write* the first time
+  (``cache_creation_input_tokens``) and a *read* when seen within 5 minutes
+  (``cache_read_input_tokens``; a read refreshes the 5 minutes); those tokens are not in
+  ``input_tokens``. Message Batches results are counted the same way.
+- ``echo_headers=True``: every error body's message ends with the request's headers —
+  ``Authorization`` / ``x-api-key`` included — like a careless proxy, to prove nothing echoes a key.
 - ``anthropic-ratelimit-requests-remaining`` header when ``requests_remaining`` is set
   (an int, or ``requests_remaining(n) -> int|None``).
 - Errors use Anthropic's error JSON shape ``{"type": "error", "error": {"type", "message"}}``.
@@ -53,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import html
 import inspect
 import json
@@ -100,6 +110,46 @@ _CUSTOM_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 BATCH_OPS = ("create", "retrieve", "results", "cancel")
 """Message Batches operations (keys of ``batch_calls`` and ``batch_faults``)."""
 _CHUNK_RE = re.compile(r'<chunk\b[^>]*?source="([^"]*)"[^>]*?page="([^"]*)"[^>]*>(.*?)</chunk>', re.S)
+CACHE_TTL_S = 300.0
+"""How long a cached prompt prefix lives after its last use (Anthropic's default 5 minutes)."""
+
+
+def min_cache_tokens(model: str) -> int:
+    """Shortest prefix the API caches: 2,048 tokens on Haiku models, 1,024 otherwise."""
+    return 2048 if "haiku" in (model or "").lower() else 1024
+
+
+def _tokens(text: str) -> int:
+    return (len(text) + 3) // 4
+
+
+def prompt_segments(body: dict[str, Any]) -> list[tuple[str, bool]]:
+    """The request's prompt in the API's cache order (tools, system, messages) as
+    ``(text, ends_a_cache_breakpoint)`` parts; token counts are characters / 4 of these texts."""
+
+    def block(b: Any) -> tuple[str, bool]:
+        if not isinstance(b, dict):
+            return str(b), False
+        marked = "cache_control" in b
+        if b.get("type") == "text":
+            return str(b.get("text", "")), marked
+        return json.dumps({k: v for k, v in b.items() if k != "cache_control"}, sort_keys=True), marked
+
+    out: list[tuple[str, bool]] = [block(t) for t in body.get("tools") or [] if isinstance(t, dict)]
+    system = body.get("system")
+    if isinstance(system, str):
+        out.append((system, False))
+    elif isinstance(system, list):
+        out.extend(block(b) for b in system)
+    for msg in body.get("messages") or []:
+        if not isinstance(msg, dict):
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            out.append((content, False))
+        elif isinstance(content, list):
+            out.extend(block(b) for b in content)
+    return out
 
 
 @dataclass
@@ -193,6 +243,8 @@ class _Batch:
     cancel_latency: float = 0.0
     results: list[dict[str, Any]] | None = None
     """JSONL lines, built on the first results read (then served identically)."""
+    echo: str = ""
+    """With ``echo_headers``: the create request's headers, appended to errored results' messages."""
 
     def finish_time(self, i: int) -> float:
         return self.created + self.latency * (i + 1) / len(self.requests)
@@ -300,12 +352,14 @@ class FakeAnthropic:
         batch_faults: Mapping[str, Mapping[int, str]] | None = None,
         batch_seed: int = 0,
         max_batches: int = 1000,
+        echo_headers: bool = False,
     ) -> None:
         """``api_key``: when set, other keys get 401. ``error_latency``: delay before error replies.
         ``max_concurrent``: a load-driven rate limit — a request arriving while this many are
         already in flight gets 429 (with the plan's ``retry_after``), like a real concurrency cap.
         ``batch_*``: Message Batches behaviour (see the module docstring); at most ``max_batches``
-        batches are kept (later creates get 429)."""
+        batches are kept (later creates get 429). ``echo_headers``: error messages end with the
+        request's headers, credentials included (see the module docstring)."""
         self.latency = latency
         self.faults = faults or FaultPlan()
         self.responder = responder or default_responder
@@ -339,6 +393,9 @@ class FakeAnthropic:
         self._batches: dict[str, _Batch] = {}
         self._batch_calls: dict[str, int] = dict.fromkeys(BATCH_OPS, 0)
         self._batch_msg_n = 0
+        self.echo_headers = bool(echo_headers)
+        self._cache: dict[str, float] = {}
+        self._tokens = {"input": 0, "output": 0, "cache_write": 0, "cache_read": 0}
 
     # --- public -----------------------------------------------------------------------------
     @property
@@ -395,7 +452,14 @@ class FakeAnthropic:
                 "by_fault": by_fault,
                 "batch_calls": dict(self._batch_calls),
                 "batches": len(self._batches),
+                "tokens": dict(self._tokens),
             }
+
+    @property
+    def tokens(self) -> dict[str, int]:
+        """Tokens reported in responses so far: ``input``, ``output``, ``cache_write``, ``cache_read``."""
+        with self._lock:
+            return dict(self._tokens)
 
     def reset_stats(self) -> None:
         """Forget the log and the peak (the fault plan's random stream continues)."""
@@ -502,19 +566,19 @@ class FakeAnthropic:
         try:
             headers = self._common_headers(n)
             if over:
-                resp = self._error(503, headers)
+                resp = self._error(503, headers, request)
             elif self.api_key is not None and _key_of(request) != self.api_key:
-                resp = await self._after(self.error_latency, self._error(401, headers))
+                resp = await self._after(self.error_latency, self._error(401, headers, request))
             elif fault == "hang":
                 await asyncio.sleep(self.hang_s)
-                resp = self._error(529, headers)
+                resp = self._error(529, headers, request)
             elif fault != "ok":
                 status = int(fault)
                 if (status == 429 or (status == 529 and self.faults.retry_after_on_529)) and (
                     self.faults.retry_after is not None
                 ):
                     headers["retry-after"] = _fmt_seconds(self.faults.retry_after)
-                resp = await self._after(self.error_latency, self._error(status, headers))
+                resp = await self._after(self.error_latency, self._error(status, headers, request))
             else:
                 await self._sleep_latency(n)
                 resp = web.json_response(await self._message(n, body), headers=headers)
@@ -533,12 +597,12 @@ class FakeAnthropic:
             self._batch_calls[op] = k + 1
         headers = {"request-id": f"req_fake_batch_{op}_{k:06d}"}
         if self.api_key is not None and _key_of(request) != self.api_key:
-            return self._error(401, headers)
+            return self._error(401, headers, request)
         fault = self.batch_faults.get(op, {}).get(k)
         if fault is not None and fault != "ok":
             if fault == "429" and self.faults.retry_after is not None:
                 headers["retry-after"] = _fmt_seconds(self.faults.retry_after)
-            return self._error(int(fault), headers)
+            return self._error(int(fault), headers, request)
         return None
 
     @staticmethod
@@ -604,6 +668,7 @@ class FakeAnthropic:
                 requests=parsed,
                 planned=planned,
                 cancel_latency=self.batch_cancel_latency,
+                echo=f" (request headers: {json.dumps(dict(request.headers))})" if self.echo_headers else "",
             )
             self._batches[batch.id] = batch
             payload = batch.to_json(time.time(), self.base_url)
@@ -664,7 +729,7 @@ class FakeAnthropic:
                         "error": {
                             "type": "error",
                             "request_id": None,
-                            "error": {"type": "api_error", "message": "Internal server error."},
+                            "error": {"type": "api_error", "message": "Internal server error." + batch.echo},
                         },
                     }
                 else:
@@ -701,17 +766,57 @@ class FakeAnthropic:
             headers["anthropic-ratelimit-requests-remaining"] = str(int(value))
         return headers
 
-    @staticmethod
-    def _error(status: int, headers: dict[str, str]) -> web.Response:
+    def _error(
+        self, status: int, headers: dict[str, str], request: web.Request | None = None
+    ) -> web.Response:
+        message = _ERROR_MESSAGES.get(status, "Error")
+        if self.echo_headers and request is not None:
+            message += f" (request headers: {json.dumps(dict(request.headers))})"
         payload = {
             "type": "error",
-            "error": {
-                "type": _ERROR_TYPES.get(status, "api_error"),
-                "message": _ERROR_MESSAGES.get(status, "Error"),
-            },
+            "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message},
             "request_id": headers.get("request-id"),
         }
         return web.json_response(payload, status=status, headers=headers)
+
+    def _usage(self, body: dict[str, Any], content: Any) -> dict[str, int]:
+        """The ``usage`` of a reply to ``body`` (see the module docstring: tokens and the cache)."""
+        segs = prompt_segments(body)
+        cum: list[int] = []
+        keys: list[str] = []
+        h = hashlib.sha256(str(body.get("model") or "").encode())
+        total = 0
+        for text, _ in segs:
+            total += _tokens(text)
+            h.update(b"\x00" + text.encode())
+            cum.append(total)
+            keys.append(h.hexdigest())
+        breakpoints = [i for i, (_, marked) in enumerate(segs) if marked]
+        minimum = min_cache_tokens(str(body.get("model") or ""))
+        read = write = 0
+        now = time.time()
+        with self._lock:
+            hit = next(
+                (i for i in reversed(breakpoints) if cum[i] >= minimum and self._cache.get(keys[i], 0) > now),
+                None,
+            )
+            if hit is not None:
+                read = cum[hit]
+                self._cache[keys[hit]] = now + CACHE_TTL_S
+            if breakpoints and cum[breakpoints[-1]] >= minimum and (hit is None or hit < breakpoints[-1]):
+                write = cum[breakpoints[-1]] - read
+                self._cache[keys[breakpoints[-1]]] = now + CACHE_TTL_S
+            usage = {
+                "input_tokens": max(1, total - read - write),
+                "output_tokens": max(1, len(json.dumps(content)) // 4),
+                "cache_creation_input_tokens": write,
+                "cache_read_input_tokens": read,
+            }
+            self._tokens["input"] += usage["input_tokens"]
+            self._tokens["output"] += usage["output_tokens"]
+            self._tokens["cache_write"] += write
+            self._tokens["cache_read"] += read
+        return usage
 
     async def _message(self, n: int, body: dict[str, Any]) -> dict[str, Any]:
         out = self.responder(body)
@@ -739,10 +844,7 @@ class FakeAnthropic:
         else:
             raise TypeError(f"responder returned {type(out).__name__}; expected str, list or dict")
         if not (isinstance(out, dict) and "usage" in out):
-            msg["usage"] = {
-                "input_tokens": max(1, len(json.dumps(body.get("messages", ""))) // 4),
-                "output_tokens": max(1, len(json.dumps(msg["content"])) // 4),
-            }
+            msg["usage"] = self._usage(body, msg["content"])
         return msg
 
 
@@ -797,6 +899,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-cancel-latency", type=float, default=0.2)
     p.add_argument("--batch-error-rate", type=float, default=0.0, help="share of 'errored' batch results")
     p.add_argument("--batch-expired-rate", type=float, default=0.0, help="share of 'expired' batch results")
+    p.add_argument("--echo-headers", action="store_true", help="error messages end with the request headers")
     args = p.parse_args(argv)
     responder = None
     if args.ragas:
@@ -829,6 +932,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_error_rate=args.batch_error_rate,
         batch_expired_rate=args.batch_expired_rate,
         batch_seed=args.seed,
+        echo_headers=args.echo_headers,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -167,3 +167,64 @@ def test_closes_promptly_even_with_a_hanging_request() -> None:
     t0 = time.monotonic()
     srv.close()
     assert time.monotonic() - t0 < 3
+
+
+# --- prompt caching and header echo (issue 11) ------------------------------------------------------
+def _cached_body(
+    prefix_chars: int, model: str = "claude-sonnet-4-5", tail: str = "Which one?"
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "max_tokens": 50,
+        "system": [{"type": "text", "text": "You are a judge."}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "x" * prefix_chars, "cache_control": {"type": "ephemeral"}},
+                    {"type": "text", "text": tail},
+                ],
+            }
+        ],
+    }
+
+
+def test_cache_usage_is_a_write_the_first_time_and_a_read_within_five_minutes() -> None:
+    with FakeAnthropic() as srv:
+        first = post(srv.base_url, _cached_body(4400))[1]["usage"]
+        second = post(srv.base_url, _cached_body(4400, tail="Another input, same prefix."))[1]["usage"]
+        short = post(srv.base_url, _cached_body(3000))[1]["usage"]  # ≈ 755 tokens: below the minimum
+        haiku = post(srv.base_url, _cached_body(4400, model="claude-haiku-4-5"))[1]["usage"]
+        plain = post(srv.base_url, BODY)[1]["usage"]
+        totals = srv.tokens
+    prefix = (len("You are a judge.") + 3) // 4 + 4400 // 4  # system + the marked block, chars / 4
+    assert first["cache_creation_input_tokens"] == prefix and first["cache_read_input_tokens"] == 0
+    assert second["cache_read_input_tokens"] == prefix and second["cache_creation_input_tokens"] == 0
+    assert first["input_tokens"] == (len("Which one?") + 3) // 4  # cached tokens are not input tokens
+    assert short["cache_creation_input_tokens"] == short["cache_read_input_tokens"] == 0
+    assert short["input_tokens"] > 700
+    assert haiku["cache_creation_input_tokens"] == 0  # Haiku needs 2,048 tokens
+    assert plain["cache_creation_input_tokens"] == plain["cache_read_input_tokens"] == 0
+    assert totals["cache_write"] == prefix and totals["cache_read"] == prefix
+
+
+def test_cache_entries_expire_after_five_minutes_without_use() -> None:
+    import tests.support.anthropic_server as standin
+
+    with FakeAnthropic() as srv:
+        post(srv.base_url, _cached_body(4400))
+        with srv._lock:  # age every entry past the TTL
+            srv._cache = {k: v - standin.CACHE_TTL_S - 1 for k, v in srv._cache.items()}
+        again = post(srv.base_url, _cached_body(4400))[1]["usage"]
+    assert again["cache_creation_input_tokens"] > 0 and again["cache_read_input_tokens"] == 0
+
+
+def test_echo_headers_mode_puts_the_credentials_in_error_bodies() -> None:
+    """The hostile server the key-leak tests need: it really echoes the key back."""
+    plan = FaultPlan(schedule={0: "429"})
+    with FakeAnthropic(faults=plan, echo_headers=True) as srv:
+        status, body, _ = post(srv.base_url, BODY, key="sk-test-echo-me-please")
+        ok_status, ok_body, _ = post(srv.base_url, BODY, key="sk-test-echo-me-please")
+    assert status == 429 and "sk-test-echo-me-please" in body["error"]["message"]
+    assert "x-api-key" in body["error"]["message"].lower()
+    assert ok_status == 200 and "sk-test" not in json.dumps(ok_body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_core.runs.cost import estimate_run
+from rag_core.runs.cost import JUDGE_PREFIX_TOKENS, estimate_run
 from rag_core.settings import Settings
 from rag_core.vocab import suite_metrics
 
@@ -70,3 +70,23 @@ def test_suite_metrics_come_from_the_registry() -> None:
     assert suite_metrics("none") == ()
     with pytest.raises(ValueError):
         suite_metrics("vibes")
+
+
+def test_judge_cost_prices_the_prompt_cache_and_message_batches(settings: Settings) -> None:
+    kw = dict(n_questions=100, backend="offline", suite="judge", metrics=None, top_k=4)
+    plain = estimate_run(settings.replace(prompt_cache=False), mode="async", **kw)
+    cached = estimate_run(settings, mode="async", **kw)
+    batch = estimate_run(settings, mode="batch", **kw)
+    assert plain.cache_read_tokens == plain.cache_write_tokens == 0
+    assert plain.cost_usd == pytest.approx(plain.full_price_usd, abs=1e-4)
+    # prefixes ≥ 1,024 tokens (verdicts, precision, recall) are written once each, then read
+    assert cached.cache_write_tokens == sum(
+        JUDGE_PREFIX_TOKENS[k] for k in ("verdicts", "precision", "recall")
+    )
+    assert cached.cache_read_tokens > 50 * cached.cache_write_tokens
+    assert cached.input_tokens + cached.cache_read_tokens + cached.cache_write_tokens == plain.input_tokens
+    assert cached.cost_usd < 0.75 * plain.cost_usd and cached.full_price_usd == plain.full_price_usd
+    assert batch.cost_usd == pytest.approx(cached.cost_usd / 2, abs=1e-3)
+    assert batch.cost_usd <= 0.4 * plain.cost_usd
+    haiku = settings.replace(judge_model="claude-haiku-4-5")  # 2,048-token minimum: nothing cached
+    assert estimate_run(haiku, mode="async", **kw).cache_read_tokens == 0

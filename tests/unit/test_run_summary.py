@@ -237,3 +237,55 @@ def test_summary_of_a_run_from_before_attempts_is_what_it_stored(
     s = summarize_run(store, run_id, settings)
     assert s.metric("faithfulness").id == "judge.faithfulness" and s.metric("faithfulness").total == 2
     assert s.timings.total_s == 3.5 and s.generation.speedup_measured == 2.0 and s.judge.calls == 8
+
+
+def test_retries_are_summed_over_attempts_per_pass_metric_and_error() -> None:
+    from rag_core.engine import CallRecord
+    from rag_core.runs.passes import RetryNotes
+    from rag_core.summary import RetryStats
+
+    first, second = RetryNotes(), RetryNotes()
+    first.add(
+        "answers",
+        [
+            (
+                None,
+                CallRecord(
+                    "answer",
+                    0.0,
+                    attempts=3,
+                    throttled_s=2.0,
+                    longest_wait_s=1.5,
+                    retried={"RateLimitError": 2},
+                    status="ok",
+                ),
+            )
+        ],
+    )
+    first.add(
+        "judge",
+        [
+            (
+                "faithfulness",
+                CallRecord(
+                    "faithfulness · call 2",
+                    0.0,
+                    attempts=2,
+                    throttled_s=0.5,
+                    longest_wait_s=0.5,
+                    retried={"OverloadedError": 1},
+                    status="error",
+                ),
+            )
+        ],
+    )
+    second.add("judge", [("faithfulness", CallRecord("faithfulness · call 1", 0.0, attempts=1, status="ok"))])
+    second.add_retries("judge", 4)  # requests sent again in a later Message Batch round
+    stats = RetryStats.from_notes([first.to_json(), second.to_json(), None])
+    assert (stats.calls, stats.retries, stats.calls_retried, stats.failed_calls) == (3, 7, 2, 1)
+    assert stats.by_pass == {"answers": 2, "judge": 5}
+    assert stats.by_metric == {"faithfulness": 1}
+    assert stats.by_error == {"RateLimitError": 2, "OverloadedError": 1}
+    assert (stats.throttled_s, stats.longest_wait_s) == (2.5, 1.5)
+    again = RunSummary.from_json({"run_id": 1, "retries": stats.to_json()})
+    assert again.retries == stats
