@@ -123,8 +123,8 @@ def test_history_shows_what_changed_and_the_verdicts(app, history_dir: Path) -> 
     changes = next(df.value for df in at.dataframe if "What" in df.value.columns)
     assert list(changes["What"]) == ["Execution mode"]
     assert list(changes["Baseline"]) == ["async"] and list(changes["Candidate"]) == ["compare"]
-    stats = next(df.value for df in at.dataframe if "Significance" in df.value.columns)
-    assert set(stats["Significance"]) == {"no detectable difference"}  # same answers, same scores
+    stats = next(df.value for df in at.dataframe if "Verdict" in df.value.columns)
+    assert set(stats["Verdict"]) == {"no detectable difference"}  # same answers, same scores
     assert set(stats["Questions"]) == {3}
     assert {"95 % CI of Δ", "p (Holm)", "Smallest detectable Δ"} <= set(stats.columns)
     chart = next(c for c in at.get("plotly_chart") if "history.fig_compare" in c.proto.id)
