@@ -27,6 +27,8 @@ from typing import Any
 from rag_core.errors import IngestError
 from rag_core.ingest.cleaning import Block, clean_pages, clean_text, normalise, outline_levels
 from rag_core.ingest.ocr import OcrEngine
+from rag_core.text import decode_text as text_decode
+from rag_core.text import looks_binary, strip_control
 
 __all__ = [
     "MAX_PAGE_CONTENT_BYTES",
@@ -69,24 +71,15 @@ class Read:
 # Text files
 # --------------------------------------------------------------------------------------------
 def decode_text(name: str, data: bytes) -> str:
-    """Bytes → str (UTF-8/UTF-16 BOMs honoured, cp1252 fallback); refuses binary data."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encodings = ["utf-16"]
-    else:
-        encodings = ["utf-8-sig", "cp1252"]
-        sample = data[:8192]
-        control = sum(sample.count(bytes([b])) for b in range(32) if b not in (9, 10, 12, 13))
-        if b"\x00" in sample or control > len(sample) // 10:
-            raise IngestError(
-                f"{name}: this does not look like a text file (it contains binary data). "
-                "Upload the original document, or save it as plain text (.txt)."
-            )
-    for encoding in encodings:
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return data.decode("cp1252", errors="replace")
+    """Bytes → str with the one decoder of :mod:`rag_core.text` (UTF-16 BOM, UTF-8 with or without
+    BOM, Windows-1252), control characters removed; refuses binary data."""
+    text = text_decode(data)
+    if looks_binary(text):
+        raise IngestError(
+            f"{name}: this does not look like a text file (it contains binary data). "
+            "Upload the original document, or save it as plain text (.txt)."
+        )
+    return strip_control(text)
 
 
 _MD_HEADING = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")

@@ -48,7 +48,9 @@ def _context(i: int) -> list[ScoredChunk]:
 
 @pytest.fixture(autouse=True)
 def _fixed_contexts(monkeypatch: pytest.MonkeyPatch) -> None:
-    def fake_retrieve(settings: Settings, questions: list[str], top_k: int) -> list[list[ScoredChunk]]:
+    def fake_retrieve(
+        settings: Settings, questions: list[str], top_k: int, collection: str = ""
+    ) -> list[list[ScoredChunk]]:
         return [_context(int(q.split("rule ")[1].split()[0])) for q in questions]
 
     monkeypatch.setattr(executor, "retrieve_contexts", fake_retrieve)

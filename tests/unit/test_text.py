@@ -66,7 +66,7 @@ ITEMS = [QAItem(p, p) for p in PAYLOADS]
 
 def test_question_set_csv_is_formula_guarded() -> None:
     rows = list(csv.reader(io.StringIO(questions_csv(ITEMS))))
-    assert rows[0] == ["question", "ground_truth"]
+    assert rows[0] == ["question", "ground_truth", "expected"]
     for cell in (c for row in rows[1:] for c in row):
         assert not cell.startswith(FORMULA_START), cell  # nothing runs when opened in a spreadsheet
     assert rows[1][0].startswith("'=HYPERLINK(") and rows[4][0] == "'+1+1"
