@@ -508,7 +508,8 @@ def _make_batcher(
 ) -> JudgeBatcher:
     from rag_core.answer.batches_api import MessageBatchClient
 
-    settings: Settings = suite.settings  # type: ignore[attr-defined]  # the judge suite's
+    judge = getattr(suite, "primary", suite)  # WithFacts wraps the judge suite
+    settings: Settings = judge.settings  # type: ignore[union-attr]  # the judge suite's
     client = options.client or MessageBatchClient(settings, model=settings.judge_model)
     return JudgeBatcher(
         client=client,
