@@ -76,7 +76,7 @@ def _outcome_line(o: dict) -> tuple[str, str]:
         shown = ", ".join(ui.md(c or "(before the first heading)") for c in changed[:5])
         change = f" · sections changed: {shown}{', …' if len(changed) > 5 else ''}" if changed else ""
     return "ok", (
-        f"**{ui.md(o['name'])}** v{o.get('version', 1)} — {verb}: {o['chunks']} chunks from {pages}{extra} "
+        f"**{ui.md(o['name'])}** — {verb} (v{o.get('version', 1)}): {o['chunks']} chunks from {pages}{extra} "
         f"in {o['seconds']:.1f} s{change}"
     )
 

@@ -671,13 +671,15 @@ with details_tab:
         st.markdown(f"**Retrieved chunks** ({len(r.contexts)})")
         version_of = {d.get("sha256"): d.get("version") for d in used}
         for n_chunk, ctx in enumerate(r.contexts, 1):
-            cite = citation(
-                str(ctx.get("source", "?")), str(ctx.get("section") or ""), int(ctx.get("page") or 0)
-            )
+            page_no = int(ctx.get("page") or 0)
+            section = str(ctx.get("section") or "")
             v = version_of.get(ctx.get("doc_sha256"))
+            # "1. handbook.pdf · page 3 · score 0.512 · 2. Annual Leave · v1" (no page for Word/HTML)
             with st.expander(
-                f"{n_chunk}. {ui.md(cite)}"
-                + (f" · v{v}" if v else "")
+                f"{n_chunk}. {ui.md(ctx.get('source', '?'))}"
+                + (f" · page {page_no}" if page_no else "")
                 + f" · score {float(ctx.get('score', 0.0)):.3f}"
+                + (f" · {ui.md(section)}" if section else "")
+                + (f" · v{v}" if v else "")
             ):
                 st.markdown(ui.md(ctx.get("text", "")))

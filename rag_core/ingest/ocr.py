@@ -36,9 +36,9 @@ INSTALL_HINT = (
     "`sudo apt-get install tesseract-ocr tesseract-ocr-eng` (macOS: `brew install tesseract`) — "
     "or set RAG_TESSERACT_CMD to the tesseract program"
 )
-#: Rendering resolution for OCR (300 dpi is Tesseract's sweet spot; 200 is faster and still good
-#: for 10-12 pt text).
-OCR_DPI = 250
+#: Rendering resolution for OCR. Measured on 4 scanned pages of a real policy: 200 dpi recovered
+#: 99.3 % of the words at 0.90 pages/s, 250 dpi 98.8 % at 0.76, 150 dpi 99.0 % at 0.85.
+OCR_DPI = 200
 
 
 class OcrEngine(Protocol):

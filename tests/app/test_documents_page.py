@@ -96,7 +96,7 @@ def test_word_and_html_files_index_into_a_new_collection_with_sections(app, empt
     assert not at.exception, [e.value for e in at.exception]
     [error] = texts(at, "error")  # the old Word file is refused with how to convert it
     assert error.startswith("old_policy.doc: .doc is not a supported type") and "Save As" in error
-    assert any("policies.docx** v1 — indexed" in t for t in texts(at, "success"))
+    assert any("policies.docx** — indexed (v1)" in t for t in texts(at, "success"))
 
     table = _documents_table(at)
     assert sorted(table["Document"]) == ["policies.docx", "sickness.html"]
@@ -122,7 +122,7 @@ def test_reupload_shows_the_new_version_and_its_history(app, empty_dir: Path) ->
         at.run()
         at.button(key="docs.index").click().run()
     assert any(
-        "handbook.md** v2 — re-indexed (content changed)" in t and "sections changed: Leave" in t
+        "handbook.md** — re-indexed (content changed) (v2)" in t and "sections changed: Leave" in t
         for t in texts(at, "success")
     )
     assert list(_documents_table(at)["Version"]) == [2]

@@ -173,7 +173,7 @@ def test_drill_down_export_and_delete(app, history_dir: Path) -> None:
     assert questions[2] in md and "Ground truth" in md and "Answer" in md
     assert any("Retrieved chunks** (4)" in m for m in texts(at, "markdown"))
     labels = [re.sub(r"\\(.)", r"\1", e.proto.label) for e in at.get("expander")]
-    assert len([x for x in labels if "p. " in x and " v1 " in x and "score" in x]) == 4  # citation + version
+    assert len([x for x in labels if "page " in x and "score" in x and x.endswith(" · v1")]) == 4  # + version
     assert any(x.startswith("Why ROUGE-L") for x in labels)  # metric reasons are one click away
     scores = next(df.value for df in at.dataframe if "Metric" in df.value.columns)
     assert set(scores["Metric"]) == {

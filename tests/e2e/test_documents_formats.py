@@ -70,9 +70,9 @@ def test_upload_a_word_file_and_a_scanned_pdf(page: Any, formats_server: Any, tm
     main = page.locator("[data-testid='stMain']")
     text = main.inner_text()
     assert "could not be read" not in text, text[:2000]
-    assert re.search(r"staff_policies\.docx\s+v1 — indexed", text), text[:2000]
+    assert re.search(r"staff_policies\.docx — indexed \(v1\)", text), text[:2000]
     assert re.search(
-        r"parental_leave_scan\.pdf\s+v1 — indexed: \d+ chunks from 1 page, 1 read by OCR", text
+        r"parental_leave_scan\.pdf — indexed \(v1\): \d+ chunks from 1 page, 1 read by OCR", text
     ), text[:2000]
 
     # The collection's table lists both (a canvas grid: checked through its caption).
