@@ -223,3 +223,14 @@ def test_key_never_appears_in_reprs_or_messages(settings: Settings) -> None:
         str(info.value.args),
     ]
     assert all(FAKE_KEY not in t for t in texts)
+
+
+def test_the_answer_system_prompt_is_cache_marked_only_when_long_enough() -> None:
+    from rag_core.answer.prompt import SYSTEM_PROMPT, system_param
+
+    assert system_param(SYSTEM_PROMPT, model="claude-sonnet-4-5", cache=True) == SYSTEM_PROMPT  # too short
+    long = "Policy rule. " * 400  # ≈ 1,300 tokens
+    marked = system_param(long, model="claude-sonnet-4-5", cache=True)
+    assert marked == [{"type": "text", "text": long, "cache_control": {"type": "ephemeral"}}]
+    assert system_param(long, model="claude-haiku-4-5", cache=True) == long  # Haiku needs 2,048
+    assert system_param(long, model="claude-sonnet-4-5", cache=False) == long
