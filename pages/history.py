@@ -14,7 +14,6 @@ from pages._format import duration, metric_line, speedup_line
 from rag_core.errors import RagError
 from rag_core.evaluation.agreement import DISAGREE_KAPPA, MIN_VERDICTS, AgreementReport
 from rag_core.evaluation.agreement import warm as warm_agreement
-from rag_core.models import citation
 from rag_core.reporting import figures, frames
 from rag_core.reporting.diff import identity_facts
 from rag_core.reporting.experiment_figures import comparison_figure

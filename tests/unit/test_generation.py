@@ -243,3 +243,14 @@ def test_prompt_gives_claude_the_section_citation_and_no_page_for_word_files() -
         '<chunk id="1" source="policies.docx" section="2 Expenses › Mileage" cite="policies.docx › 2 Expenses › Mileage">'
         in messages[0]["content"]
     )
+
+
+def test_the_answer_system_prompt_is_cache_marked_only_when_long_enough() -> None:
+    from rag_core.answer.prompt import SYSTEM_PROMPT, system_param
+
+    assert system_param(SYSTEM_PROMPT, model="claude-sonnet-4-5", cache=True) == SYSTEM_PROMPT  # too short
+    long = "Policy rule. " * 400  # ≈ 1,300 tokens
+    marked = system_param(long, model="claude-sonnet-4-5", cache=True)
+    assert marked == [{"type": "text", "text": long, "cache_control": {"type": "ephemeral"}}]
+    assert system_param(long, model="claude-haiku-4-5", cache=True) == long  # Haiku needs 2,048
+    assert system_param(long, model="claude-sonnet-4-5", cache=False) == long
