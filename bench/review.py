@@ -82,21 +82,21 @@ def label_with_keyboard(page: Any, base_url: str, total: int, answers: int) -> l
     out = []
     for n in range(1, answers + 1):
         _heading(page, n, total).wait_for(state="visible", timeout=STEP_TIMEOUT_MS)
-        wait_for_app(page, settle_ms=0)
+        wait_for_app(page)
         key = KEYS[(n - 1) % len(KEYS)]
         if n == COMMENT_AT:
             box = page.get_by_label("Comment (optional)")
             box.click()
             box.type(COMMENT)
             box.press("Tab")  # leaves the box: the comment is sent with the verdict
-            wait_for_app(page, settle_ms=0)
+            wait_for_app(page)
         t0 = time.perf_counter()
         page.keyboard.press(key)
         if n < total:
             _heading(page, n + 1, total).wait_for(state="visible", timeout=STEP_TIMEOUT_MS)
         else:
             page.get_by_text("Every answer of this run has a verdict").wait_for(timeout=STEP_TIMEOUT_MS)
-        wait_for_app(page, settle_ms=0)
+        wait_for_app(page)
         out.append({"answer": n, "key": key, "seconds": round(time.perf_counter() - t0, 3)})
     return out
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from rag_core.evaluation import JUDGE_METRICS
 from rag_core.storage import HistoryStore
 from tests.e2e.conftest import APP_PATH, StreamlitServer, wait_for_app
 from tests.e2e.test_user_journey import (
@@ -104,8 +105,16 @@ def test_sigkill_the_app_mid_run_then_resume_in_the_browser(page, api, tmp_path)
     after = store.get_results(run_id)
     assert {r.index: r.answer for r in after} == answers_before  # answers kept, none asked again
     judged = _judged(store, run_id)
-    assert len(judged) == 40 and all(v is not None for v in judged.values())
+    # 10 questions × 4 judge metrics, plus the 3 key-fact/decline metrics scored alongside every suite
+    judge_only = {k: v for k, v in judged.items() if k[1] in JUDGE_METRICS}
+    assert len(judge_only) == 40 and len(judged) == 70
+    # every judge score is a value, except reference metrics skipped on the question to decline
+    for r in after:
+        for m in JUDGE_METRICS:
+            assert r.scores[m].value is not None or r.scores[m].skipped, (r.index, m, r.scores[m])
     for key, value in scores_before.items():  # scores finished before the kill are kept as they were
         assert judged[key] == value
-    answer_requests = [r for r in api.requests[requests_at_kill:] if r.question]  # judge prompts have none
-    assert answer_requests == []  # only judge calls after the restart
+    # RAGAS judge prompts carry no question; the decline checks (one per answer) do. No answer was
+    # asked again (the answers are identical, checked above), so at most those 10 checks remain.
+    question_requests = [r for r in api.requests[requests_at_kill:] if r.question]
+    assert len(question_requests) <= 10
