@@ -25,6 +25,9 @@ from rag_core.storage.schema import MIGRATIONS, SCHEMA_VERSION
 ITEMS = [QAItem("How many days of leave?", "25 days."), QAItem("Who approves expenses?", "Your manager.")]
 BASE = AssistantConfig(answer_model="claude-sonnet-4-5", system_prompt="You answer HR questions.")
 
+#: Shaped like an Anthropic key (built at run time so nothing key-like is committed).
+FAKE_ANT_KEY = "sk-" + "ant-" + "api03-" + "x" * 26
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[HistoryStore]:
@@ -69,7 +72,7 @@ def test_config_fields_are_validated_and_secrets_refused(store: HistoryStore) ->
     with pytest.raises(InputError, match="Unknown configuration field"):
         AssistantConfig.from_json({"answer_model": "m", "system_prompt": "p", "topk": 3})
     with pytest.raises(StorageError):
-        store.save_config("leaky", BASE.replace(instructions="use sk-ant-api03-abcdefghijklmnopqrstuvwxyz"))
+        store.save_config("leaky", BASE.replace(instructions="use " + FAKE_ANT_KEY))
     with pytest.raises(InputError, match="name"):
         store.save_config("  ", BASE)
 
