@@ -39,12 +39,11 @@ import contextlib
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-from rag_core.engine import BatchPolicy, CallRecord, Engine, Gate, ItemResult, get_engine
+from rag_core.engine import BatchPolicy, CallRecord, Engine, Gate, get_engine
 from rag_core.errors import (
-    EvaluationError,
     GenerationError,
     InputError,
     RagError,
@@ -52,16 +51,18 @@ from rag_core.errors import (
     StorageError,
 )
 from rag_core.experiment import AssistantConfig
-from rag_core.models import DEFAULT_COLLECTION, Answer, MetricScore, QAItem, ScoredChunk
+from rag_core.models import DEFAULT_COLLECTION, Answer, QAItem, ScoredChunk
+from rag_core.runs.generation import GenerationPhase
 from rag_core.runs.handle import RunHandle
-from rag_core.runs.passes import RetryNotes, calls_of, pass_timings
+from rag_core.runs.passes import RetryNotes
 from rag_core.runs.request import RunOptions, RunRequest
 from rag_core.runs.reuse import BuildProgress, ReuseCache, fetch_contexts
+from rag_core.runs.scoring_phase import ScoringPhase
 from rag_core.runs.summary import build_summary, with_quality
 from rag_core.settings import Settings
 from rag_core.storage import HistoryStore
 from rag_core.summary import RunSummary
-from rag_core.usage import AttemptLedger, charging
+from rag_core.usage import AttemptLedger
 from rag_core.vocab import Backend, Mode, Phase, Retrieval, RunStatus, Suite
 
 __all__ = [
@@ -235,7 +236,7 @@ def start_run(
     return handle
 
 
-class _Coordinator:
+class _Coordinator(GenerationPhase, ScoringPhase):
     """Runs the phases of one attempt of a run on its own thread (see the module rules)."""
 
     def __init__(
@@ -458,315 +459,9 @@ class _Coordinator:
             on_build=on_build,
         )
 
-    def _answer_key(self, i: int, contexts: list[list[ScoredChunk]]) -> str:
-        return ReuseCache.answer_key(
-            self.req.backend, self.assistant, self.req.items[i].question, contexts[i]
-        )
-
-    def _reuse_answers(
-        self, todo: list[int], contexts: list[list[ScoredChunk]], answers: dict[int, Answer]
-    ) -> list[int]:
-        """Store the answers an earlier run of the sweep already gave; return what is left to do."""
-        assert self.reuse is not None
-        left = []
-        for i in todo:
-            got = self.reuse.answer(self._answer_key(i, contexts))
-            if got is None:
-                left.append(i)
-                continue
-            ans, latency = got
-            answers[i] = ans
-            self.store.save_answer(
-                self.run_id,
-                i,
-                answer=ans.text,
-                contexts=[c.to_dict() for c in contexts[i]],
-                error=None,
-                error_kind=None,
-                latency_s=latency,
-                attempts=0,  # nothing was sent: the answer is an earlier run's
-                input_tokens=ans.input_tokens,
-                output_tokens=ans.output_tokens,
-                model=ans.model,
-            )
-        return left
-
-    def _remember_answers(
-        self, todo: list[int], contexts: list[list[ScoredChunk]], answers: dict[int, Answer]
-    ) -> None:
-        assert self.reuse is not None
-        latency = {r.index: r.latency_s for r in self.store.get_results(self.run_id)}
-        for i in todo:
-            if i in answers:
-                self.reuse.put_answer(self._answer_key(i, contexts), answers[i], latency.get(i))
-
-    # -- generation --------------------------------------------------------------------------------
     def _policy(self, concurrency: int) -> BatchPolicy:
         policy = BatchPolicy.from_settings(self.settings, concurrency=concurrency)
         return policy if self.options.adaptive else dataclasses.replace(policy, adaptive=False)
-
-    def _generate(
-        self, answerer: Any, todo: list[int], contexts: list[list[ScoredChunk]], answers: dict[int, Answer]
-    ) -> RunStatus:
-        """Run generation in the requested mode; store each answer as it arrives."""
-        req, store, handle, ledger = self.req, self.store, self.handle, self.ledger
-        if req.mode == Mode.BATCH:
-            return self._generate_batch(answerer, todo, contexts, answers)
-        labels = [req.items[i].question[:80] for i in todo]
-
-        def jobs(kind: str) -> list[Callable[[], Any]]:
-            def job(i: int) -> Callable[[], Any]:
-                async def run() -> Answer:
-                    with charging(ledger, kind):
-                        return await answerer.answer(req.items[i].question, contexts[i])
-
-                return run
-
-            return [job(i) for i in todo]
-
-        def store_answer(r: ItemResult) -> None:
-            try:
-                save_answer(r)
-            except Exception as exc:  # on the loop thread: stop the run instead of logging and going on
-                self._write_failed(exc, f"the answer to question {todo[r.index] + 1}")
-
-        def save_answer(r: ItemResult) -> None:
-            i = todo[r.index]
-            ans: Answer | None = r.value if r.status == "ok" else None
-            if r.status == "cancelled":
-                return  # unfinished: stays pending, resume will redo it
-            if ans is not None:
-                answers[i] = ans
-                ledger.bump("busy_s", r.latency_s)  # Σ request latency, for the overlap estimate
-            store.save_answer(
-                self.run_id,
-                i,
-                answer=ans.text if ans else None,
-                contexts=[c.to_dict() for c in contexts[i]],
-                error=None if ans else (r.error or "failed"),
-                error_kind=None if ans else r.error_kind,
-                latency_s=r.latency_s,
-                attempts=r.attempts,
-                input_tokens=ans.input_tokens if ans else 0,
-                output_tokens=ans.output_tokens if ans else 0,
-                model=ans.model if ans else getattr(answerer, "model", None),
-            )
-
-        def run_pass(
-            phase: Phase, kind: str, concurrency: int, on_result: Callable[[ItemResult], None] | None
-        ) -> tuple[list[ItemResult], float]:
-            ledger.phase(phase)
-            # Claude's async pass takes its slots from the run's gate, one per call (shared with the
-            # judge); the sequential pass and the offline answerer retry whole jobs one by one.
-            gate = self.gate if concurrency > 1 and req.backend == Backend.CLAUDE else None
-            h = self.engine.submit(
-                jobs(kind), labels=labels, policy=self._policy(concurrency), on_result=on_result, gate=gate
-            )
-            handle.set(phase=phase, handle=h)
-            if handle.cancelled:
-                h.cancel()
-            results = h.wait()
-            ledger.phase(None)
-            wall = h.progress().elapsed_s
-            store.save_requests(self.run_id, pass_timings(results, todo, phase, labels))
-            if req.backend == Backend.CLAUDE:
-                self._note_retries(kind, ((None, c) for r in results for c in calls_of(r)))
-            return results, wall
-
-        notes: dict[str, Any] = {"n_requests": len(todo)}
-        if req.mode in (Mode.SEQUENTIAL, Mode.COMPARE):
-            # In compare mode the sequential pass is timing only; the async pass's answers are stored.
-            sequential = req.mode == Mode.SEQUENTIAL
-            _, wall = run_pass(
-                Phase.GENERATION_SEQUENTIAL,
-                "answers" if sequential else "answers-sequential",
-                1,
-                store_answer if sequential else None,
-            )
-            notes["sequential_s"] = wall
-            ledger.note(**notes)
-            if handle.cancelled:
-                return RunStatus.CANCELLED
-        if req.mode in (Mode.ASYNC, Mode.COMPARE):
-            _, wall = run_pass(Phase.GENERATION, "answers", req.concurrency, store_answer)
-            notes["async_s"] = wall
-            notes["compare_complete"] = req.mode == Mode.COMPARE and not handle.cancelled
-            ledger.note(**notes)
-        return RunStatus.CANCELLED if handle.cancelled else RunStatus.COMPLETED
-
-    def _generate_batch(
-        self, answerer: Any, todo: list[int], contexts: list[list[ScoredChunk]], answers: dict[int, Answer]
-    ) -> RunStatus:
-        """Batch mode: one Message Batch, polled from this coordinator thread with the sync client
-        (see :mod:`rag_core.runs.batch_mode` for why)."""
-        from rag_core.runs.batch_mode import BatchProgress, run_batch_generation
-
-        before = set(answers)
-        tracker = BatchProgress(len(todo))
-        self.handle.set(phase=Phase.BATCH_SUBMIT, handle=tracker)
-
-        def on_phase(p: str) -> None:
-            self.handle.set(phase=Phase(p))
-            self.ledger.phase(Phase(p))
-
-        on_phase(Phase.BATCH_SUBMIT)
-        out = run_batch_generation(
-            run_id=self.run_id,
-            store=self.store,
-            settings=self.settings,
-            answerer=answerer,
-            questions=[it.question for it in self.req.items],
-            todo=todo,
-            contexts=contexts,
-            answers=answers,
-            stop=self.handle.stop_event,
-            tracker=tracker,
-            on_phase=on_phase,
-            polling=self.options.batch_polling,
-            on_created=self.options.on_batch_created,
-        )
-        # A Message Batch bills each request that produced a message, at half price.
-        model = getattr(answerer, "model", "unknown")
-        new = [answers[i] for i in answers if i not in before]
-        self.ledger.add("answers", model, calls=len(new), batch=True)
-        for a in new:
-            self.ledger.add(
-                "answers",
-                model,
-                usage={"input_tokens": a.input_tokens, "output_tokens": a.output_tokens},
-                batch=True,
-            )
-        self.ledger.note(n_requests=len(todo), **out.generation_info())
-        if out.message:
-            self.handle.set(message=out.message)
-        return {
-            "ok": RunStatus.COMPLETED,
-            "cancelled": RunStatus.CANCELLED,
-            "interrupted": RunStatus.INTERRUPTED,
-        }.get(out.status, RunStatus.FAILED)
-
-    # -- evaluation --------------------------------------------------------------------------------
-    def _evaluate(self, answers: dict[int, Answer], contexts: list[list[ScoredChunk]]) -> RunStatus | None:
-        """Score the answers; returns a status when scoring ended the run early (interrupted
-        batch judging), raises when a fatal judge error stopped it, else None."""
-        from rag_core.evaluation import Sample, WithFacts, make_suite, submit_scoring
-
-        req, store, run_id = self.req, self.store, self.run_id
-        suite = make_suite(
-            req.suite,
-            self.settings,
-            metrics=req.metrics,
-            embedder=self.reuse.embedder if self.reuse else None,
-            with_facts=True,
-        )
-        assert isinstance(suite, WithFacts)
-        self.ledger.note(judge_model=suite.model, versions=suite.versions())
-        already: set[int] = set()
-        if self.resuming:
-            for r in store.get_results(run_id):
-                if r.scores and all(m in r.scores and r.scores[m].settled for m in suite.metrics):
-                    already.add(r.index)
-        order = [i for i in sorted(answers) if i not in already]
-        # Questions without an answer cannot be scored: say so per metric instead of storing zeros.
-        for i in range(len(req.items)):
-            if i not in answers and i not in already:
-                store.save_scores(
-                    run_id, i, [suite.unanswered(m, req.items[i].expected) for m in suite.metrics]
-                )
-        samples = [
-            Sample(
-                question=req.items[i].question,
-                answer=answers[i].text,
-                contexts=[c.chunk.text for c in contexts[i]],
-                ground_truth=req.items[i].ground_truth,
-                expected=str(req.items[i].expected),
-            )
-            for i in order
-        ]
-        keys: list[str] = []
-        if self.reuse is not None:  # scores an earlier run of the sweep computed for the same sample
-            keep = []
-            for i, sample in zip(order, samples, strict=True):
-                key = ReuseCache.score_key(
-                    suite=str(req.suite),
-                    metrics=list(suite.metrics),
-                    judge_model=suite.model,
-                    repeats=req.judge_repeats,
-                    question=sample.question,
-                    answer=sample.answer,
-                    contexts=sample.contexts,
-                    ground_truth=sample.ground_truth,
-                )
-                got = self.reuse.scores(key)
-                if got is None:
-                    keep.append((i, sample, key))
-                else:
-                    store.save_scores(run_id, i, [dataclasses.replace(s, cached=True) for s in got.values()])
-            order = [i for i, _, _ in keep]
-            samples = [s for _, s, _ in keep]
-            keys = [k for _, _, k in keep]
-        if not samples:
-            return None
-
-        def on_score(k: int, score: MetricScore) -> None:
-            try:
-                store.save_scores(run_id, order[k], [score])
-            except Exception as exc:
-                self._write_failed(exc, f"a score of question {order[k] + 1}")
-
-        batch = submit_scoring(
-            samples,
-            suite=suite,
-            engine=self.engine,
-            policy=self._policy(req.concurrency),
-            store=store,
-            fresh=req.fresh,
-            repeats=req.judge_repeats,
-            on_score=on_score,
-            ledger=self.ledger,
-            gate=self.gate,
-            batch=self._judge_batches() if req.mode == Mode.BATCH and suite.cacheable else None,
-        )
-        self.handle.set(phase=Phase.EVALUATION, handle=batch)
-        if self.handle.cancelled:
-            batch.cancel()
-        outcome = batch.wait()
-        for t in outcome.timings:
-            t.index = order[t.index] if t.index < len(order) else t.index
-        store.save_requests(run_id, list(outcome.timings))
-        self.ledger.bump("cache_hits", outcome.cache_hits)
-        if self.reuse is not None and not outcome.cancelled:
-            for key, scores in zip(keys, outcome.scores, strict=True):
-                self.reuse.put_scores(key, scores)
-        if suite.cacheable:
-            self._note_retries("judge", outcome.call_records)
-        if outcome.batch is not None:
-            self.ledger.note(judge_batch=outcome.batch)
-            if outcome.batch.get("retries"):
-                self.retries.add_retries("judge", int(outcome.batch["retries"]))
-                self.ledger.note(retries=self.retries.to_json())
-        if outcome.fatal and not self.handle.cancelled:
-            raise EvaluationError(f"Scoring stopped: {outcome.fatal}")
-        if outcome.interrupted and not self.handle.cancelled:
-            self.handle.set(message=outcome.interrupted)
-            self.ledger.note(failure=outcome.interrupted)
-            return RunStatus.INTERRUPTED
-        return None
-
-    def _judge_batches(self) -> Any:
-        """Batch mode's options for the judge: the batch ids stored by earlier attempts, and a
-        callback that stores each new one before it is waited for."""
-        from rag_core.answer.batches_api import BatchPolling
-        from rag_core.evaluation.judge_batches import JudgeBatchOptions
-        from rag_core.runs import batch_mode
-
-        stored = [str(x) for x in self.store.get_run(self.run_id).config.get("judge_batch_ids") or []]
-
-        def remember(batch_id: str) -> None:
-            batch_mode.remember_batch(self.store, self.run_id, batch_id, key="judge_batch_ids")
-
-        polling = self.options.batch_polling or BatchPolling()
-        return JudgeBatchOptions(stored_ids=stored, on_created=remember, polling=polling)
 
 
 # --------------------------------------------------------------------------------------------
