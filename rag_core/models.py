@@ -185,6 +185,27 @@ class QAItem:
 
 
 @dataclass(frozen=True)
+class SourceLink:
+    """One passage that supports a question's expected answer (issue 14: generation, coverage, stale flags).
+
+    ``origin`` says how the link was made: ``"generated"`` (the passage Claude wrote the pair from),
+    ``"facts"`` (the passage holding the expected answer's key facts) or ``"matched"`` (the
+    best-matching passage). ``passage`` is the passage's text when linked, kept so a changed policy
+    can be shown side by side with the old text; ``fingerprint`` is the sha256 of its normalised text.
+    """
+
+    collection: str
+    document: str
+    version: int
+    section: str
+    page: int | None
+    chunk_id: str
+    passage: str
+    fingerprint: str
+    origin: str = "generated"
+
+
+@dataclass(frozen=True)
 class Answer:
     """What an answerer produced for one question."""
 

@@ -97,6 +97,7 @@ class CatalogStore(SqliteBase):
         """Delete a set and its items. ``False`` when it did not exist. Runs are kept."""
         with self._tx(f"delete question set '{name}'", write=True) as conn:
             cur = conn.execute("DELETE FROM question_sets WHERE name = ?", (name,))
+            conn.execute("DELETE FROM question_sources WHERE set_name = ?", (name,))
             return cur.rowcount > 0
 
     # --- collections ----------------------------------------------------------------------------

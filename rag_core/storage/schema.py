@@ -293,6 +293,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # Inheritance looks answers up by question text.
         "CREATE INDEX results_question ON results(question)",
     ),
+    (
+        # Issue 14. The passages that support each question's expected answer (rag_core.storage.sources),
+        # keyed by question text so reordering or re-saving a set keeps them. Portable SQL (runs
+        # unchanged on SQLite and PostgreSQL). stale: 1 when a new document version changed or
+        # removed the passage (the analyst clears it by editing or confirming the expected answer).
+        """
+        CREATE TABLE question_sources (
+            set_name     TEXT NOT NULL,
+            question     TEXT NOT NULL,
+            position     INTEGER NOT NULL,
+            collection   TEXT NOT NULL,
+            document     TEXT NOT NULL,
+            version      INTEGER NOT NULL,
+            section      TEXT NOT NULL DEFAULT '',
+            page         INTEGER,
+            chunk_id     TEXT NOT NULL,
+            passage      TEXT NOT NULL,
+            fingerprint  TEXT NOT NULL,
+            origin       TEXT NOT NULL DEFAULT 'generated',
+            stale        INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (set_name, question, position)
+        )
+        """,
+        "CREATE INDEX question_sources_document ON question_sources(collection, document)",
+    ),
 )
 #: The schema version this code writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)

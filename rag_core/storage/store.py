@@ -60,13 +60,21 @@ from rag_core.storage.experiments import ExperimentsStore
 from rag_core.storage.judge_cache import JudgeCacheStore
 from rag_core.storage.results_store import ResultsStore
 from rag_core.storage.runs_store import RunsStore
+from rag_core.storage.sources import SourcesStore
 from rag_core.storage.verdicts import VerdictsStore
 
 __all__ = ["HistoryStore"]
 
 
 class HistoryStore(
-    CatalogStore, RunsStore, ResultsStore, AttemptsStore, JudgeCacheStore, ExperimentsStore, VerdictsStore
+    CatalogStore,
+    RunsStore,
+    ResultsStore,
+    AttemptsStore,
+    JudgeCacheStore,
+    ExperimentsStore,
+    VerdictsStore,
+    SourcesStore,
 ):
     """The project's SQLite history. Safe to share between threads and processes.
 
