@@ -274,3 +274,34 @@ class RequestTiming:
     input_tokens: int = 0
     output_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GeneratedPair:
+    """A question / expected-answer pair Claude wrote from the documents, in the review queue (issue 14)."""
+
+    id: int
+    """Queue id (0 before it is stored)."""
+    job: str
+    """The generation job that wrote it."""
+    collection: str
+    """The document collection it was written from."""
+    kind: str
+    """``factual`` | ``multi_passage`` | ``scenario`` | ``decline`` (:class:`rag_core.authoring.QuestionKind`)."""
+    question: str
+    expected_answer: str
+    """The expected answer (for a decline: why the documents do not cover it)."""
+    expected: Expected = Expected.ANSWER
+    """``decline`` for decline pairs, else ``answer``."""
+    sources: tuple[SourceLink, ...] = ()
+    """The passages it was written from (for a decline: none)."""
+    flags: tuple[str, ...] = ()
+    """Warnings for the reviewer, e.g. ``"general_knowledge"`` (answerable without the documents)."""
+    model: str = ""
+    """The Claude model that wrote it."""
+    status: str = "pending"
+    """``pending`` (waiting for review) | ``accepted`` | ``rejected``."""
+    question_set: str | None = None
+    """The question set it was accepted into."""
+    created_at: str = ""
+    reviewed_at: str | None = None

@@ -7,6 +7,9 @@
 * :func:`strip_control` — removes NUL and the other control characters (keeping tab and newline;
   CR/CRLF, vertical tab and form feed become newlines) and unpaired surrogates, which cannot be
   stored or exported as UTF-8. Applied to questions, ground truths and document text on the way in.
+* :func:`passage_fingerprint` — the sha256 of a passage's normalised text (NFKC, whitespace
+  collapsed, case folded): equal fingerprints ⇔ the same wording, whatever the line breaks. Source
+  links of questions store it (issue 14: generation, coverage, stale flags).
 * :func:`formula_guard` / :func:`formula_unguard` — spreadsheet formula injection. A CSV cell that
   starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return is run as a formula by Excel,
   LibreOffice and Google Sheets (``=HYPERLINK(…)``, ``=cmd|' /C calc'!A0``, ``@SUM(…)``,
@@ -21,6 +24,7 @@ Pure functions, no imports from the rest of the package (the base layer).
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 
 __all__ = [
@@ -30,6 +34,8 @@ __all__ = [
     "formula_guard",
     "formula_unguard",
     "looks_binary",
+    "normalise_passage",
+    "passage_fingerprint",
     "strip_control",
 ]
 
@@ -105,3 +111,14 @@ def formula_unguard(value: str) -> str:
     """Undo :func:`formula_guard`: one leading ``'`` is removed when what follows the apostrophes
     starts like a formula; any other value is returned unchanged."""
     return value[1:] if value.startswith("'") and _needs_guard(value) else value
+
+
+def normalise_passage(text: str) -> str:
+    """``text`` as compared between document versions: NFKC (ligatures, full-width forms), case
+    folded, every run of whitespace one space, no surrounding space."""
+    return " ".join(unicodedata.normalize("NFKC", text or "").casefold().split())
+
+
+def passage_fingerprint(text: str) -> str:
+    """sha256 hex of :func:`normalise_passage` of ``text`` (the ``fingerprint`` of a source link)."""
+    return hashlib.sha256(normalise_passage(text).encode("utf-8")).hexdigest()

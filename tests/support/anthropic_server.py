@@ -15,7 +15,9 @@ What it does
   *responder*: ``responder(request_json) -> str | list[block] | dict`` (a dict is merged over the
   default message, so a responder can return ``tool_use`` blocks). The default responder echoes the
   first sentence of the first ``<chunk source=".." page="..">`` in the prompt with a citation, or
-  :data:`NOT_COVERED` when the prompt holds no chunk.
+  :data:`NOT_COVERED` when the prompt holds no chunk. Question-generation requests (a forced
+  ``record_question_pair`` tool) get one schema-valid ``tool_use`` pair written from the prompt's
+  passages (:mod:`tests.support.authoring_responder`).
 - Latency: a fixed number of seconds or ``latency(n) -> seconds`` for the n-th request (0-based).
 - Faults (:class:`FaultPlan`): by schedule (request number → fault) or by seeded random rates:
   ``"401"``, ``"403"``, ``"404"``, ``"400"``, ``"429"`` (with ``retry-after``), ``"529"``,
@@ -291,8 +293,16 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
-def default_responder(body: dict[str, Any]) -> str:
-    """Answer from the prompt: first sentence of the first chunk + citation, else NOT_COVERED."""
+def default_responder(body: dict[str, Any]) -> Any:
+    """Answer from the prompt: first sentence of the first chunk + citation, else NOT_COVERED.
+    Question-generation requests (issue 14) get a schema-valid ``tool_use`` pair and closed-book
+    checks a short reply (:mod:`tests.support.authoring_responder`)."""
+    from tests.support import authoring_responder as gen
+
+    if gen.is_generation(body):
+        return gen.generation_reply(body)
+    if gen.is_closed_book(body):
+        return gen.closed_book_reply(body)
     text = _last_user_text(body)
     m = _CHUNK_RE.search(text)
     if not m:
