@@ -31,6 +31,9 @@ configs_page = st.Page(
 )
 sweeps_page = st.Page(ui.SWEEPS_PAGE, title="Sweeps", icon=":material/leaderboard:", url_path="sweeps")
 review_page = st.Page(ui.REVIEW_PAGE, title="Review", icon=":material/rate_review:", url_path="review")
+generate_page = st.Page(
+    ui.GENERATE_PAGE, title="Generate questions", icon=":material/auto_awesome:", url_path="generate"
+)
 #: Every URL path a page answers to, folded to lower case ("/documents" names the default page too).
 PAGES_BY_PATH = {
     "documents": (ui.DOCUMENTS_PAGE, documents_page),
@@ -40,6 +43,7 @@ PAGES_BY_PATH = {
     "configurations": (ui.CONFIGS_PAGE, configs_page),
     "sweeps": (ui.SWEEPS_PAGE, sweeps_page),
     "review": (ui.REVIEW_PAGE, review_page),
+    "generate": (ui.GENERATE_PAGE, generate_page),
 }
 
 
@@ -63,6 +67,7 @@ nav = st.navigation(
     [
         documents_page,
         qsets_page,
+        generate_page,
         run_page,
         history_page,
         review_page,
