@@ -66,7 +66,9 @@ into_choice = top[1].selectbox(
 )
 into: str | None = into_choice
 if into_choice == NEW_SET:
-    into = (top[1].text_input("New set name", key="gen.new_set", placeholder="e.g. Generated — leave") or "").strip() or None
+    into = (
+        top[1].text_input("New set name", key="gen.new_set", placeholder="e.g. Generated — leave") or ""
+    ).strip() or None
 
 
 # --- generation --------------------------------------------------------------------------------------
@@ -90,10 +92,17 @@ def live_generation(job_id: str) -> None:
         st.rerun(scope="app")
         return
     label = {"writing": "Writing pairs", "checking": "Checking duplicates, declines and general knowledge"}
-    st.progress(min(1.0, p.done / max(1, p.total)), text=f"{label.get(p.phase, p.phase)}: {p.done} of {p.total}")
+    st.progress(
+        min(1.0, p.done / max(1, p.total)), text=f"{label.get(p.phase, p.phase)}: {p.done} of {p.total}"
+    )
     if p.errors:
         st.caption(f"{p.errors} failed so far")
-    if st.button("Cancel", key="gen.cancel", icon=":material/stop_circle:", help="Stop; pairs already written are kept."):
+    if st.button(
+        "Cancel",
+        key="gen.cancel",
+        icon=":material/stop_circle:",
+        help="Stop; pairs already written are kept.",
+    ):
         ws.cancel_generation(job_id)
         st.toast("Cancelling… pairs already written will still be checked and queued.")
 
@@ -157,7 +166,9 @@ else:
             + f" · ~{est.input_tokens:,} input + ~{est.output_tokens:,} output tokens · "
             f"**~${est.cost_usd:.4f}** ({ui.md(est.model)})"
         )
-    if st.button("Generate", key="gen.start", type="primary", icon=":material/auto_awesome:", disabled=plan is None):
+    if st.button(
+        "Generate", key="gen.start", type="primary", icon=":material/auto_awesome:", disabled=plan is None
+    ):
         try:
             assert plan is not None
             ss["gen.job"] = ws.start_generation(plan, into=into)
@@ -265,7 +276,9 @@ else:
                     st.markdown(f"Source: *{ui.md(where)}{page}* (v{s.version})")
                     st.caption(ui.md(s.passage[:900] + ("…" if len(s.passage) > 900 else "")))
             else:
-                st.caption("No source passage: the documents do not answer this question (verified by retrieval).")
+                st.caption(
+                    "No source passage: the documents do not answer this question (verified by retrieval)."
+                )
             row = st.container(horizontal=True)
             row.button("Accept", key=f"gen.accept.{p.id}", type="primary", on_click=_accept, args=([p.id],))
             row.button("Save edit", key=f"gen.save.{p.id}", on_click=_save, args=(p.id,))

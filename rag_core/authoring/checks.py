@@ -4,10 +4,12 @@
 local model (all-MiniLM-L6-v2, L2-normalised: cosine = dot product) together with the questions
 already in the target question set and in the review queue. Questions are taken in order; one whose
 cosine with an existing question or an earlier kept one is at least :data:`DUPLICATE_COSINE` is
-dropped. 0.90 on MiniLM: paraphrases of the same question ("How many days of annual leave do I
-get?" / "How much annual leave am I entitled to?") score ≈ 0.85–0.95, two different questions
-about the same policy ("How many days can I carry over?" / "When must carried-over days be
-used?") ≈ 0.6–0.8, so the cut keeps questions that test different facts of one passage.
+dropped. Why 0.90, measured with this model: a near-verbatim rewording ("How many days of annual
+leave do I get?" / "… do I get each year?") scores 0.96; a real paraphrase ("… / How much annual
+leave am I entitled to?") 0.79 — but two *different* questions on one passage ("How many days can I
+carry over?" / "When must carried-over days be used?") score 0.77, so MiniLM cannot tell deeper
+paraphrases from distinct questions. The cut drops the near-verbatim duplicates generators produce
+and keeps questions that test different facts of one passage; the reviewer catches the rest.
 
 **Declines** (:func:`decline_is_covered`). A decline pair is kept only when retrieval finds
 nothing relevant, by the offline answerer's own "not covered" rule
