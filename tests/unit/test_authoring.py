@@ -62,7 +62,7 @@ def test_kinds_parse_names_and_reject_unknown_ones() -> None:
     assert parse_kinds("factual, multi-passage") == (QuestionKind.FACTUAL, QuestionKind.MULTI_PASSAGE)
     assert parse_kinds(None) == tuple(QuestionKind)
     with pytest.raises(
-        InputError, match="Unknown question kind 'trivia'.*factual, multi_passage, scenario, decline"
+        InputError, match=r"Unknown question kind 'trivia'.*factual, multi_passage, scenario, decline"
     ):
         parse_kinds("factual,trivia")
 
@@ -76,7 +76,7 @@ def test_plan_refuses_a_number_out_of_range(n: int) -> None:
 def test_plan_names_what_is_wrong() -> None:
     with pytest.raises(InputError, match="has no documents"):
         _plan(chunks_by_document={})
-    with pytest.raises(InputError, match="No document named 'x.pdf'"):
+    with pytest.raises(InputError, match=r"No document named 'x\.pdf'"):
         _plan(documents=["x.pdf"])
     with pytest.raises(InputError, match="No section '9 Nope'"):
         _plan(sections=[("h.pdf", "9 Nope")])
