@@ -26,7 +26,7 @@ from rag_core.models import SECTION_SEP
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
-NEW_SET = "➕ New question set…"
+NEW_SET = "(a new question set)"
 FLAG_LABELS = {"general_knowledge": "answerable without the documents (general knowledge)"}
 
 
@@ -44,6 +44,11 @@ if pre_sections:
     ss["gen.documents"] = []
     ss["gen.sections"] = [_section_label(str(d), str(s)) for d, s in pre_sections]
 ui.ensure_choice("gen.collection", collections)
+# The form is not drawn while a generation runs; Streamlit would then drop its widgets' values.
+# Re-assigning them makes them plain session values that survive until the form is drawn again.
+for _key in ("gen.n", "gen.kinds", "gen.documents", "gen.sections", "gen.new_set"):
+    if _key in ss:
+        ss[_key] = ss[_key]
 ss.setdefault("gen.n", 10)
 ss.setdefault("gen.kinds", [k.value for k in QuestionKind])
 

@@ -123,7 +123,10 @@ def generation_reply(body: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     if kind == "decline" or not passages:
         variant = int((re.search(r"<variant>(\d+)</variant>", text) or [None, "0"])[1])
-        avoid = {html.unescape(a).strip() for a in re.findall(r"^- (.*)$", text.split("<avoid>")[-1], re.M)}
+        block = re.search(r"<avoid>\n(.*?)</avoid>", text, re.S)
+        avoid = {
+            html.unescape(a).strip() for a in re.findall(r"^- (.*)$", block.group(1) if block else "", re.M)
+        }
         options = [q for q in DECLINE_QUESTIONS if q not in avoid] or list(DECLINE_QUESTIONS)
         q = options[variant % len(options)]
         data = {
