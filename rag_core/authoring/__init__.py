@@ -5,7 +5,7 @@ local checks → review queue.
 - :mod:`~rag_core.authoring.prompt` — the prompts, the tool, parsing, cache keys.
 - :mod:`~rag_core.authoring.checks` — near-duplicates, decline verification, general-knowledge flag.
 - :mod:`~rag_core.authoring.job` — :class:`GenerationJob` (engine calls, cache, cancel, progress),
-  the estimate and the report.
+  the estimate and the report; :mod:`~rag_core.authoring.client` — the Claude client (cache, engine call).
 
 Sits above ``runs`` and below the workspace in the import layers.
 """

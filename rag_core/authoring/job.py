@@ -22,17 +22,14 @@ Rules
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rag_core.answer.api_errors import map_api_error
 from rag_core.answer.claude import gate_key
 from rag_core.authoring.checks import (
     GENERAL_KNOWLEDGE,
@@ -40,6 +37,7 @@ from rag_core.authoring.checks import (
     drop_duplicates,
     general_knowledge,
 )
+from rag_core.authoring.client import GenerationClient, Usage
 from rag_core.authoring.plan import GenerationPlan, QuestionKind, Target
 from rag_core.authoring.prompt import (
     CLOSED_BOOK_OUTPUT_TOKENS,
@@ -52,8 +50,8 @@ from rag_core.authoring.prompt import (
     tool_input,
     write_request,
 )
-from rag_core.engine import BatchPolicy, ItemResult, remote_call
-from rag_core.errors import AuthError, RagError
+from rag_core.engine import BatchPolicy, ItemResult
+from rag_core.errors import RagError
 from rag_core.models import GeneratedPair, SourceLink
 from rag_core.text import passage_fingerprint
 from rag_core.usage import estimate_tokens
@@ -152,15 +150,6 @@ class _Draft:
     closed_book: str | None = None
 
 
-@dataclass
-class _Usage:
-    calls: int = 0
-    hits: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
 def estimate(
     settings: Settings,
     store: HistoryStore,
@@ -196,77 +185,6 @@ def estimate(
     )
 
 
-class _Client:
-    """One ``AsyncAnthropic`` per event loop (SDK retries off); requests through ``remote_call``."""
-
-    def __init__(self, settings: Settings, store: HistoryStore, model: str, usage: _Usage) -> None:
-        import anthropic  # noqa: F401  (import here, not on the engine's loop)
-
-        if not settings.api_key.get():
-            raise AuthError(
-                "Generating questions needs Claude: no Anthropic API key is configured. Set "
-                "ANTHROPIC_API_KEY (or add it to .streamlit/secrets.toml), or write questions by hand "
-                "from the template CSV."
-            )
-        self.settings, self.store, self.model, self.usage = settings, store, model, usage
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-
-    def _client(self) -> Any:
-        import anthropic
-
-        loop = asyncio.get_running_loop()
-        c = self._clients.get(loop)
-        if c is None:
-            s = self.settings
-            c = self._clients[loop] = anthropic.AsyncAnthropic(
-                api_key=s.api_key.get(),
-                base_url=s.base_url or None,
-                max_retries=0,
-                timeout=float(s.request_timeout_s),
-            )
-        return c
-
-    async def call(self, request: dict[str, Any], label: str) -> dict[str, Any]:
-        """The response to ``request`` as a dict: from the cache, else one engine call (then cached)."""
-        import anthropic
-
-        key = request_key(request)
-        hit = self.store.generation_cache_get(key)
-        if hit is not None:
-            with self.usage.lock:
-                self.usage.hits += 1
-            return hit[0]
-        client = self._client()
-        s = self.settings
-
-        async def send() -> Any:
-            try:
-                return await client.messages.create(**request)
-            except anthropic.AnthropicError as exc:
-                raise map_api_error(
-                    exc,
-                    model=self.model,
-                    base_url=s.base_url,
-                    timeout_s=float(s.request_timeout_s),
-                    secret=s.api_key.get(),
-                ) from exc
-
-        message = await remote_call(send, label=label)
-        usage = getattr(message, "usage", None)
-        n_in = int(getattr(usage, "input_tokens", 0) or 0)
-        n_out = int(getattr(usage, "output_tokens", 0) or 0)
-        with self.usage.lock:
-            self.usage.calls += 1
-            self.usage.input_tokens += n_in
-            self.usage.output_tokens += n_out
-        data = {
-            "content": [b.model_dump(exclude_none=True) for b in message.content or []],
-            "stop_reason": message.stop_reason,
-        }
-        self.store.generation_cache_put(key, self.model, data, n_in, n_out)
-        return data
-
-
 class GenerationJob:
     """A generation running on a coordinator thread (see the module docstring)."""
 
@@ -294,8 +212,8 @@ class GenerationJob:
         self.accept = accept
         self._embedder = embedder
         self._answerer = answerer
-        self.usage = _Usage()
-        self.client = _Client(settings, store, model, self.usage)  # raises AuthError without a key
+        self.usage = Usage()
+        self.client = GenerationClient(settings, store, model, self.usage)  # raises AuthError without a key
         avoid = [q for q in existing]
         self.requests = [
             write_request(t, model=model, max_tokens=MAX_TOKENS, avoid=avoid) for t in plan.targets
