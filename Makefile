@@ -61,6 +61,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) -m bench.experiments
 	$(PY) -m bench.keyfacts
 	$(PY) -m bench.review
+	$(PY) -m bench.generation
 
 # requirements.txt / requirements-dev.txt are exact locks generated from pyproject.toml (the
 # command is also at the top of each file). Edit pyproject.toml, then `make lock`; existing pins are

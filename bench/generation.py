@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -138,7 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  same plan again: {s['requests_sent']} requests sent, {s['cache_hits']} from the cache, {s['kept']} new pairs kept"
     )
-    result = {"benchmark": "generation", "python": sys.version.split()[0], "machine": platform.machine(), **r}
+    result = {
+        "benchmark": "generation",
+        "python": sys.version.split()[0],
+        "machine": platform.machine(),
+        "load_average": os.getloadavg()[0],
+        **r,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     print(f"wrote {args.out}")
