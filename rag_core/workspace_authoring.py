@@ -276,8 +276,8 @@ class AuthoringMixin:
         collection, when new) with their source links; returns the set's info.
 
         A question already in the set is not added twice (its links are refreshed). Raises
-        :class:`InputError` for an empty set name, an unknown or already reviewed pair, or a set
-        that would not validate (nothing is saved then).
+        :class:`InputError` for an empty set name, an unknown or already reviewed pair, a set bound
+        to another collection, or a set that would not validate (nothing is saved then).
         """
         into = (into or "").strip()
         if not into:
@@ -290,8 +290,19 @@ class AuthoringMixin:
             )
         if not pairs:
             raise InputError("No generated questions were chosen.")
+        info_now = next((s for s in self.question_sets() if s.name == into), None)
+        other = next(
+            (p for p in pairs if info_now and info_now.collection and p.collection != info_now.collection),
+            None,
+        )
+        if other is not None and info_now is not None:
+            raise InputError(
+                f"The question set '{into}' is bound to the collection '{info_now.collection}', but "
+                f"generated question #{other.id} was written from '{other.collection}'. Choose another set "
+                "or a new one."
+            )
         with self._lock:
-            exists = any(s.name == into for s in self.question_sets())
+            exists = info_now is not None
             items = list(self.question_set(into)) if exists else []
             have = {it.question for it in items}
             for p in pairs:

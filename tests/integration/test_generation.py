@@ -227,3 +227,37 @@ def test_general_knowledge_is_flagged(indexed: Path) -> None:
             ws.close()
     assert report is not None and report.flagged_general == len(pairs) >= 2
     assert all(p.flags == ("general_knowledge",) for p in pairs)
+
+
+def test_accepting_checks_the_set_and_keeps_what_is_saved(indexed: Path) -> None:
+    from rag_core.errors import InputError
+    from rag_core.models import GeneratedPair, QAItem
+
+    ws = _workspace(indexed, "http://127.0.0.1:9")
+    try:
+        ws.create_collection("Other")
+        ws.save_question_set("Bound elsewhere", [QAItem("Q?", "A.")])
+        ws.bind_question_set("Bound elsewhere", "Other")
+        ws.save_question_set("Plain", [QAItem("Existing question?", "A.")])
+        a, b = ws.store.add_generated_pairs(
+            [
+                GeneratedPair(0, "j", COLLECTION, "factual", "New question?", "Five days."),
+                GeneratedPair(0, "j", COLLECTION, "factual", "Existing question?", "A."),
+            ]
+        )
+        with pytest.raises(InputError, match="bound to the collection 'Other'"):
+            ws.accept_generated([a.id], "Bound elsewhere")
+        with pytest.raises(InputError, match="cannot be empty"):
+            ws.edit_generated(a.id, "  ", "x")
+        with pytest.raises(InputError, match="Choose or type the name"):
+            ws.accept_generated([a.id], " ")
+        info = ws.accept_generated([a.id, b.id], "Plain")  # an existing set: appended, no duplicate row
+        assert info.n_items == 2 and [i.question for i in ws.question_set("Plain")] == [
+            "Existing question?",
+            "New question?",
+        ]
+        with pytest.raises(InputError, match="already accepted"):
+            ws.accept_generated([a.id], "Plain")
+        assert ws.question_set("Bound elsewhere") == [QAItem("Q?", "A.")]
+    finally:
+        ws.close()
