@@ -108,3 +108,24 @@ def test_coverage_preselects_sections(app, indexed_dir: Path, monkeypatch, api) 
     at = _open(app, indexed_dir, monkeypatch, api, before=preselect)
     assert at.multiselect(key="gen.sections").value == [f"{doc} › {section}"]
     assert "generate_sections" not in at.session_state and "generate_collection" not in at.session_state
+
+
+def test_cancel_keeps_what_was_written(app, indexed_dir: Path, monkeypatch) -> None:
+    from rag_core.authoring.job import find
+
+    monkeypatch.setenv("RAG_CONCURRENCY", "1")
+    with FakeAnthropic(latency=0.3) as slow:
+        at = _open(app, indexed_dir, monkeypatch, slow)
+        at.number_input(key="gen.n").set_value(10)
+        at.multiselect(key="gen.kinds").set_value(["decline"])
+        at.run()
+        at.button(key="gen.start").click().run()
+        assert any("Writing pairs" in str(p.proto.text) for p in at.get("progress"))
+        job = find(at.session_state["gen.job"])
+        at.button(key="gen.cancel").click().run()
+        report = job.wait(60)
+        assert report is not None and report.cancelled and report.not_run > 0
+        at.run()
+        assert not at.exception
+        assert any("cancelled" in s for s in texts(at, "success") + texts(at, "warning"))
+        assert at.number_input(key="gen.n").value == 10  # the form kept its values

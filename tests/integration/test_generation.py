@@ -261,3 +261,20 @@ def test_accepting_checks_the_set_and_keeps_what_is_saved(indexed: Path) -> None
         assert ws.question_set("Bound elsewhere") == [QAItem("Q?", "A.")]
     finally:
         ws.close()
+
+
+def test_a_rejected_key_stops_the_generation_with_a_clear_message(indexed: Path) -> None:
+    with FakeAnthropic(api_key="sk-" + "another-key-0123456789") as srv:
+        ws = _workspace(indexed, srv.base_url)
+        try:
+            ws.settings = ws.settings.replace(concurrency=2)
+            report = ws.wait_generation(
+                ws.start_generation(ws.plan_generation(COLLECTION, 20, "factual")), 120
+            )
+            queue = ws.review_queue()
+        finally:
+            ws.close()
+    assert report is not None and report.written == 0 and report.queued == () and queue == []
+    assert srv.count <= 4 < 20  # fatal: the batch stops instead of trying every pair
+    assert report.errors and "key" in report.errors[0].lower()
+    assert FAKE_KEY not in " ".join(report.errors)
