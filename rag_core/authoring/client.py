@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +64,12 @@ class GenerationClient:
             )
         return c
 
-    async def call(self, request: dict[str, Any], label: str) -> dict[str, Any]:
-        """The response to ``request`` as a dict: from the cache, else one engine call (then cached)."""
+    async def call(
+        self, request: dict[str, Any], label: str, validate: Callable[[dict[str, Any]], object] | None = None
+    ) -> dict[str, Any]:
+        """The response to ``request`` as a dict: from the cache, else one engine call. A fresh
+        response is cached only when ``validate(response)`` does not raise (a malformed answer is
+        paid once, not served from the cache forever)."""
         import anthropic
 
         key = request_key(request)
@@ -100,5 +105,7 @@ class GenerationClient:
             "content": [b.model_dump(exclude_none=True) for b in message.content or []],
             "stop_reason": message.stop_reason,
         }
+        if validate is not None:
+            validate(data)
         self.store.generation_cache_put(key, self.model, data, n_in, n_out)
         return data

@@ -266,7 +266,9 @@ class GenerationJob:
 
         async def run() -> _Draft:
             label = f"{target.kind.value} {i + 1}"
-            message = await self.client.call(self.requests[i], label)
+            message = await self.client.call(
+                self.requests[i], label, validate=lambda m: parse_pair(tool_input(m), target)
+            )
             pair = parse_pair(tool_input(message), target)
             draft = _Draft(target, pair)
             if self.closed_book and target.kind != QuestionKind.DECLINE:

@@ -223,9 +223,7 @@ def _round_robin(groups: list[list[Chunk]], *, pairs: bool) -> list[tuple[Chunk,
                 continue
             if not pairs:
                 out.append((g[level],))
-            else:
-                other = groups[(gi + 1) % len(groups)]
-                if other is g:
-                    continue
+            elif gi + 1 < len(groups):  # with the next section (never the last with the first)
+                other = groups[gi + 1]
                 out.append((g[level], other[level % len(other)]))
     return out

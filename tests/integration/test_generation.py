@@ -278,3 +278,21 @@ def test_a_rejected_key_stops_the_generation_with_a_clear_message(indexed: Path)
     assert srv.count <= 4 < 20  # fatal: the batch stops instead of trying every pair
     assert report.errors and "key" in report.errors[0].lower()
     assert FAKE_KEY not in " ".join(report.errors)
+
+
+def test_a_malformed_reply_fails_its_pair_and_is_not_cached(indexed: Path) -> None:
+    def responder(body):
+        if gen.is_generation(body):
+            return "Sure! Here is a great question about leave."  # text, not the forced tool call
+        return default_responder(body)
+
+    with FakeAnthropic(responder=responder) as srv:
+        ws = _workspace(indexed, srv.base_url)
+        try:
+            plan = ws.plan_generation(COLLECTION, 2, "factual")
+            report = ws.wait_generation(ws.start_generation(plan), 120)
+            assert report is not None and report.failed == 2 and report.queued == ()
+            assert "did not call record_question_pair" in report.errors[0]
+            assert ws.estimate_generation(plan).cached == 0  # asked again next time, not served broken
+        finally:
+            ws.close()
