@@ -7,6 +7,8 @@
 * :func:`strip_control` — removes NUL and the other control characters (keeping tab and newline;
   CR/CRLF, vertical tab and form feed become newlines) and unpaired surrogates, which cannot be
   stored or exported as UTF-8. Applied to questions, ground truths and document text on the way in.
+* :func:`passage_fingerprint` — sha256 of a passage's normalised text (NFKC, whitespace collapsed,
+  casefolded): equal for the same passage however it was spaced (issue 14's source links).
 * :func:`formula_guard` / :func:`formula_unguard` — spreadsheet formula injection. A CSV cell that
   starts with ``=``, ``+``, ``-``, ``@``, tab or carriage return is run as a formula by Excel,
   LibreOffice and Google Sheets (``=HYPERLINK(…)``, ``=cmd|' /C calc'!A0``, ``@SUM(…)``,
@@ -21,6 +23,7 @@ Pure functions, no imports from the rest of the package (the base layer).
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "formula_guard",
     "formula_unguard",
     "looks_binary",
+    "passage_fingerprint",
     "strip_control",
 ]
 
@@ -105,3 +109,9 @@ def formula_unguard(value: str) -> str:
     """Undo :func:`formula_guard`: one leading ``'`` is removed when what follows the apostrophes
     starts like a formula; any other value is returned unchanged."""
     return value[1:] if value.startswith("'") and _needs_guard(value) else value
+
+
+def passage_fingerprint(text: str) -> str:
+    """sha256 hex of ``text`` normalised (NFKC, whitespace collapsed, stripped, casefolded): the
+    identity of a passage that a question's source link points to."""
+    return hashlib.sha256(" ".join(unicodedata.normalize("NFKC", text).split()).casefold().encode()).hexdigest()

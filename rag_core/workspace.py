@@ -65,6 +65,7 @@ from rag_core.settings import Settings
 from rag_core.storage import HistoryStore, ResultRecord, RunRecord, VerdictRecord
 from rag_core.summary import RunSummary
 from rag_core.vocab import Backend, Mode, RunStatus, Suite, choice
+from rag_core.workspace_coverage import CoverageMixin
 from rag_core.workspace_experiments import ExperimentsMixin
 from rag_core.workspace_library import (
     _UNSEEN,
@@ -96,11 +97,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Workspace(LibraryMixin, ExperimentsMixin):
+class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin):
     """Everything the dashboard does with one data directory. See the module docstring.
 
     Documents, collections and question sets: :class:`~rag_core.workspace_library.LibraryMixin`.
     Configurations, run names, sweeps and leaderboards: :class:`~rag_core.workspace_experiments.ExperimentsMixin`.
+    Coverage map and stale questions: :class:`~rag_core.workspace_coverage.CoverageMixin`.
     """
 
     def __init__(
