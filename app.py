@@ -31,6 +31,7 @@ configs_page = st.Page(
 )
 sweeps_page = st.Page(ui.SWEEPS_PAGE, title="Sweeps", icon=":material/leaderboard:", url_path="sweeps")
 review_page = st.Page(ui.REVIEW_PAGE, title="Review", icon=":material/rate_review:", url_path="review")
+coverage_page = st.Page(ui.COVERAGE_PAGE, title="Coverage", icon=":material/grid_on:", url_path="coverage")
 #: Every URL path a page answers to, folded to lower case ("/documents" names the default page too).
 PAGES_BY_PATH = {
     "documents": (ui.DOCUMENTS_PAGE, documents_page),
@@ -40,6 +41,7 @@ PAGES_BY_PATH = {
     "configurations": (ui.CONFIGS_PAGE, configs_page),
     "sweeps": (ui.SWEEPS_PAGE, sweeps_page),
     "review": (ui.REVIEW_PAGE, review_page),
+    "coverage": (ui.COVERAGE_PAGE, coverage_page),
 }
 
 
@@ -66,6 +68,7 @@ nav = st.navigation(
         run_page,
         history_page,
         review_page,
+        coverage_page,
         configs_page,
         sweeps_page,
         *([alias] if alias else []),

@@ -35,6 +35,7 @@ HISTORY_PAGE = "pages/history.py"
 CONFIGS_PAGE = "pages/configurations.py"
 SWEEPS_PAGE = "pages/sweeps.py"
 REVIEW_PAGE = "pages/review.py"
+COVERAGE_PAGE = "pages/coverage.py"
 
 
 _CACHE_TTL_S = 600

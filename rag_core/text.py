@@ -114,4 +114,6 @@ def formula_unguard(value: str) -> str:
 def passage_fingerprint(text: str) -> str:
     """sha256 hex of ``text`` normalised (NFKC, whitespace collapsed, stripped, casefolded): the
     identity of a passage that a question's source link points to."""
-    return hashlib.sha256(" ".join(unicodedata.normalize("NFKC", text).split()).casefold().encode()).hexdigest()
+    return hashlib.sha256(
+        " ".join(unicodedata.normalize("NFKC", text).split()).casefold().encode()
+    ).hexdigest()

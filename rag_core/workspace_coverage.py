@@ -152,14 +152,16 @@ class CoverageMixin(LibraryMixin):
             if it.question in stale
         ]
 
-    def stale_flags(self, question_set: str | None) -> dict[str, str]:
-        """``{question text: reason}`` of a set's stale questions (``{}`` for no or an unknown set):
-        for markers on run results."""
+    def stale_flags(self, question_set: str | None, since: str | None = None) -> dict[str, str]:
+        """``{question text: reason}`` of a set's stale questions (``{}`` for no or an unknown set),
+        for markers on run results. With ``since`` (a run's start, ISO-8601 UTC) only flags raised
+        at or before it count: that run was answered from the changed policy."""
         if not question_set:
             return {}
         out: dict[str, str] = {}
         for ls in self.store.link_states(question_set, stale_only=True):
-            out.setdefault(ls.question, ls.reason)
+            if since is None or (ls.stale_at or "") <= since:
+                out.setdefault(ls.question, ls.reason)
         return out
 
     def confirm_question(self, question_set: str, number: int) -> int:
@@ -171,7 +173,9 @@ class CoverageMixin(LibraryMixin):
 
         items = self.question_set(question_set)
         if not 1 <= number <= len(items):
-            raise InputError(f"Question {number} does not exist: '{question_set}' has {len(items)} questions.")
+            raise InputError(
+                f"Question {number} does not exist: '{question_set}' has {len(items)} questions."
+            )
         question = items[number - 1].question
         if question not in self.stale_flags(question_set):
             raise InputError(f"Question {number} of '{question_set}' is not flagged; nothing to confirm.")
@@ -186,7 +190,9 @@ class CoverageMixin(LibraryMixin):
         or behaviour changed and that had links (this clears its stale flags)."""
         items = [r if isinstance(r, QAItem) else rows_to_items([r])[0] for r in rows]
         try:
-            before = {it.question: (it.ground_truth, str(it.expected)) for it in self.store.get_question_set(name)}
+            before = {
+                it.question: (it.ground_truth, str(it.expected)) for it in self.store.get_question_set(name)
+            }
         except InputError:
             before = {}
         info = super().save_question_set(name, items)

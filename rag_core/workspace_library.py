@@ -279,7 +279,11 @@ class LibraryMixin:
 
         try:
             return reindex_document(
-                name, settings=self.settings, store=self.store, collection=collection, hook=self._version_hook()
+                name,
+                settings=self.settings,
+                store=self.store,
+                collection=collection,
+                hook=self._version_hook(),
             )
         finally:
             self._touch()

@@ -51,9 +51,8 @@ def coverage_heatmap(report: CoverageReport) -> go.Figure:
             if report.run_id is not None
             else "no run yet"
         )
-        hover[i][j] = (
-            f"{s.document}<br>{s.label}<br>questions: {numbers}<br>latest run: {last}"
-            + (f"<br>stale (policy changed): {s.stale}" if s.stale else "")
+        hover[i][j] = f"{s.document}<br>{s.label}<br>questions: {numbers}<br>latest run: {last}" + (
+            f"<br>stale (policy changed): {s.stale}" if s.stale else ""
         )
     fig = go.Figure(
         go.Heatmap(
@@ -80,4 +79,3 @@ def coverage_heatmap(report: CoverageReport) -> go.Figure:
         xaxis={"side": "top", "automargin": True},
     )
     return fig
-

@@ -127,7 +127,9 @@ def passage_sections(text: str, start: str, ordered: Sequence[str]) -> list[str]
     return list(dict.fromkeys(s for _, s in line_sections(text, start, ordered)))
 
 
-def _make_link(sc: ScoredChunk, origin: str, collection: str, doc: DocSections | None, section: str) -> SourceLink:
+def _make_link(
+    sc: ScoredChunk, origin: str, collection: str, doc: DocSections | None, section: str
+) -> SourceLink:
     c = sc.chunk
     return SourceLink(
         collection=collection,
@@ -173,7 +175,7 @@ def link_item(
         remaining = set(range(len(required)))
         chosen: list[tuple[int, list[Fact]]] = []
         while remaining and len(chosen) < MAX_LINKS:
-            best, stated = -1, set()
+            best, stated = -1, set[int]()
             for i, index in enumerate(indexes):
                 if any(i == j for j, _ in chosen):
                     continue
@@ -192,7 +194,11 @@ def link_item(
                 out.append(_make_link(sc, "facts", collection, doc, _facts_section(sc, facts, doc)))
             return out
     best_match = candidates[0]
-    return [_make_link(best_match, "matched", collection, docs.get(best_match.chunk.source), best_match.chunk.section)]
+    return [
+        _make_link(
+            best_match, "matched", collection, docs.get(best_match.chunk.source), best_match.chunk.section
+        )
+    ]
 
 
 def compute_links(

@@ -137,7 +137,9 @@ class CoverageReport:
             "sections_covered": self.covered,
             "sections_total": self.total,
             "sections": [s.to_json() for s in self.sections],
-            "untested": [{"document": s.document, "section": s.section, "label": s.label} for s in self.untested],
+            "untested": [
+                {"document": s.document, "section": s.section, "label": s.label} for s in self.untested
+            ],
             "questions": [q.to_json() for q in self.questions],
             "stale_questions": [q.number for q in self.stale_questions],
         }

@@ -99,7 +99,9 @@ def ensure_links(
     return n
 
 
-def check_document(store: HistoryStore, collection: str, name: str, version: int, chunks: Sequence[Chunk]) -> int:
+def check_document(
+    store: HistoryStore, collection: str, name: str, version: int, chunks: Sequence[Chunk]
+) -> int:
     """Compare every link to document ``name`` with its ``version`` (whose ``chunks`` are given);
     store each outcome. Returns how many questions became stale."""
     new_sections = store.version_sections(collection, name, version) or {}
@@ -191,7 +193,9 @@ def confirm_question(
         doc = docs.get(link.document)
         got = None
         if doc is not None:
-            got = section_chunk(chunks_of(link.document, link.collection), link.section, link.passage, doc.sections)
+            got = section_chunk(
+                chunks_of(link.document, link.collection), link.section, link.passage, doc.sections
+            )
         if doc is None or got is None:
             recompute.add(link.collection)
             continue
@@ -211,7 +215,9 @@ def confirm_question(
         )
     for collection in recompute:
         computed = compute_links([item], retriever, collection, documents_context(store, collection))
-        links.extend(lk for lk in computed.get(question, []) if lk.fingerprint not in {x.fingerprint for x in links})
+        links.extend(
+            lk for lk in computed.get(question, []) if lk.fingerprint not in {x.fingerprint for x in links}
+        )
     store.set_question_sources(set_name, question, links)
     return sum(1 for ls in states if ls.stale)
 

@@ -23,7 +23,15 @@ from rag_core.coverage.links import line_sections
 from rag_core.models import Chunk, SourceLink
 from rag_core.text import passage_fingerprint
 
-__all__ = ["DOCUMENT_REMOVED", "PASSAGE_CHANGED", "SECTION_REMOVED", "LinkCheck", "check_link", "section_chunk", "section_passage"]
+__all__ = [
+    "DOCUMENT_REMOVED",
+    "PASSAGE_CHANGED",
+    "SECTION_REMOVED",
+    "LinkCheck",
+    "check_link",
+    "section_chunk",
+    "section_passage",
+]
 
 PASSAGE_CHANGED = "passage changed"
 SECTION_REMOVED = "section removed"
@@ -49,7 +57,9 @@ def _words(text: str) -> set[str]:
     return {w.casefold() for w in _WORD.findall(text)}
 
 
-def section_chunk(chunks: Sequence[Chunk], section: str, old: str, ordered: Sequence[str]) -> tuple[Chunk, str] | None:
+def section_chunk(
+    chunks: Sequence[Chunk], section: str, old: str, ordered: Sequence[str]
+) -> tuple[Chunk, str] | None:
     """The chunk holding ``section`` whose text of that section shares most words with the ``old``
     passage, with that text; None when no chunk holds the section."""
     old_words = _words(old)

@@ -130,7 +130,7 @@ def ingest_bytes(
             format=doc.format,
         )
         version = store.record_document(info, sections=doc.sections)
-        stale = 0
+        stale: object = 0
         if replacing and hook is not None and status != "unchanged":
             stale = _call_hook(
                 safe, hook.after_replace, collection, safe, version.version, index.chunks_of(safe, collection)
@@ -145,7 +145,7 @@ def ingest_bytes(
             version=version.version,
             ocr_pages=doc.ocr_pages,
             sections_changed=version.sections_changed if status == "replaced" else (),
-            stale_questions=int(stale or 0),
+            stale_questions=stale if isinstance(stale, int) else 0,
         )
     except RagError as exc:
         return IngestOutcome(
