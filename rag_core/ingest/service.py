@@ -105,7 +105,8 @@ def ingest_bytes(
         previous = next((d for d in store.list_documents(collection) if d.name == safe), None)
         replacing = hook is not None and previous is not None and (force or previous.sha256 != doc.sha256)
         if replacing and hook is not None:
-            _call_hook(safe, hook.before_replace, collection, safe, index)
+            before, idx0 = hook.before_replace, index
+            _call_hook(safe, lambda: before(collection, safe, idx0))
         if force:
             index.delete_document(safe, collection)
 
@@ -132,9 +133,8 @@ def ingest_bytes(
         version = store.record_document(info, sections=doc.sections)
         stale: object = 0
         if replacing and hook is not None and status != "unchanged":
-            stale = _call_hook(
-                safe, hook.after_replace, collection, safe, version.version, index.chunks_of(safe, collection)
-            )
+            after, idx, v = hook.after_replace, index, version.version
+            stale = _call_hook(safe, lambda: after(collection, safe, v, idx.chunks_of(safe, collection)))
         return IngestOutcome(
             safe,
             status,
@@ -156,10 +156,10 @@ def ingest_bytes(
             index.close()
 
 
-def _call_hook(name: str, fn: Callable[..., object], *args: object) -> object:
+def _call_hook(name: str, fn: Callable[[], object]) -> object:
     """Call a :class:`VersionHook` method; a failure is logged, never raised (the file still indexes)."""
     try:
-        return fn(*args)
+        return fn()
     except Exception as exc:  # a hook must never fail the ingestion
         log.warning("%s: the question links could not be updated: %s", name, exc, exc_info=True)
         return None
