@@ -41,7 +41,7 @@ def generate_available() -> bool:
 def _generate(collection: str, sections: list[tuple[str, str]]) -> None:
     """The "generate questions for these" contract: collection + (document, section) pairs."""
     ss["generate_collection"] = collection
-    ss["generate_sections"] = [list(p) for p in sections]
+    ss["generate_sections"] = [(d, s) for d, s in sections]
 
 
 st.title("Coverage")
