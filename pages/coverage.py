@@ -83,8 +83,8 @@ m[2].metric("Questions to review", len(report.stale_questions))
 with st.container(key="coverage.map"):
     ui.plot(ws.coverage_figure(report), key="coverage.heatmap")
 st.caption(
-    "Colour: questions testing the section (white: none). Cell: questions · correct in the latest run "
-    "of this set on this collection ✓ · stale ⚠. Hover for the question numbers."
+    "Colour: questions testing the section (white: none). Cell: questions · how many of them the latest run "
+    "of this set on this collection answered correctly · stale ⚠. Hover for the question numbers."
 )
 
 st.subheader("Untested sections")

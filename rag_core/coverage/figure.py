@@ -38,7 +38,7 @@ def coverage_heatmap(report: CoverageReport) -> go.Figure:
         j = docs.index(s.document)
         z[i][j] = float(s.n_questions)
         if s.n_questions:
-            score = f" · {s.correct}/{s.in_run} ✓" if s.in_run else ""
+            score = f" · {s.correct}/{s.in_run} correct" if s.in_run else ""
             stale = f" · {s.stale} ⚠" if s.stale else ""
             text[i][j] = f"{s.n_questions} q{score}{stale}"
         else:
@@ -54,6 +54,7 @@ def coverage_heatmap(report: CoverageReport) -> go.Figure:
         hover[i][j] = f"{s.document}<br>{s.label}<br>questions: {numbers}<br>latest run: {last}" + (
             f"<br>stale (policy changed): {s.stale}" if s.stale else ""
         )
+    top = max((s.n_questions for s in report.sections), default=0)
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -65,16 +66,21 @@ def coverage_heatmap(report: CoverageReport) -> go.Figure:
             hovertemplate="%{customdata}<extra></extra>",
             colorscale=COLORSCALE,
             zmin=0,
-            colorbar={"title": {"text": "questions"}},
+            zmax=max(1, top),
+            colorbar={"title": {"text": "questions"}, "dtick": 1 if top <= 10 else None},
             xgap=2,
             ygap=2,
         )
     )
     covered = f"{report.covered} of {report.total} sections tested"
     fig.update_layout(
-        title={"text": f"Coverage of {_short(report.question_set, 40)} · {covered}"},
+        title={
+            "text": f"Coverage of {_short(report.question_set, 40)} · {covered}",
+            "y": 0.98,
+            "yanchor": "top",
+        },
         height=max(260, 34 * len(rows) + 140),
-        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        margin={"l": 10, "r": 10, "t": 100, "b": 10},
         yaxis={"autorange": "reversed", "automargin": True},
         xaxis={"side": "top", "automargin": True},
     )
