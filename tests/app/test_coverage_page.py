@@ -102,3 +102,25 @@ def test_the_editor_shows_stale_questions_side_by_side_and_confirm_clears_one(ap
     assert any("Q2: expected answer confirmed" in s for s in texts(at, "success"))
     shown = " ".join(texts(at, "markdown"))
     assert "**Q2** · " not in shown and "**Q7** · " in shown
+
+
+def test_the_next_runs_results_carry_the_stale_marker(app, history_dir: Path) -> None:
+    from tests.app.conftest import QUICK_SET
+
+    ws = _workspace(history_dir)
+    try:
+        ws.ingest_files([(SAMPLE_PDF.name, handbook_pdf(STALE_EDITS))])
+        old_run = ws.runs()[0].id  # answered before the change: no marker
+        run_id = ws.start_run(QUICK_SET, concurrency=3)
+        assert ws.wait_run(run_id, timeout=240)
+    finally:
+        ws.close()
+    at = _open(app, history_dir, "pages/history.py")
+    at.session_state["history.tab"] = "Run details"
+    at.run()
+    at.selectbox(key="history.run").set_value(run_id).run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = next(df.value for df in at.dataframe if "Policy" in df.value.columns)
+    assert list(table["Policy"]) == ["", "⚠ review: the policy changed", ""]
+    at.selectbox(key="history.run").set_value(old_run).run()
+    assert not any("Policy" in df.value.columns for df in at.dataframe)
