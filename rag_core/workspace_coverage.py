@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import plotly.graph_objects as go
+from typing import TYPE_CHECKING, Any
 
 from rag_core.coverage.report import CoverageReport, build_report
 from rag_core.errors import InputError
@@ -23,6 +21,9 @@ from rag_core.storage import QuestionSetInfo
 from rag_core.storage.sources import LinkState
 from rag_core.vocab import RunStatus
 from rag_core.workspace_library import LibraryMixin, rows_to_items
+
+if TYPE_CHECKING:  # plotly loads only when a figure is drawn
+    import plotly.graph_objects as go
 
 __all__ = ["CoverageMixin", "StaleQuestion"]
 

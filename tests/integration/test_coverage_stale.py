@@ -160,3 +160,33 @@ def test_cli_coverage_json_and_questions_stale(settings: Settings, tmp_path: Pat
     assert cli_main([*d, "questions", "stale", "S", "--json"]) == 0
     assert [q["number"] for q in json.loads(capsys.readouterr().out)] == [2]
     assert cli_main([*d, "coverage", "--questions", "nope"]) == 2
+
+
+class _BrokenHook:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def before_replace(self, collection, name, index) -> None:
+        self.calls.append("before")
+        raise RuntimeError("boom before")
+
+    def after_replace(self, collection, name, version, chunks) -> int:
+        self.calls.append(f"after v{version} ({len(chunks)} chunks)")
+        raise RuntimeError("boom after")
+
+
+def test_a_failing_hook_never_fails_the_ingestion(ws: Workspace, caplog) -> None:
+    from rag_core.ingest.service import ingest_bytes
+
+    hook = _BrokenHook()
+    out = ingest_bytes(
+        SAMPLE_PDF.name, handbook_pdf(STALE_EDITS), settings=ws.settings, store=ws.store, hook=hook
+    )
+    assert out.status == "replaced" and out.version == 2 and out.stale_questions == 0
+    assert hook.calls == ["before", "after v2 (33 chunks)"]
+    assert "the question links could not be updated" in caplog.text
+    # Unchanged bytes: the hook is not called at all.
+    again = ingest_bytes(
+        SAMPLE_PDF.name, handbook_pdf(STALE_EDITS), settings=ws.settings, store=ws.store, hook=hook
+    )
+    assert again.status == "unchanged" and len(hook.calls) == 2
