@@ -164,14 +164,21 @@ def link_item(
     candidates: Sequence[ScoredChunk],
     docs: Mapping[str, DocSections],
     collection: str,
+    fact_indexes: dict[str, FactIndex] | None = None,
 ) -> list[SourceLink]:
     """The links of one question from its candidate passages (closest first); see the module rules.
-    ``[]`` for a question expected to be declined, or when there is no candidate."""
+    ``[]`` for a question expected to be declined, or when there is no candidate. ``fact_indexes``
+    (chunk id → its facts) is a cache shared by the questions of one batch."""
     if item.expected == Expected.DECLINE or not candidates:
         return []
     required = [f for f in extract_facts(item.ground_truth, question=item.question) if not f.background]
     if required:
-        indexes = [FactIndex(sc.chunk.text) for sc in candidates]
+        cache = fact_indexes if fact_indexes is not None else {}
+        indexes = []
+        for sc in candidates:
+            if sc.chunk.id not in cache:
+                cache[sc.chunk.id] = FactIndex(sc.chunk.text)
+            indexes.append(cache[sc.chunk.id])
         remaining = set(range(len(required)))
         chosen: list[tuple[int, list[Fact]]] = []
         while remaining and len(chosen) < MAX_LINKS:
@@ -218,6 +225,7 @@ def compute_links(
         return out
     queries = [f"{it.question}\n{it.ground_truth}".strip() for it in asked]
     found = retriever.query(queries, min(CANDIDATES, n), collection)
+    cache: dict[str, FactIndex] = {}  # a passage's facts are read once for all questions
     for it, candidates in zip(asked, found, strict=True):
-        out[it.question] = link_item(it, candidates, docs, collection)
+        out[it.question] = link_item(it, candidates, docs, collection, cache)
     return out

@@ -108,11 +108,12 @@ def check_document(
     old_cache: dict[int, dict[str, str] | None] = {}
     newly: set[tuple[str, str]] = set()
     now = _now()
+    fingerprints = {passage_fingerprint(c.text): c for c in chunks}
     for ls in store.link_states(collection=collection, document=name):
         v = ls.link.version
         if v not in old_cache:
             old_cache[v] = store.version_sections(collection, name, v)
-        got = check_link(ls.link, chunks, old_cache[v], new_sections)
+        got = check_link(ls.link, chunks, old_cache[v], new_sections, fingerprints)
         if got.stale and not ls.stale:
             newly.add((ls.set_name, ls.question))
         store.record_link_check(

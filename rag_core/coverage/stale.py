@@ -89,12 +89,17 @@ def check_link(
     chunks: Sequence[Chunk],
     old_sections: Mapping[str, str] | None,
     new_sections: Mapping[str, str],
+    fingerprints: Mapping[str, Chunk] | None = None,
 ) -> LinkCheck:
     """Compare ``link`` with a new version given its ``chunks`` and the section fingerprints of
-    the link's version (``old_sections``, None when unknown) and of the new one (see the rules)."""
-    for c in chunks:
-        if passage_fingerprint(c.text) == link.fingerprint:
-            return LinkCheck(False, chunk_id=c.id)
+    the link's version (``old_sections``, None when unknown) and of the new one (see the rules).
+    ``fingerprints`` (passage fingerprint → chunk of ``chunks``) may be passed when checking many
+    links against one version."""
+    if fingerprints is None:
+        fingerprints = {passage_fingerprint(c.text): c for c in chunks}
+    same = fingerprints.get(link.fingerprint)
+    if same is not None:
+        return LinkCheck(False, chunk_id=same.id)
     if (
         old_sections is not None
         and link.section in new_sections
