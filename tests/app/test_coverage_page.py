@@ -124,3 +124,12 @@ def test_the_next_runs_results_carry_the_stale_marker(app, history_dir: Path) ->
     assert list(table["Policy"]) == ["", "⚠ review: the policy changed", ""]
     at.selectbox(key="history.run").set_value(old_run).run()
     assert not any("Policy" in df.value.columns for df in at.dataframe)
+    # The Review page warns on that question of the new run, not on the others.
+    at.switch_page("pages/review.py").run()
+    at.selectbox(key="review.run").set_value(run_id).run()
+    at.session_state[f"review.pos.{run_id}"] = 1
+    at.run()
+    assert any("Review: the policy changed" in w for w in texts(at, "warning"))
+    at.session_state[f"review.pos.{run_id}"] = 0
+    at.run()
+    assert not any("the policy changed" in w for w in texts(at, "warning"))
