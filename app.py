@@ -34,6 +34,7 @@ review_page = st.Page(ui.REVIEW_PAGE, title="Review", icon=":material/rate_revie
 generate_page = st.Page(
     ui.GENERATE_PAGE, title="Generate questions", icon=":material/auto_awesome:", url_path="generate"
 )
+coverage_page = st.Page(ui.COVERAGE_PAGE, title="Coverage", icon=":material/grid_on:", url_path="coverage")
 #: Every URL path a page answers to, folded to lower case ("/documents" names the default page too).
 PAGES_BY_PATH = {
     "documents": (ui.DOCUMENTS_PAGE, documents_page),
@@ -44,6 +45,7 @@ PAGES_BY_PATH = {
     "sweeps": (ui.SWEEPS_PAGE, sweeps_page),
     "review": (ui.REVIEW_PAGE, review_page),
     "generate": (ui.GENERATE_PAGE, generate_page),
+    "coverage": (ui.COVERAGE_PAGE, coverage_page),
 }
 
 
@@ -71,6 +73,7 @@ nav = st.navigation(
         run_page,
         history_page,
         review_page,
+        coverage_page,
         configs_page,
         sweeps_page,
         *([alias] if alias else []),

@@ -36,6 +36,7 @@ CONFIGS_PAGE = "pages/configurations.py"
 SWEEPS_PAGE = "pages/sweeps.py"
 REVIEW_PAGE = "pages/review.py"
 GENERATE_PAGE = "pages/generate.py"
+COVERAGE_PAGE = "pages/coverage.py"
 
 
 _CACHE_TTL_S = 600

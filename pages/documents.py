@@ -75,6 +75,9 @@ def _outcome_line(o: dict) -> tuple[str, str]:
     if o["status"] == "replaced":
         shown = ", ".join(ui.md(c or "(before the first heading)") for c in changed[:5])
         change = f" · sections changed: {shown}{', …' if len(changed) > 5 else ''}" if changed else ""
+        n = o.get("stale_questions") or 0
+        if n:  # issue 14: see the Question sets page
+            change += f" · {n} question{'s' if n != 1 else ''} to review: the policy changed"
     return "ok", (
         f"**{ui.md(o['name'])}** — {verb} (v{o.get('version', 1)}): {o['chunks']} chunks from {pages}{extra} "
         f"in {o['seconds']:.1f} s{change}"
@@ -113,6 +116,7 @@ def _index(files: list[tuple[str, bytes]]) -> None:
                 "version": outcome.version,
                 "ocr_pages": outcome.ocr_pages,
                 "sections_changed": list(outcome.sections_changed),
+                "stale_questions": outcome.stale_questions,
             }
             outcomes.append(o)
             kind, text = _outcome_line(o)

@@ -568,6 +568,11 @@ with details_tab:
         )
         for col in frames.metric_columns(frame):
             overview[frames.metric_label(col)] = frame[col].to_numpy()
+        stale = ws.stale_flags(run.question_set, since=run.created_at)  # issue 14
+        if stale:
+            overview.insert(
+                1, "Policy", ["⚠ review: the policy changed" if r.question in stale else "" for r in res]
+            )
         st.dataframe(
             overview,
             hide_index=True,

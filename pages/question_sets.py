@@ -32,6 +32,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _shared as ui
+from pages import _stale
 from rag_core.errors import InputError, RagError
 from rag_core.vocab import Expected
 from rag_core.workspace import items_to_rows, rows_to_items
@@ -345,6 +346,8 @@ def editor(selected: str) -> None:
 
 if selected is not None:
     editor(selected)
+    if selected in stored:  # issue 14: questions a new policy version made stale
+        _stale.render(selected, key="qsets.stale", flash_key="qsets.flash")
 else:
     ui.flash("qsets.flash")
 

@@ -144,6 +144,10 @@ with st.container(border=True, key="review.card"):
     expected = "decline (the policy does not cover it)" if r.expected == Expected.DECLINE else "answer"
     st.markdown(f"#### Q{index + 1} of {len(results)}")
     st.caption(f"Expected: {expected} · position {order.index(index) + 1} of {len(order)} answers")
+    if r.question in ws.stale_flags(by_id[run_id].question_set, since=by_id[run_id].created_at):  # issue 14
+        st.warning(
+            "Review: the policy changed — the expected answer may be out of date.", icon=":material/warning:"
+        )
     st.markdown(f"**Question**  \n{ui.md(r.question)}")
     st.markdown(f"**Expected answer**  \n{ui.md(r.ground_truth) if r.ground_truth else '—'}")
     st.markdown(f"**Answer**  \n{ui.md(r.answer or '')}")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag_core import cli_authoring, cli_experiments, logs
+from rag_core import cli_authoring, cli_coverage, cli_experiments, logs
 from rag_core.cli_inputs import (
     CORRECT_GATE,
     EXIT_GATE,
@@ -180,6 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_questions_import)
     s = qs.add_parser("list", help="list saved sets")
     s.set_defaults(func=cmd_questions_list)
+    cli_coverage.add_parsers(sub, qs)  # coverage, questions stale
     cli_experiments.add_parsers(sub)  # configs, compare, sweep
     cli_authoring.add_parsers(sub)  # generate, generated (issue 14)
     return p

@@ -25,6 +25,7 @@ def _store(settings: Settings):
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
+    from rag_core.coverage.service import StaleTracker
     from rag_core.ingest.service import ingest_paths
 
     store = _store(settings)
@@ -45,7 +46,12 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                 bar.set_postfix_str(f"OCR page {min(done + 1, total)} of {total}")
 
         for outcome in ingest_paths(
-            args.paths, settings=settings, store=store, collection=collection, on_progress=progress
+            args.paths,
+            settings=settings,
+            store=store,
+            collection=collection,
+            on_progress=progress,
+            hook=StaleTracker(store),
         ):
             bar.update(1)
             bar.set_postfix_str("")
@@ -59,6 +65,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                     if outcome.sections_changed
                     else ""
                 )
+                if outcome.stale_questions:
+                    changed += f"; {outcome.stale_questions} questions to review (questions stale SET)"
                 tqdm.write(
                     f"{outcome.status:9} {outcome.name} [{collection}] v{outcome.version} "
                     f"({outcome.chunks} chunks{extra}, {outcome.seconds:.1f} s){changed}"

@@ -66,6 +66,7 @@ from rag_core.storage import HistoryStore, ResultRecord, RunRecord, VerdictRecor
 from rag_core.summary import RunSummary
 from rag_core.vocab import Backend, Mode, RunStatus, Suite, choice
 from rag_core.workspace_authoring import AuthoringMixin
+from rag_core.workspace_coverage import CoverageMixin
 from rag_core.workspace_experiments import ExperimentsMixin
 from rag_core.workspace_library import (
     _UNSEEN,
@@ -97,12 +98,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Workspace(LibraryMixin, ExperimentsMixin, AuthoringMixin):
+class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
     """Everything the dashboard does with one data directory. See the module docstring.
 
     Documents, collections and question sets: :class:`~rag_core.workspace_library.LibraryMixin`.
     Configurations, run names, sweeps and leaderboards: :class:`~rag_core.workspace_experiments.ExperimentsMixin`.
     Generated questions and their review queue: :class:`~rag_core.workspace_authoring.AuthoringMixin`.
+    Coverage map and stale questions: :class:`~rag_core.workspace_coverage.CoverageMixin`.
     """
 
     def __init__(

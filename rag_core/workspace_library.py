@@ -30,7 +30,7 @@ from rag_core.vocab import Expected
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
     from rag_core.ingest.index import PolicyIndex
     from rag_core.ingest.ocr import OcrEngine
-    from rag_core.ingest.service import IngestOutcome
+    from rag_core.ingest.service import IngestOutcome, VersionHook
 
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,10 @@ class LibraryMixin:
         def _touch(self) -> None: ...
 
     # --- documents --------------------------------------------------------------------------
+    def _version_hook(self) -> VersionHook | None:
+        """Told when a document's content is replaced (issue 14 sets it: stale questions)."""
+        return None
+
     def _get_index(self) -> PolicyIndex:
         with self._lock:
             if self._index is not None and self._index.folder_problem() is not None:
@@ -242,6 +246,7 @@ class LibraryMixin:
                     collection=collection,
                     ocr=self.ocr,
                     on_progress=progress,
+                    hook=self._version_hook(),
                 )
             except RagError as exc:  # e.g. the index itself cannot be opened
                 outcome = IngestOutcome(
@@ -273,7 +278,13 @@ class LibraryMixin:
         from rag_core.ingest.service import reindex_document
 
         try:
-            return reindex_document(name, settings=self.settings, store=self.store, collection=collection)
+            return reindex_document(
+                name,
+                settings=self.settings,
+                store=self.store,
+                collection=collection,
+                hook=self._version_hook(),
+            )
         finally:
             self._touch()
 

@@ -5,25 +5,45 @@ and the others still index. Nothing already indexed changes when a file fails (p
 before anything is written). Every document belongs to a collection (default
 :data:`~rag_core.models.DEFAULT_COLLECTION`); its original is kept under
 ``uploads/`` (default collection) or ``uploads/<collection key>/`` for re-indexing.
+
+A :class:`VersionHook` (optional) is told before a recorded document's content is replaced and
+after the new version is indexed (issue 14: question links are computed before, stale flags set
+after). A failing hook is logged; it never fails the ingestion.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from rag_core.errors import IngestError, RagError
 from rag_core.ingest.documents import parse_document, safe_filename
 from rag_core.ingest.index import PolicyIndex
 from rag_core.ingest.ocr import OcrEngine
-from rag_core.models import DEFAULT_COLLECTION, DocumentInfo
+from rag_core.models import DEFAULT_COLLECTION, Chunk, DocumentInfo
 from rag_core.settings import Settings
 from rag_core.storage import HistoryStore
 from rag_core.storage.catalog import collection_name
+
+log = logging.getLogger(__name__)
+
+
+class VersionHook(Protocol):
+    """Told when a recorded document's content is about to change and when its new version is in."""
+
+    def before_replace(self, collection: str, name: str, index: PolicyIndex) -> None:
+        """The old version is still indexed (e.g. link questions to its passages now)."""
+
+    def after_replace(self, collection: str, name: str, version: int, chunks: Sequence[Chunk]) -> int:
+        """The new version ``version`` is indexed with ``chunks``; returns questions flagged stale."""
+        ...
+
 
 #: ``on_progress(stage, done, total)``: stage ``"reading"`` / ``"ocr"`` (pages), ``"embedding"`` (chunks).
 ProgressFn = Callable[[str, int, int], None]
@@ -52,6 +72,8 @@ class IngestOutcome:
     """Pages read by OCR."""
     sections_changed: tuple[str, ...] = field(default_factory=tuple)
     """For a new version: the sections that differ from the previous one."""
+    stale_questions: int = 0
+    """Questions whose supporting passages this new version changed or removed (issue 14)."""
 
 
 def ingest_bytes(
@@ -65,9 +87,11 @@ def ingest_bytes(
     force: bool = False,
     ocr: OcrEngine | None = None,
     on_progress: ProgressFn | None = None,
+    hook: VersionHook | None = None,
 ) -> IngestOutcome:
     """Index one file's bytes into ``collection``. Never raises for a bad file: returns an
-    ``"error"`` outcome."""
+    ``"error"`` outcome. ``hook`` is told before a recorded document's content is replaced and
+    after its new version is indexed (see the module docstring)."""
     t0 = time.perf_counter()
     try:
         safe = safe_filename(name)
@@ -78,6 +102,11 @@ def ingest_bytes(
     try:
         doc = parse_document(safe, data, settings, ocr=ocr, on_progress=on_progress)
         index = index or PolicyIndex(settings)
+        previous = next((d for d in store.list_documents(collection) if d.name == safe), None)
+        replacing = hook is not None and previous is not None and (force or previous.sha256 != doc.sha256)
+        if replacing and hook is not None:
+            before, idx0 = hook.before_replace, index
+            _call_hook(safe, lambda: before(collection, safe, idx0))
         if force:
             index.delete_document(safe, collection)
 
@@ -102,6 +131,10 @@ def ingest_bytes(
             format=doc.format,
         )
         version = store.record_document(info, sections=doc.sections)
+        stale: object = 0
+        if replacing and hook is not None and status != "unchanged":
+            after, idx, v = hook.after_replace, index, version.version
+            stale = _call_hook(safe, lambda: after(collection, safe, v, idx.chunks_of(safe, collection)))
         return IngestOutcome(
             safe,
             status,
@@ -112,6 +145,7 @@ def ingest_bytes(
             version=version.version,
             ocr_pages=doc.ocr_pages,
             sections_changed=version.sections_changed if status == "replaced" else (),
+            stale_questions=stale if isinstance(stale, int) else 0,
         )
     except RagError as exc:
         return IngestOutcome(
@@ -122,6 +156,15 @@ def ingest_bytes(
             index.close()
 
 
+def _call_hook(name: str, fn: Callable[[], object]) -> object:
+    """Call a :class:`VersionHook` method; a failure is logged, never raised (the file still indexes)."""
+    try:
+        return fn()
+    except Exception as exc:  # a hook must never fail the ingestion
+        log.warning("%s: the question links could not be updated: %s", name, exc, exc_info=True)
+        return None
+
+
 def ingest_paths(
     paths: Iterable[Path],
     *,
@@ -129,10 +172,11 @@ def ingest_paths(
     store: HistoryStore,
     collection: str = DEFAULT_COLLECTION,
     on_progress: ProgressFn | None = None,
+    hook: VersionHook | None = None,
 ) -> Iterator[IngestOutcome]:
     """Index files from disk into ``collection``, yielding one outcome per path as it finishes."""
     with PolicyIndex(settings) as index:
-        yield from _ingest_each(paths, settings, store, index, collection, on_progress)
+        yield from _ingest_each(paths, settings, store, index, collection, on_progress, hook)
 
 
 def _ingest_each(
@@ -142,6 +186,7 @@ def _ingest_each(
     index: PolicyIndex,
     collection: str,
     on_progress: ProgressFn | None,
+    hook: VersionHook | None = None,
 ) -> Iterator[IngestOutcome]:
     seen: dict[str, Path] = {}
     for path in paths:
@@ -173,6 +218,7 @@ def _ingest_each(
             index=index,
             collection=collection,
             on_progress=on_progress,
+            hook=hook,
         )
 
 
@@ -196,6 +242,7 @@ def reindex_document(
     store: HistoryStore,
     collection: str = DEFAULT_COLLECTION,
     index: PolicyIndex | None = None,
+    hook: VersionHook | None = None,
 ) -> IngestOutcome:
     """Parse the kept copy again with the current chunk settings and replace its chunks."""
     copy = uploads_dir(settings, collection) / safe_filename(name)
@@ -214,6 +261,7 @@ def reindex_document(
         collection=collection,
         force=True,
         index=index,
+        hook=hook,
     )
 
 

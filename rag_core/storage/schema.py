@@ -355,6 +355,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # Issue 14, stale questions (rag_core.coverage.stale): what a new document version did to a
+        # link. new_passage: the current passage of the same section ('' when the section is gone),
+        # stale_reason: why it is flagged, stale_at: when, checked_version: the document version the
+        # link was last compared with. Portable SQL (SQLite and PostgreSQL).
+        "ALTER TABLE question_sources ADD COLUMN new_passage TEXT",
+        "ALTER TABLE question_sources ADD COLUMN stale_reason TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE question_sources ADD COLUMN stale_at TEXT",
+        "ALTER TABLE question_sources ADD COLUMN checked_version INTEGER",
+    ),
 )
 #: The schema version this code writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)
