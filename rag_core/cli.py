@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag_core import cli_experiments, logs
+from rag_core import cli_audit, cli_experiments, logs
+from rag_core.access import AuditAction
 from rag_core.cli_inputs import (
     CORRECT_GATE,
     EXIT_GATE,
@@ -181,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     s = qs.add_parser("list", help="list saved sets")
     s.set_defaults(func=cmd_questions_list)
     cli_experiments.add_parsers(sub)  # configs, compare, sweep
+    cli_audit.add_parsers(sub)  # audit
     return p
 
 
@@ -274,6 +276,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         note=args.note,
     )
     handle = start_run(req, settings=settings, store=store)
+    cli_audit.record_cli_run(store, handle.run_id, AuditAction.RUN_START, f"questions {args.questions.name}")
     rc = _follow(handle, store, settings, args, gates)
     if args.baseline is not None and rc in (EXIT_OK, EXIT_GATE):
         gate = cli_experiments.baseline_gate(
@@ -289,6 +292,7 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     recover_interrupted(store, settings)
     handle = resume_run(args.run_id, settings=settings, store=store)
+    cli_audit.record_cli_run(store, handle.run_id, AuditAction.RUN_RESUME)
     return _follow(handle, store, settings, args, {})
 
 

@@ -94,9 +94,10 @@ CORRECT_GATE = "correct"
 
 
 def _workspace(settings: Settings) -> Any:
+    from rag_core.access import CLI_ADMIN
     from rag_core.workspace import Workspace
 
-    return Workspace(settings)
+    return Workspace(settings, principal=CLI_ADMIN)
 
 
 def cmd_label(args: argparse.Namespace, settings: Settings) -> int:

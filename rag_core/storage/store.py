@@ -55,6 +55,7 @@ and the analyst's verdicts (:mod:`~rag_core.storage.verdicts`).
 from __future__ import annotations
 
 from rag_core.storage.attempts import AttemptsStore
+from rag_core.storage.audit import AuditStore
 from rag_core.storage.catalog import CatalogStore
 from rag_core.storage.experiments import ExperimentsStore
 from rag_core.storage.judge_cache import JudgeCacheStore
@@ -75,6 +76,7 @@ class HistoryStore(
     ExperimentsStore,
     VerdictsStore,
     SourcesStore,
+    AuditStore,
 ):
     """The project's SQLite history. Safe to share between threads and processes.
 
