@@ -22,6 +22,9 @@ st.set_page_config(page_title="HR Policy RAG Evaluation", page_icon=FAVICON, lay
 # Sign-in first: with [auth] configured nobody sees a page before signing in; without it the app
 # refuses to serve on a non-loopback address (see ui.access_gate).
 me = ui.access_gate()
+if ui.auth_configured() and not st.session_state.get("auth.recorded"):
+    ui.workspace().record_sign_in()  # the audit trail says who opened a session, and when
+    st.session_state["auth.recorded"] = True
 
 # Explicit, lower-case URL paths (the default page is served at "/").
 documents_page = st.Page(

@@ -103,6 +103,7 @@ class AuditAction(StrEnum):
     SWEEP_START = "sweep.start"
     SWEEP_CANCEL = "sweep.cancel"
     ROLES_CHANGE = "roles.change"
+    SIGN_IN = "session.sign_in"
     DENIED = "access.denied"
 
 

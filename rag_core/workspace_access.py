@@ -148,6 +148,16 @@ class AccessMixin:
         p = self.principal
         self.store.append_audit(actor=p.id, role=p.role, action=action, target=target, detail=detail)
 
+    def record_sign_in(self) -> None:
+        """Write a ``session.sign_in`` entry for the acting (signed-in) principal: the app calls it
+        once per browser session."""
+        p = self.principal
+        self._audit(
+            AuditAction.SIGN_IN,
+            p.label,
+            f"role {p.role}" + (f", groups {', '.join(p.groups)}" if p.groups else ""),
+        )
+
     # --- run ownership ---------------------------------------------------------------------------
     def run_owner(self, run_id: int) -> str:
         """Who started ``run_id``, for people (``"unknown (before sign-in)"`` when not recorded)."""
