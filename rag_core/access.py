@@ -150,10 +150,10 @@ CLI_ADMIN = Principal(id="local-admin (CLI)", name="local-admin (CLI)", role=Rol
 
 
 def owner_display(started_by: str) -> str:
-    """A stored starter for people: ``''`` → ``"unknown (before sign-in)"``, the session suffix
+    """A stored starter for people: ``''`` → ``"unknown"`` (runs recorded before sign-in, sweep runs), the session suffix
     of a local admin dropped."""
     if not started_by:
-        return "unknown (before sign-in)"
+        return "unknown"
     return started_by.split("#", 1)[0]
 
 

@@ -160,7 +160,7 @@ class AccessMixin:
 
     # --- run ownership ---------------------------------------------------------------------------
     def run_owner(self, run_id: int) -> str:
-        """Who started ``run_id``, for people (``"unknown (before sign-in)"`` when not recorded)."""
+        """Who started ``run_id``, for people (``"unknown"`` when not recorded)."""
         return owner_display(self.store.run_started_by(run_id))
 
     def run_owners(self) -> dict[int, str]:

@@ -203,7 +203,7 @@ def test_only_the_owner_or_an_admin_can_delete_or_resume_a_run(ws: Workspace):
         a.delete_run(legacy)
     assert a.delete_run(mine) is True
     assert ws.acting_as(ADMIN).delete_run(theirs) is True
-    assert ws.acting_as(ADMIN).run_owner(legacy) == "unknown (before sign-in)"
+    assert ws.acting_as(ADMIN).run_owner(legacy) == "unknown"
 
 
 def test_cancel_only_by_owner_or_admin_and_other_sessions_never_adopt(ws: Workspace):
