@@ -151,6 +151,10 @@ def test_sign_in_roles_ownership_and_audit_in_a_real_browser(browser, signed_ser
         wait_for_app(viewer)
         assert viewer.locator(".st-key-auth-login button").is_visible()
         assert viewer.get_by_text("Documents in").count() == 0
+        viewer.goto(f"{url}/history")  # a deep link too
+        wait_for_app(viewer)
+        assert viewer.locator(".st-key-auth-login button").is_visible()
+        assert viewer.get_by_role("heading", name="History").count() == 0
 
         # 1. The analyst signs in and starts a long sequential run.
         sign_in(analyst, url, "ana@example.org")
