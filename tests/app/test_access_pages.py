@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import APP, _clear_caches, all_text, texts
+from tests.app.conftest import APP, _clear_caches, _workspace, all_text, texts, wait_for_runs
 from tests.app.test_run_and_history_pages import _open_tab
 from tests.conftest import ROOT
 
@@ -132,3 +132,30 @@ def test_non_loopback_address_without_sign_in_is_refused(
         assert "Single user" in " ".join(texts(at, "caption"))
     finally:
         config.set_option("server.address", previous)
+
+
+def test_single_user_second_session_sees_the_run_read_only_and_never_adopts_it(
+    app, indexed_dir: Path
+) -> None:
+    """The issue's "Why": session B's Run page picked up A's run and its Cancel cancelled it. Now,
+    without sign-in, another browser session (the same local admin) sees it read-only."""
+    from tests.app.test_run_and_history_pages import _start
+
+    a = app(indexed_dir)
+    run_id = _start(a, mode="sequential", question_set="Sample: staff handbook")
+    b = AppTest.from_file(APP, default_timeout=60)  # a second browser session, same server
+    b.run()
+    b.switch_page(RUN).run()
+    try:
+        assert not b.exception, [e.value for e in b.exception]
+        probe = _workspace(indexed_dir)
+        live = run_id in probe.active_run_ids()
+        probe.close()
+        if live:  # (a very fast machine may have finished the 10 questions already)
+            assert "run.active_id" not in b.session_state  # never adopted
+            assert "run.cancel" not in {x.key for x in b.button}
+            assert any(f"Run #{run_id}" in m and "read-only" in m for m in texts(b, "markdown"))
+            assert not b.button(key="run.start").disabled  # B can still start its own run
+        assert "run.cancel" in {x.key for x in a.button} or not live  # the owner keeps Cancel
+    finally:
+        wait_for_runs(indexed_dir)
