@@ -16,7 +16,7 @@ from rag_core.access import CLI_ADMIN, AuditAction
 from rag_core.errors import InputError
 from rag_core.settings import Settings
 
-__all__ = ["add_parsers", "cmd_audit", "record_cli_run"]
+__all__ = ["add_parsers", "cmd_audit", "record_cli_action", "record_cli_run"]
 
 
 def add_parsers(sub: Any) -> None:
@@ -84,6 +84,12 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     finally:
         ws.close()
+
+
+def record_cli_action(store: Any, action: AuditAction, target: str, detail: str = "") -> None:
+    """Write one audit entry as the CLI (``local-admin (CLI)``) for a change made from the command line."""
+    p = CLI_ADMIN
+    store.append_audit(actor=p.id, role=str(p.role), action=str(action), target=target, detail=detail)
 
 
 def record_cli_run(store: Any, run_id: int, action: AuditAction, detail: str = "") -> None:

@@ -182,6 +182,21 @@ def test_the_cli_acts_as_local_admin_and_audit_command_prints_it(
         == 0
     )
     assert out.read_text().splitlines()[0] == "id,at,actor,role,action,target,detail"
+    qfile = settings.data_dir / "q.json"
+    qfile.write_text(json.dumps([{"question": "How many days of leave?", "ground_truth": "25 days."}]))
+    assert (
+        cli.main(
+            ["--data-dir", str(settings.data_dir), "questions", "import", str(qfile), "--name", "cli set"]
+        )
+        == 0
+    )
+    assert (
+        cli.main(["--data-dir", str(settings.data_dir), "audit", "--action", "question_set.save", "--json"])
+        == 0
+    )
+    data = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after the import's own line
+    assert [(d["actor"], d["target"]) for d in data][0] == ("local-admin (CLI)", "cli set")
+    assert "imported from q.json" in data[0]["detail"]
     assert cli.main(["--data-dir", str(settings.data_dir), "audit", "--since", "yesterday"]) == 2
     assert "--since 'yesterday'" in capsys.readouterr().err
 
