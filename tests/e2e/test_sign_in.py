@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -130,15 +131,18 @@ def _context(browser: Any) -> Any:
     return ctx
 
 
-def sign_in(page: Any, url: str, email: str) -> None:
-    """Open the app, click Sign in, pick ``email`` on the provider's form, land back in the app."""
+def sign_in(page: Any, url: str, email: str) -> float:
+    """Open the app, click Sign in, pick ``email`` on the provider's form, land back in the app;
+    returns the seconds from the click on Sign in to the signed-in sidebar."""
     page.goto(url)
     wait_for_app(page)
+    started = time.monotonic()
     page.locator(".st-key-auth-login button").click()
     page.get_by_role("button", name=email, exact=True).click()  # the provider's predefined user
     page.wait_for_url(re.compile(rf"^{re.escape(url)}/?(\?.*)?$"))
     wait_for_app(page)
     page.locator("[data-testid='stSidebar']").get_by_text(f"{USERS[email]} <{email}>", exact=False).wait_for()
+    return time.monotonic() - started
 
 
 def test_sign_in_roles_ownership_and_audit_in_a_real_browser(browser, signed_server: StreamlitServer):
@@ -157,7 +161,7 @@ def test_sign_in_roles_ownership_and_audit_in_a_real_browser(browser, signed_ser
         assert viewer.get_by_role("heading", name="History").count() == 0
 
         # 1. The analyst signs in and starts a long sequential run.
-        sign_in(analyst, url, "ana@example.org")
+        took = [sign_in(analyst, url, "ana@example.org")]
         assert analyst.get_by_text("· analyst").first.is_visible()
         nav(analyst, "Run", "Run an evaluation")
         select_option(analyst, "run-set", LONG_SET)
@@ -168,7 +172,7 @@ def test_sign_in_roles_ownership_and_audit_in_a_real_browser(browser, signed_ser
         analyst.locator(".st-key-run-cancel button").first.wait_for()
 
         # 2. The viewer sees it read-only: who started it and its progress, no Cancel, no Start.
-        sign_in(viewer, url, "vera@example.org")
+        took.append(sign_in(viewer, url, "vera@example.org"))
         assert viewer.get_by_text("· viewer").first.is_visible()
         nav(viewer, "Run", "Run an evaluation")
         other = viewer.locator(".st-key-run-other-1")
@@ -188,7 +192,7 @@ def test_sign_in_roles_ownership_and_audit_in_a_real_browser(browser, signed_ser
         assert_no_exception(analyst)
 
         # 4. The admin sees both users and the run's start and cancel in the audit trail.
-        sign_in(admin, url, "adam@example.org")
+        took.append(sign_in(admin, url, "adam@example.org"))
         nav(admin, "Admin")
         open_tab(admin, "Audit trail")
         admin.get_by_text(re.compile(r"\d+ entr(y|ies) \(newest first")).first.wait_for()
@@ -219,6 +223,7 @@ def test_sign_in_roles_ownership_and_audit_in_a_real_browser(browser, signed_ser
         assert "ana@example.org,analyst,run.start,run #1" in csv_text
         assert "ana@example.org,analyst,run.cancel,run #1" in csv_text
         assert_no_exception(admin)
+        print(f"\nsign-in round trips through the provider: {', '.join(f'{t:.1f} s' for t in took)}")
     finally:
         for ctx in contexts:
             ctx.close()
