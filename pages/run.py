@@ -263,6 +263,21 @@ def others_progress() -> None:
                 min(1.0, p.fraction), text=f"{phase}: {p.done} of {p.total}" if p.total else f"{phase}…"
             )
             st.caption(f"Errors {p.errors} · elapsed {duration(p.elapsed_s)}")
+            # A signed-in admin may stop anyone's run (without sign-in every session is the local
+            # admin, and another tab must not stop this one: read-only there).
+            if (
+                ui.auth_configured()
+                and ws.can(Role.ADMIN)
+                and st.button(
+                    "Stop this run (admin)", key=f"run.admin_cancel.{rid}", icon=":material/stop_circle:"
+                )
+            ):
+                try:
+                    ws.cancel_run(rid)
+                except RagError as exc:
+                    st.error(ui.md(str(exc)))
+                else:
+                    st.toast(f"Cancelling run #{rid}… finished work is kept.")
 
 
 # --------------------------------------------------------------------------------------------

@@ -44,9 +44,9 @@ def signed_in_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., App
     previous = config.get_option("runner.enforceSerializableSessionState")
     _clear_caches()
 
-    def make(data_dir: Path, user: dict | None, *, auth: bool = True) -> AppTest:
+    def make(data_dir: Path, user: dict | None, *, auth: bool = True, roles: str = ROLES) -> AppTest:
         monkeypatch.setenv("RAG_DATA_DIR", str(data_dir))
-        (data_dir / "roles.toml").write_text(ROLES)
+        (data_dir / "roles.toml").write_text(roles)
         at = AppTest.from_file(APP, default_timeout=60)
         if auth:
             at.secrets["auth"] = dict(AUTH)
@@ -159,3 +159,13 @@ def test_single_user_second_session_sees_the_run_read_only_and_never_adopts_it(
         assert "run.cancel" in {x.key for x in a.button} or not live  # the owner keeps Cancel
     finally:
         wait_for_runs(indexed_dir)
+
+
+def test_malformed_roles_file_is_named_and_everyone_can_only_read(signed_in_app, history_dir: Path) -> None:
+    at = signed_in_app(
+        history_dir, {"email": "adam@example.org", "name": "Adam"}, roles="[roles]\nadmins = 'adam'"
+    )
+    errors = " ".join(texts(at, "error"))
+    assert "roles.toml" in errors and "roles.admins must be a list" in errors and "can only read" in errors
+    assert "· viewer" in " ".join(texts(at, "markdown"))  # fail closed: not an admin
+    assert "run.start" not in {b.key for b in at.switch_page(RUN).run().button}
