@@ -169,3 +169,27 @@ def test_malformed_roles_file_is_named_and_everyone_can_only_read(signed_in_app,
     assert "roles.toml" in errors and "roles.admins must be a list" in errors and "can only read" in errors
     assert "· viewer" in " ".join(texts(at, "markdown"))  # fail closed: not an admin
     assert "run.start" not in {b.key for b in at.switch_page(RUN).run().button}
+
+
+def test_a_signed_in_admin_can_stop_an_analysts_run(signed_in_app, indexed_dir: Path) -> None:
+    from rag_core.access import Principal, Role
+
+    at = signed_in_app(indexed_dir, {"email": "adam@example.org", "name": "Adam"})
+    ws = _workspace(indexed_dir)
+    try:
+        ana = ws.acting_as(Principal(id="ana@example.org", name="Ana", role=Role.ANALYST))
+        run_id = ana.start_run("Sample: staff handbook", mode="sequential")
+        at.switch_page(RUN).run()
+        stop = [b for b in at.button if b.key == f"run.admin_cancel.{run_id}"]
+        if run_id in ws.active_run_ids():  # (unless the machine already finished 10 questions)
+            assert stop, [b.key for b in at.button]
+            stop[0].click().run()
+            assert not at.exception, [e.value for e in at.exception]
+            wait_for_runs(indexed_dir)
+            assert ws.run(run_id).status == "cancelled"
+            assert [(e.actor, e.action) for e in ws.audit_trail(actions=["run.cancel"])] == [
+                ("adam@example.org", "run.cancel")
+            ]
+    finally:
+        wait_for_runs(indexed_dir)
+        ws.close()

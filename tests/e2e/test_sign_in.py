@@ -179,6 +179,7 @@ def test_sign_in_roles_ownership_and_audit_in_a_real_browser(browser, signed_ser
         other.get_by_text("started by ana@example.org", exact=False).wait_for()
         other.get_by_role("progressbar").wait_for()
         assert viewer.locator(".st-key-run-cancel").count() == 0
+        assert viewer.locator(".st-key-run-admin_cancel-1").count() == 0
         assert viewer.locator(".st-key-run-start").count() == 0
         assert viewer.get_by_role("heading", name="Run #1", exact=True).count() == 0  # never adopted
         assert viewer.get_by_text("a viewer", exact=False).first.is_visible()

@@ -195,7 +195,7 @@ def test_the_cli_acts_as_local_admin_and_audit_command_prints_it(
         == 0
     )
     data = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after the import's own line
-    assert [(d["actor"], d["target"]) for d in data][0] == ("local-admin (CLI)", "cli set")
+    assert (data[0]["actor"], data[0]["target"]) == ("local-admin (CLI)", "cli set")
     assert "imported from q.json" in data[0]["detail"]
     assert cli.main(["--data-dir", str(settings.data_dir), "audit", "--since", "yesterday"]) == 2
     assert "--since 'yesterday'" in capsys.readouterr().err
