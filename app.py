@@ -12,12 +12,19 @@ from urllib.parse import urlparse
 import streamlit as st
 
 from pages import _shared as ui
+from rag_core.access import Role
 
 # The tab icon is a bundled SVG (sent inline as a data: URL): a ":material/…:" page icon makes the
 # browser fetch it from fonts.gstatic.com, and the app must work with no internet at all. Icons
 # elsewhere (":material/…:" on pages and buttons) use the font Streamlit serves itself.
 FAVICON = str(Path(__file__).resolve().parent / "assets" / "favicon.svg")
 st.set_page_config(page_title="HR Policy RAG Evaluation", page_icon=FAVICON, layout="wide")
+# Sign-in first: with [auth] configured nobody sees a page before signing in; without it the app
+# refuses to serve on a non-loopback address (see ui.access_gate).
+me = ui.access_gate()
+if ui.auth_configured() and not st.session_state.get("auth.recorded"):
+    ui.workspace().record_sign_in()  # the audit trail says who opened a session, and when
+    st.session_state["auth.recorded"] = True
 
 # Explicit, lower-case URL paths (the default page is served at "/").
 documents_page = st.Page(
@@ -35,6 +42,7 @@ generate_page = st.Page(
     ui.GENERATE_PAGE, title="Generate questions", icon=":material/auto_awesome:", url_path="generate"
 )
 coverage_page = st.Page(ui.COVERAGE_PAGE, title="Coverage", icon=":material/grid_on:", url_path="coverage")
+admin_page = st.Page(ui.ADMIN_PAGE, title="Admin", icon=":material/admin_panel_settings:", url_path="admin")
 #: Every URL path a page answers to, folded to lower case ("/documents" names the default page too).
 PAGES_BY_PATH = {
     "documents": (ui.DOCUMENTS_PAGE, documents_page),
@@ -46,6 +54,7 @@ PAGES_BY_PATH = {
     "review": (ui.REVIEW_PAGE, review_page),
     "generate": (ui.GENERATE_PAGE, generate_page),
     "coverage": (ui.COVERAGE_PAGE, coverage_page),
+    **({"admin": (ui.ADMIN_PAGE, admin_page)} if me.can(Role.ADMIN) else {}),
 }
 
 
@@ -76,6 +85,7 @@ nav = st.navigation(
         coverage_page,
         configs_page,
         sweeps_page,
+        *([admin_page] if me.can(Role.ADMIN) else []),
         *([alias] if alias else []),
     ]
 )
@@ -92,14 +102,29 @@ settings = ws.settings
 @st.fragment(run_every=2.0)
 def active_runs_panel() -> None:
     """Runs of this server in progress; refreshes itself, so a finished run drops off."""
+    mine = set(ws.active_run_ids(mine=True))
     for run_id in ws.active_run_ids():
         p = ws.progress(run_id)
         detail = f" · {p.done}/{p.total}" if p is not None and p.total else ""
-        st.page_link(run_page, label=f"Run #{run_id} running{detail}", icon=":material/progress_activity:")
+        whose = "" if run_id in mine else f" · {ws.run_owner(run_id)}"
+        st.page_link(
+            run_page, label=f"Run #{run_id} running{detail}{whose}", icon=":material/progress_activity:"
+        )
 
 
 with st.sidebar:
     st.markdown("### HR Policy RAG Evaluation")
+    if ui.auth_configured():
+        st.markdown(f"**Signed in:** {ui.md(me.label)} · {me.role}")
+        if st.button("Sign out", key="auth.logout", icon=":material/logout:"):
+            st.logout()
+        if ui.roles_problem():
+            st.error(
+                f"{ui.md(ui.roles_problem())} Until it is fixed everyone can only read.",
+                icon=":material/error:",
+            )
+    else:
+        st.caption("Single user (no sign-in): you are the local admin.")
     if settings.has_key:
         st.markdown(f"**Mode:** Claude · {ui.md(settings.answer_model)}")
         st.caption("API key: configured")

@@ -6,17 +6,27 @@ Not a page (``st.navigation`` lists the pages explicitly). Rules kept here once:
   every write (ours, a background run's, or another process's), so a write is never shown stale.
 - Text from documents, questions, answers or set names is shown through :func:`md` (Markdown
   escaped) or as dataframe cells; never with ``unsafe_allow_html``.
+- Access (issue 15): :func:`principal` is who uses this browser session — the signed-in user
+  (``st.user``, role from the roles file) when ``[auth]`` is configured, else the local admin of
+  this session. :func:`workspace` returns the shared workspace *acting as* that principal, so
+  every facade call is checked against their role (pages also hide what the role cannot do).
+  Cached reads use the shared workspace directly (reading needs no role).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import os
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from rag_core.access import LOCAL_ADMIN, Principal, Role
 from rag_core.errors import RagError
 from rag_core.experiment import ConfigVersion, SweepRecord
 from rag_core.models import Chunk, DocumentInfo, DocumentVersion, QAItem, RequestTiming
@@ -26,6 +36,7 @@ from rag_core.settings import Settings
 from rag_core.storage import QuestionSetInfo, ResultRecord, RunRecord, VerdictRecord
 from rag_core.summary import RunSummary
 from rag_core.workspace import AgreementReport, Comparison, Workspace
+from rag_core.workspace_access import ActingWorkspace
 
 #: Page files, relative to app.py (used by st.navigation, st.page_link and st.switch_page).
 DOCUMENTS_PAGE = "pages/documents.py"
@@ -37,6 +48,12 @@ SWEEPS_PAGE = "pages/sweeps.py"
 REVIEW_PAGE = "pages/review.py"
 GENERATE_PAGE = "pages/generate.py"
 COVERAGE_PAGE = "pages/coverage.py"
+ADMIN_PAGE = "pages/admin.py"
+
+#: Set to 1 to serve without sign-in on a non-loopback address (documented in the README).
+ALLOW_UNAUTHENTICATED_ENV = "RAG_ALLOW_UNAUTHENTICATED"
+#: Who the shared workspace acts as when no session principal is given: may only read.
+_NOBODY = Principal(id="app", name="app (no session)", role=Role.VIEWER)
 
 
 _CACHE_TTL_S = 600
@@ -87,14 +104,15 @@ def _open_workspace(fingerprint: str, _settings: Settings) -> Workspace:
     On first use: runs whose process died are marked interrupted, and the sample question set
     is created when there is none.
     """
-    ws = Workspace(_settings)
+    ws = Workspace(_settings, principal=_NOBODY)
     ws.recover_interrupted()
     ws.ensure_sample_set()
     return ws
 
 
-def workspace() -> Workspace:
-    """The cached workspace of the current settings (shows the error and stops if it cannot open)."""
+def _ws() -> Workspace:
+    """The shared cached workspace of the current settings (shows the error and stops if it cannot
+    open). It acts as nobody in particular (read-only): pages use :func:`workspace`."""
     settings = load_settings()
     try:
         return _open_workspace(repr(settings), settings)
@@ -102,6 +120,140 @@ def workspace() -> Workspace:
         st.error(md(str(exc)))
         st.stop()
         raise  # pragma: no cover
+
+
+def workspace() -> ActingWorkspace:
+    """The shared workspace acting as this session's :func:`principal` (who must be signed in when
+    sign-in is configured; :func:`access_gate` has shown the sign-in page otherwise)."""
+    require_gate()
+    ws = _ws()
+    return ws.acting_as(principal(ws))
+
+
+# --------------------------------------------------------------------------------------------
+# Sign-in and the acting principal
+# --------------------------------------------------------------------------------------------
+def auth_configured() -> bool:
+    """True when ``.streamlit/secrets.toml`` (or the secrets file given) has an ``[auth]`` section."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def server_address() -> str:
+    """The address Streamlit listens on (``server.address``; empty = every interface)."""
+    return str(st.get_option("server.address") or "")
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; False for empty (= every interface) or any other."""
+    address = (address or "").strip().strip("[]")
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def unauthenticated_allowed() -> bool:
+    """True when the documented opt-out ``RAG_ALLOW_UNAUTHENTICATED=1`` is set."""
+    return os.environ.get(ALLOW_UNAUTHENTICATED_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _user_claim(name: str) -> Any:
+    try:
+        return st.user.get(name)
+    except Exception:
+        return None
+
+
+def signed_in() -> bool:
+    return bool(_user_claim("is_logged_in"))
+
+
+def principal(ws: Workspace | None = None) -> Principal:
+    """Who uses this browser session (see the module docstring). With sign-in configured but nobody
+    signed in: a viewer with no identity (the gate stops the page before it gets here)."""
+    if not auth_configured():
+        sid = st.session_state.setdefault("auth.session", uuid.uuid4().hex[:12])
+        return dataclasses.replace(LOCAL_ADMIN, session=str(sid))
+    if not signed_in():
+        return _NOBODY
+    ws = ws or _ws()
+    email = str(_user_claim("email") or _user_claim("preferred_username") or _user_claim("sub") or "")
+    name = str(_user_claim("name") or email)
+    try:
+        claim = ws.role_map().groups_claim
+    except RagError:
+        claim = "groups"
+    raw = _user_claim(claim) or []
+    groups = [str(g) for g in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
+    try:
+        p = ws.principal_for(email, name, groups)
+    except RagError as exc:  # a malformed roles file: everyone may only read, and is told why
+        st.session_state["auth.roles_problem"] = str(exc)
+        return Principal(id=email.lower(), name=name, role=Role.VIEWER, groups=tuple(groups))
+    st.session_state.pop("auth.roles_problem", None)
+    return p
+
+
+def access_gate() -> Principal:
+    """Call first in app.py. Returns the session's principal, or shows the sign-in page (sign-in
+    configured, nobody signed in) or the refusal page (no sign-in on a non-loopback address without
+    the opt-out) and stops the script."""
+    if auth_configured():
+        if not signed_in():
+            st.navigation(
+                [st.Page(_sign_in_page, title="Sign in", url_path="sign_in")], position="hidden"
+            ).run()
+            st.stop()
+    elif not is_loopback(server_address()) and not unauthenticated_allowed():
+        st.navigation(
+            [st.Page(_refusal_page, title="Sign-in required", url_path="refused")], position="hidden"
+        ).run()
+        st.stop()
+    return principal()
+
+
+def require_gate() -> None:
+    """For pages: stop (the router shows the sign-in or refusal page) when the session may not be
+    served (a page run directly, e.g. by AppTest, never bypasses the gate)."""
+    if auth_configured() and not signed_in():
+        st.warning("Sign in to continue.", icon=":material/login:")
+        st.stop()
+    if not auth_configured() and not is_loopback(server_address()) and not unauthenticated_allowed():
+        _refusal_page()
+        st.stop()
+
+
+def _sign_in_page() -> None:
+    st.title("HR Policy RAG Evaluation")
+    st.markdown("This server is shared: sign in with your organisation account to continue.")
+    if st.button("Sign in", key="auth.login", type="primary", icon=":material/login:"):
+        st.login()
+
+
+def _refusal_page() -> None:
+    addr = server_address() or "every network interface (0.0.0.0)"
+    st.title("Sign-in is required on this address")
+    st.error(
+        f"This app is listening on {md(addr)}, so other computers can reach it, and sign-in is not "
+        "configured: anyone on the network could read and change your policies and evaluation "
+        "history. It serves no pages until one of these is done (then restart it):\n\n"
+        "1. **configure sign-in**: an `[auth]` section (OpenID Connect: `redirect_uri`, "
+        "`cookie_secret`, `client_id`, `client_secret`, `server_metadata_url`) in "
+        "`.streamlit/secrets.toml`, see the README's *Security* section;\n"
+        "2. or **serve on this computer only**: `--server.address 127.0.0.1`;\n"
+        f"3. or, behind a proxy that already authenticates everyone, set `{ALLOW_UNAUTHENTICATED_ENV}=1`.",
+        icon=":material/lock:",
+    )
+
+
+def roles_problem() -> str | None:
+    """Why the roles file could not be used this run (everyone is a viewer meanwhile), if so."""
+    return st.session_state.get("auth.roles_problem")
 
 
 def ensure_choice(key: str, options: list[Any], default: Any = None) -> None:
@@ -119,17 +271,17 @@ def ensure_choice(key: str, options: list[Any], default: Any = None) -> None:
 # Cached reads (keyed on data dir + version)
 # --------------------------------------------------------------------------------------------
 def version() -> str:
-    return workspace().version()
+    return _ws().version()
 
 
 def _key() -> tuple[str, str]:
-    ws = workspace()
+    ws = _ws()
     return str(ws.settings.data_dir), ws.version()
 
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
 def _documents(data_dir: str, ver: str, collection: str | None) -> list[DocumentInfo]:
-    return workspace().documents(collection)
+    return _ws().documents(collection)
 
 
 def documents(collection: str | None = None, *, quiet: bool = False) -> list[DocumentInfo]:
@@ -146,7 +298,7 @@ def documents(collection: str | None = None, *, quiet: bool = False) -> list[Doc
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
 def _collections(data_dir: str, ver: str) -> list[str]:
-    return workspace().collections()
+    return _ws().collections()
 
 
 def collections() -> list[str]:
@@ -156,7 +308,7 @@ def collections() -> list[str]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
 def _document_versions(data_dir: str, ver: str, name: str, collection: str) -> list[DocumentVersion]:
-    return workspace().document_versions(name, collection)
+    return _ws().document_versions(name, collection)
 
 
 def document_versions(name: str, collection: str) -> list[DocumentVersion]:
@@ -165,7 +317,7 @@ def document_versions(name: str, collection: str) -> list[DocumentVersion]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
 def _question_sets(data_dir: str, ver: str) -> list[QuestionSetInfo]:
-    return workspace().question_sets()
+    return _ws().question_sets()
 
 
 def question_sets() -> list[QuestionSetInfo]:
@@ -174,7 +326,7 @@ def question_sets() -> list[QuestionSetInfo]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
 def _question_set(data_dir: str, ver: str, name: str) -> list[QAItem]:
-    return workspace().question_set(name)
+    return _ws().question_set(name)
 
 
 def question_set(name: str) -> list[QAItem]:
@@ -183,7 +335,7 @@ def question_set(name: str) -> list[QAItem]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner="Loading runs…")
 def _runs(data_dir: str, ver: str) -> list[RunRecord]:
-    return workspace().runs()
+    return _ws().runs()
 
 
 def runs() -> list[RunRecord]:
@@ -210,7 +362,7 @@ def runs_table() -> pd.DataFrame:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
 def _summary(data_dir: str, ver: str, run_id: int) -> RunSummary:
-    return workspace().summary(run_id)
+    return _ws().summary(run_id)
 
 
 def summary(run_id: int) -> RunSummary:
@@ -220,7 +372,7 @@ def summary(run_id: int) -> RunSummary:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
 def _results(data_dir: str, ver: str, run_id: int) -> list[ResultRecord]:
-    return workspace().results(run_id)
+    return _ws().results(run_id)
 
 
 def results(run_id: int) -> list[ResultRecord]:
@@ -231,7 +383,7 @@ def results(run_id: int) -> list[ResultRecord]:
 def _results_frame(data_dir: str, ver: str, run_id: int) -> pd.DataFrame:
     return frames.results_frame(
         _results(data_dir, ver, run_id),
-        suite=workspace().run(run_id).suite,
+        suite=_ws().run(run_id).suite,
         verdicts=_verdicts(data_dir, ver, run_id),
     )
 
@@ -242,7 +394,7 @@ def results_frame(run_id: int) -> pd.DataFrame:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=64, show_spinner=False)
 def _verdicts(data_dir: str, ver: str, run_id: int) -> dict[int, VerdictRecord]:
-    return workspace().verdicts(run_id)
+    return _ws().verdicts(run_id)
 
 
 def verdicts(run_id: int) -> dict[int, VerdictRecord]:
@@ -252,7 +404,7 @@ def verdicts(run_id: int) -> dict[int, VerdictRecord]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner="Comparing the metrics with your verdicts…")
 def _agreement(data_dir: str, ver: str, run_ids: tuple[int, ...]) -> AgreementReport:
-    return workspace().agreement(run_ids)
+    return _ws().agreement(run_ids)
 
 
 def agreement(run_ids: tuple[int, ...]) -> AgreementReport:
@@ -262,7 +414,7 @@ def agreement(run_ids: tuple[int, ...]) -> AgreementReport:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
 def _requests(data_dir: str, ver: str, run_id: int) -> list[RequestTiming]:
-    return workspace().requests(run_id)
+    return _ws().requests(run_id)
 
 
 def requests(run_id: int) -> list[RequestTiming]:
@@ -271,7 +423,7 @@ def requests(run_id: int) -> list[RequestTiming]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner="Reading chunks…")
 def _chunks(data_dir: str, ver: str, name: str, collection: str) -> list[Chunk]:
-    return workspace().chunks(name, collection)
+    return _ws().chunks(name, collection)
 
 
 def chunks(name: str, collection: str) -> list[Chunk]:
@@ -280,7 +432,7 @@ def chunks(name: str, collection: str) -> list[Chunk]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner=False)
 def _export_run(data_dir: str, ver: str, run_id: int, fmt: str) -> str:
-    return workspace().export_run(run_id, fmt)
+    return _ws().export_run(run_id, fmt)
 
 
 def export_run(run_id: int, fmt: str) -> str:
@@ -325,7 +477,7 @@ def plot(fig: Any, key: str) -> None:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner="Comparing runs…")
 def _compare(data_dir: str, ver: str, baseline: int, candidate: int) -> Comparison:
-    return workspace().compare(baseline, candidate)
+    return _ws().compare(baseline, candidate)
 
 
 def compare(baseline: int, candidate: int) -> Comparison:
@@ -337,7 +489,7 @@ def compare(baseline: int, candidate: int) -> Comparison:
 # --------------------------------------------------------------------------------------------
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner=False)
 def _configs(data_dir: str, ver: str) -> list[ConfigVersion]:
-    return workspace().configs()
+    return _ws().configs()
 
 
 def configs() -> list[ConfigVersion]:
@@ -347,7 +499,7 @@ def configs() -> list[ConfigVersion]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=32, show_spinner=False)
 def _config_versions(data_dir: str, ver: str, name: str) -> list[ConfigVersion]:
-    return workspace().config_versions(name)
+    return _ws().config_versions(name)
 
 
 def config_versions(name: str) -> list[ConfigVersion]:
@@ -356,7 +508,7 @@ def config_versions(name: str) -> list[ConfigVersion]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner=False)
 def _sweeps(data_dir: str, ver: str) -> list[SweepRecord]:
-    return workspace().sweeps()
+    return _ws().sweeps()
 
 
 def sweeps() -> list[SweepRecord]:
@@ -365,7 +517,7 @@ def sweeps() -> list[SweepRecord]:
 
 @st.cache_data(ttl=_CACHE_TTL_S, max_entries=16, show_spinner="Ranking the configurations…")
 def _leaderboard(data_dir: str, ver: str, sweep_id: int) -> Leaderboard:
-    return workspace().leaderboard(sweep_id)
+    return _ws().leaderboard(sweep_id)
 
 
 def leaderboard(sweep_id: int) -> Leaderboard:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _shared as ui
+from rag_core.access import Role
 from rag_core.errors import RagError
 from rag_core.experiment import CONFIG_FIELDS, DEFAULT_CONFIG_NAME, ConfigVersion
 from rag_core.vocab import Retrieval
@@ -20,6 +21,7 @@ from rag_core.vocab import Retrieval
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
+CAN_EDIT = ws.can(Role.ANALYST)  # viewers read and export only
 
 st.title("Assistant configurations")
 st.caption(
@@ -92,7 +94,7 @@ with edit_tab:
                 "Answer model",
                 cfg.answer_model,
                 key=k + "answer_model",
-                disabled=readonly,
+                disabled=readonly or not CAN_EDIT,
                 help=help_["answer_model"],
             )
             values["temperature"] = st.number_input(
@@ -102,7 +104,7 @@ with edit_tab:
                 value=cfg.temperature,
                 step=0.1,
                 key=k + "temperature",
-                disabled=readonly,
+                disabled=readonly or not CAN_EDIT,
                 help=help_["temperature"],
             )
             values["max_tokens"] = st.number_input(
@@ -111,7 +113,7 @@ with edit_tab:
                 64_000,
                 cfg.max_tokens,
                 key=k + "max_tokens",
-                disabled=readonly,
+                disabled=readonly or not CAN_EDIT,
                 help=help_["max_tokens"],
             )
         with c2:
@@ -121,7 +123,7 @@ with edit_tab:
                 50,
                 cfg.top_k,
                 key=k + "top_k",
-                disabled=readonly,
+                disabled=readonly or not CAN_EDIT,
                 help=help_["top_k"],
             )
             values["retrieval"] = st.radio(
@@ -130,7 +132,7 @@ with edit_tab:
                 index=[r.value for r in Retrieval].index(str(cfg.retrieval)),
                 key=k + "retrieval",
                 horizontal=True,
-                disabled=readonly,
+                disabled=readonly or not CAN_EDIT,
                 help=help_["retrieval"],
             )
             cc1, cc2 = st.columns(2)
@@ -141,7 +143,7 @@ with edit_tab:
                 cfg.chunk_size,
                 step=50,
                 key=k + "chunk_size",
-                disabled=readonly,
+                disabled=readonly or not CAN_EDIT,
                 help=help_["chunk_size"] + " Another chunk size builds its own index on first use.",
             )
             values["chunk_overlap"] = cc2.number_input(
@@ -151,7 +153,7 @@ with edit_tab:
                 cfg.chunk_overlap,
                 step=10,
                 key=k + "chunk_overlap",
-                disabled=readonly,
+                disabled=readonly or not CAN_EDIT,
                 help=help_["chunk_overlap"],
             )
         values["system_prompt"] = st.text_area(
@@ -159,7 +161,7 @@ with edit_tab:
             cfg.system_prompt,
             height=220,
             key=k + "system_prompt",
-            disabled=readonly,
+            disabled=readonly or not CAN_EDIT,
             help=help_["system_prompt"],
         )
         values["instructions"] = st.text_area(
@@ -167,16 +169,16 @@ with edit_tab:
             cfg.instructions,
             height=80,
             key=k + "instructions",
-            disabled=readonly,
+            disabled=readonly or not CAN_EDIT,
             help=help_["instructions"],
         )
         note = st.text_input(
-            "What did you change? (version note, optional)", key=k + "note", disabled=readonly
+            "What did you change? (version note, optional)", key=k + "note", disabled=readonly or not CAN_EDIT
         )
         saved = st.form_submit_button(
             "Save as a new version",
             type="primary",
-            disabled=readonly,
+            disabled=readonly or not CAN_EDIT,
             icon=":material/save:",
             key="configs.save",
         )
@@ -198,7 +200,7 @@ with edit_tab:
     st.markdown("##### Clone")
     row = st.container(horizontal=True, vertical_alignment="bottom")
     new_name = row.text_input("Name of the copy", key="configs.clone_name", placeholder=f"{name} copy")
-    if row.button("Clone", key="configs.clone", icon=":material/content_copy:"):
+    if row.button("Clone", key="configs.clone", icon=":material/content_copy:", disabled=not CAN_EDIT):
         try:
             cv = ws.clone_config(name, new_name or f"{name} copy")
         except RagError as exc:
@@ -207,7 +209,7 @@ with edit_tab:
             ss["configs.select_next"] = cv.name
             ss["configs.flash"] = ("success", f"Created **{ui.md(cv.label)}** from {ui.md(current.label)}.")
             st.rerun()
-    if not readonly:
+    if not readonly and ws.can(Role.ADMIN):
         if st.button("Delete…", key="configs.delete", icon=":material/delete:"):
             ss["configs.confirm_delete"] = name
         if ss.get("configs.confirm_delete") == name:
@@ -310,7 +312,9 @@ with files_tab:
         type=["json"],
         key="configs.upload",
     )
-    if upload is not None and st.button("Import", key="configs.import", icon=":material/upload:"):
+    if upload is not None and st.button(
+        "Import", key="configs.import", icon=":material/upload:", disabled=not CAN_EDIT
+    ):
         try:
             done = ws.import_configs(upload.name, upload.getvalue())
         except RagError as exc:

@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _shared as ui
+from rag_core.access import Role
 from rag_core.errors import RagError
 from rag_core.ingest.service import IngestOutcome
 from rag_core.models import DEFAULT_COLLECTION
@@ -15,6 +16,8 @@ from rag_core.workspace import SAMPLE_PDF
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
+CAN_EDIT = ws.can(Role.ANALYST)  # upload, re-index (viewers read only)
+CAN_DELETE = ws.can(Role.ADMIN)
 
 #: What the uploader accepts: the readable types, plus old formats that get a "how to convert" message.
 UPLOAD_TYPES = ["pdf", "docx", "html", "htm", "txt", "md", "doc", "odt", "rtf"]
@@ -143,6 +146,7 @@ with st.container(border=True):
         type=UPLOAD_TYPES,
         accept_multiple_files=True,
         key="docs.upload",
+        disabled=not CAN_EDIT,
         help="Several files at once. A file with the same name in this collection becomes its next "
         "version (the old version stays in the history).",
     )
@@ -151,10 +155,15 @@ with st.container(border=True):
             f":material/warning: Scanned PDFs cannot be read here yet: {ui.md(ws.ocr_install_hint())}."
         )
     row = st.container(horizontal=True)
-    index_clicked = row.button("Index files", key="docs.index", type="primary", disabled=not uploaded)
+    if not CAN_EDIT:
+        st.caption("Uploading needs the analyst role; you can read and search the documents.")
+    index_clicked = row.button(
+        "Index files", key="docs.index", type="primary", disabled=not uploaded or not CAN_EDIT
+    )
     sample_clicked = row.button(
         "Index the sample handbook",
         key="docs.sample",
+        disabled=not CAN_EDIT,
         help="Northwind staff handbook, to try the app without your own files.",
     )
     files = (
@@ -193,8 +202,10 @@ if not docs:
     st.info(
         "No documents indexed yet in this collection — upload policy files above, or index the sample handbook."
     )
-    if collection != DEFAULT_COLLECTION and st.button(
-        "Delete this empty collection", key="docs.delete_collection"
+    if (
+        CAN_DELETE
+        and collection != DEFAULT_COLLECTION
+        and st.button("Delete this empty collection", key="docs.delete_collection")
     ):
         try:
             ws.delete_collection(collection)
@@ -239,7 +250,7 @@ manage, search = st.tabs(["Manage and preview", "Search the index"])
 with manage:
     selected = st.selectbox("Document", names, key="docs.selected", persist_state="session")
     row = st.container(horizontal=True)
-    if row.button(
+    if CAN_EDIT and row.button(
         "Re-index", key="docs.reindex", help="Parse the stored original again and replace its chunks."
     ):
         with st.spinner(f"Re-indexing {selected}…"):
@@ -248,9 +259,9 @@ with manage:
             st.error(ui.md(outcome.error or "Re-indexing failed."))
         else:
             st.success(f"Re-indexed **{ui.md(outcome.name)}**: {outcome.chunks} chunks.")
-    if row.button("Delete…", key="docs.delete"):
+    if CAN_DELETE and row.button("Delete…", key="docs.delete"):
         ss["docs.confirm_delete"] = selected
-    if ss.get("docs.confirm_delete") == selected:
+    if CAN_DELETE and ss.get("docs.confirm_delete") == selected:
         st.warning(
             f"Delete **{ui.md(selected)}** from {ui.md(collection)}? Past runs keep their answers, and "
             "its version history is kept."

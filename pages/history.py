@@ -11,6 +11,7 @@ import streamlit as st
 
 from pages import _shared as ui
 from pages._format import duration, metric_line, speedup_line
+from rag_core.access import Role
 from rag_core.errors import RagError
 from rag_core.evaluation.agreement import DISAGREE_KAPPA, MIN_VERDICTS, AgreementReport
 from rag_core.evaluation.agreement import warm as warm_agreement
@@ -430,8 +431,10 @@ with details_tab:
         facts_id = identity_facts(run.identity)
         if facts_id:
             st.caption("  \n".join(f"{ui.md(k)}: {ui.md(v)}" for k, v in facts_id.items()))
+        st.caption(f"Started by {ui.md(ws.run_owner(run_id))}")
+        can_control = ws.can_control_run(run_id)  # its starter (an analyst) or an admin
         with (
-            st.popover("Name / note", icon=":material/edit:"),
+            st.popover("Name / note", icon=":material/edit:", disabled=not ws.can(Role.ANALYST)),
             st.form(f"history.label_form.{run_id}", border=False),
         ):
             new_name = st.text_input("Name", run.name or "", key=f"history.label_name.{run_id}")
@@ -514,8 +517,10 @@ with details_tab:
         if s.answered and row.button("Review answers", key="history.review", icon=":material/rate_review:"):
             ss["review.run"] = run_id
             st.switch_page(ui.REVIEW_PAGE)
-        if run.status in ("cancelled", "interrupted", "failed") and row.button(
-            "Resume", key="history.resume", icon=":material/replay:"
+        if (
+            can_control
+            and run.status in ("cancelled", "interrupted", "failed")
+            and row.button("Resume", key="history.resume", icon=":material/replay:")
         ):
             try:
                 ss["run.active_id"] = ws.resume_run(run_id)
@@ -524,9 +529,9 @@ with details_tab:
                 st.error(ui.md(str(exc)))
             else:
                 st.switch_page(ui.RUN_PAGE)
-        if row.button("Delete…", key="history.delete", icon=":material/delete:"):
+        if can_control and row.button("Delete…", key="history.delete", icon=":material/delete:"):
             ss["history.confirm_delete"] = run_id
-        if ss.get("history.confirm_delete") == run_id:
+        if can_control and ss.get("history.confirm_delete") == run_id:
             st.warning(
                 f"Delete run #{run_id} with all its answers, scores and timings? This cannot be undone."
             )

@@ -33,6 +33,7 @@ import streamlit as st
 
 from pages import _shared as ui
 from pages import _stale
+from rag_core.access import Role
 from rag_core.errors import InputError, RagError
 from rag_core.vocab import Expected
 from rag_core.workspace import items_to_rows, rows_to_items
@@ -40,6 +41,8 @@ from rag_core.workspace import items_to_rows, rows_to_items
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
+CAN_EDIT = ws.can(Role.ANALYST)  # viewers read and export only
+CAN_DELETE = ws.can(Role.ADMIN)
 COLUMNS = ["question", "ground_truth", "expected"]
 
 drafts: dict[str, list[dict[str, str]]] = ss.setdefault("qsets.drafts", {})
@@ -300,7 +303,9 @@ def editor(selected: str) -> None:
             "from that collection.",
         )
     row = st.container(horizontal=True)
-    save = row.button("Save", key="qsets.save", type="primary", disabled=selected not in drafts)
+    save = row.button(
+        "Save", key="qsets.save", type="primary", disabled=selected not in drafts or not CAN_EDIT
+    )
     if row.button("Discard changes", key="qsets.discard", disabled=selected not in drafts):
         _discard()
         st.rerun()  # the whole page: discarding a new set removes it from the list
@@ -353,7 +358,9 @@ else:
 
 # --------------------------------------------------------------------------------------------
 st.divider()
-new_col, import_col = st.columns(2)
+new_col, import_col = st.columns(2) if CAN_EDIT else (st.empty(), st.empty())
+if not CAN_EDIT:
+    st.caption("Creating, editing and importing question sets needs the analyst role.")
 with new_col:
     st.subheader("New set")
     st.text_input("Name", key="qsets.new_name", placeholder="e.g. Leave policy — tricky cases")
@@ -363,9 +370,9 @@ with new_col:
         st.text_input("New name", key="qsets.rename_to", placeholder=selected)
         row2 = st.container(horizontal=True)
         row2.button("Rename", key="qsets.rename", on_click=_rename)
-        if row2.button("Delete…", key="qsets.delete"):
+        if CAN_DELETE and row2.button("Delete…", key="qsets.delete"):
             ss["qsets.confirm_delete"] = selected
-        if ss.get("qsets.confirm_delete") == selected:
+        if CAN_DELETE and ss.get("qsets.confirm_delete") == selected:
             st.warning(f"Delete the question set '{ui.md(selected)}'? Runs that used it are kept.")
             confirm = st.container(horizontal=True)
             confirm.button("Yes, delete", key="qsets.delete_confirm", type="primary", on_click=_delete)

@@ -16,6 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from pages import _shared as ui
+from rag_core.access import Role
 from rag_core.errors import RagError
 from rag_core.evaluation.agreement import DISAGREE_KAPPA, MIN_VERDICTS
 from rag_core.evaluation.agreement import warm as warm_agreement
@@ -27,6 +28,7 @@ from rag_core.vocab import metric as metric_spec
 ui.ensure_routed(__file__)
 ss = st.session_state
 ws = ui.workspace()
+CAN_LABEL = ws.can(Role.ANALYST)  # viewers read the answers and verdicts only
 warm_agreement()  # scikit-learn loads in the background while the analyst reads the first answers
 
 #: Keyboard shortcut and button label per verdict.
@@ -189,6 +191,7 @@ with st.container(border=True, key="review.card"):
         placeholder="e.g. right number, wrong notice period",
         on_change=_comment_changed,
         args=(run_id, index),
+        disabled=not CAN_LABEL,
     )
     buttons = st.container(horizontal=True, key="review.buttons")
     for verdict in Verdict:
@@ -200,12 +203,13 @@ with st.container(border=True, key="review.card"):
             shortcut=VERDICT_KEYS[verdict],
             icon=VERDICT_ICONS[verdict],
             type="primary" if v is not None and not v.inherited and v.verdict == verdict else "secondary",
+            disabled=not CAN_LABEL,
         )
     buttons.button(
         "Previous (←)", key="review.prev", on_click=_move, args=(run_id, order, -1), shortcut="Left"
     )
     buttons.button("Next (→)", key="review.next", on_click=_move, args=(run_id, order, 1), shortcut="Right")
-    if v is not None and not v.inherited:
+    if CAN_LABEL and v is not None and not v.inherited:
         buttons.button(
             "Clear verdict", key="review.clear", on_click=_clear, args=(run_id, index), type="tertiary"
         )

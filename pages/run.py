@@ -3,6 +3,10 @@
 The run executes on the engine's loop thread; this page keeps only its id
 (``st.session_state["run.active_id"]``) and finds the handle again by id, so a run keeps going and
 its progress is still here after visiting another page.
+
+Ownership (issue 15): the page adopts only runs its principal started — the same signed-in user
+(any of their tabs) or, without sign-in, the same browser session. Other people's runs in progress
+are shown read-only (progress, who started it; no Cancel). Viewers see no run form at all.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import streamlit as st
 
 from pages import _shared as ui
 from pages._format import duration, metric_line, retries_line, speedup_line
+from rag_core.access import Role
 from rag_core.errors import RagError
 from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.models import DEFAULT_COLLECTION
@@ -160,7 +165,11 @@ def show_summary(run_id: int) -> None:
         ss["history.timeline_run"] = run.id
         ss["history.last_tab"] = "Run details"
         st.switch_page(ui.HISTORY_PAGE)
-    if run.status in RESUMABLE and row.button("Resume", key="run.resume", icon=":material/replay:"):
+    if (
+        run.status in RESUMABLE
+        and ws.can_control_run(run.id)
+        and row.button("Resume", key="run.resume", icon=":material/replay:")
+    ):
         resume(run.id)
 
 
@@ -221,25 +230,67 @@ def live_progress(run_id: int) -> None:
     c[3].metric("Errors", p.errors)
     c[4].metric("Elapsed", duration(p.elapsed_s))
     c[5].metric("ETA", duration(p.eta_s) if p.eta_s is not None else "—")
-    if st.button(
+    if ws.can_control_run(run_id) and st.button(
         "Cancel",
         key="run.cancel",
         icon=":material/stop_circle:",
         help="Stop the run. Finished answers and scores are kept; you can resume later.",
     ):
-        ws.cancel_run(run_id)
-        st.toast(f"Cancelling run #{run_id}… finished work is kept.")
+        try:
+            ws.cancel_run(run_id)
+        except RagError as exc:
+            st.error(ui.md(str(exc)))
+        else:
+            st.toast(f"Cancelling run #{run_id}… finished work is kept.")
+
+
+@st.fragment(run_every=2.0)
+def others_progress() -> None:
+    """Runs other people (or other browser sessions) started: progress only, read-only."""
+    mine = set(ws.active_run_ids(mine=True))
+    others = [r for r in ws.active_run_ids() if r not in mine]
+    if not others:
+        return
+    st.subheader("Other runs in progress")
+    for rid in others:
+        p = ws.progress(rid)
+        if p is None or p.finished:
+            continue
+        with st.container(border=True, key=f"run.other.{rid}"):
+            st.markdown(f"**Run #{rid}** · started by {ui.md(ws.run_owner(rid))} · read-only")
+            phase = PHASES.get(p.phase, p.phase)
+            st.progress(
+                min(1.0, p.fraction), text=f"{phase}: {p.done} of {p.total}" if p.total else f"{phase}…"
+            )
+            st.caption(f"Errors {p.errors} · elapsed {duration(p.elapsed_s)}")
+            # A signed-in admin may stop anyone's run (without sign-in every session is the local
+            # admin, and another tab must not stop this one: read-only there).
+            if (
+                ui.auth_configured()
+                and ws.can(Role.ADMIN)
+                and st.button(
+                    "Stop this run (admin)", key=f"run.admin_cancel.{rid}", icon=":material/stop_circle:"
+                )
+            ):
+                try:
+                    ws.cancel_run(rid)
+                except RagError as exc:
+                    st.error(ui.md(str(exc)))
+                else:
+                    st.toast(f"Cancelling run #{rid}… finished work is kept.")
 
 
 # --------------------------------------------------------------------------------------------
 st.title("Run an evaluation")
 active = ws.active_run_ids()
-if ss.get("run.active_id") is None and active:
-    ss["run.active_id"] = active[0]  # a run of this process started elsewhere (another tab)
-    ss["run.adopted_id"] = active[0]  # shown here, but it must not stop this session starting its own
+mine = ws.active_run_ids(mine=True)  # only runs this principal started are ever adopted
+if ss.get("run.active_id") is None and mine:
+    ss["run.active_id"] = mine[0]  # e.g. started in another tab by the same signed-in user
+if ss.get("run.active_id") in active and ss.get("run.active_id") not in mine:
+    ss.pop("run.active_id")  # someone else's run: never this session's (shown read-only below)
 run_id: int | None = ss.get("run.active_id")
-running = run_id is not None and run_id in active
-adopted = running and run_id == ss.get("run.adopted_id")  # e.g. another analyst's run on this server
+running = run_id is not None and run_id in mine
+can_run = ws.can(Role.ANALYST)
 
 sets = ui.question_sets()
 docs = ui.documents()
@@ -250,242 +301,256 @@ if not sets:
     st.warning("No question sets yet — create one first.", icon=":material/quiz:")
     st.page_link(ui.QSETS_PAGE, label="Go to Question sets", icon=":material/arrow_forward:")
 
-with st.container(border=True):
-    left, right = st.columns(2)
-    with left:
-        names = [s.name for s in sets]
-        counts = {s.name: s.n_items for s in sets}
-        ui.ensure_choice("run.set", names, default=SAMPLE_SET_NAME)
-        chosen_set = st.selectbox(
-            "Question set", names, key="run.set", persist_state="session", disabled=not names
-        )
-        if chosen_set:
-            st.caption(f"{counts.get(chosen_set, 0)} questions")
-        bound = next((s.collection for s in sets if s.name == chosen_set), None)
-        collections = ui.collections()
-        if bound and bound in collections:
-            ss["run.collection"] = bound
-        ui.ensure_choice("run.collection", collections, default=DEFAULT_COLLECTION)
-        collection = st.selectbox(
-            "Document collection",
-            collections,
-            key="run.collection",
-            disabled=bool(bound),
-            help="Retrieval searches only this collection's documents.",
-        )
-        n_docs = len(ui.documents(collection))
-        st.caption(
-            ("Bound to this set · " if bound else "")
-            + f"{n_docs} document{'s' if n_docs != 1 else ''} in {ui.md(collection)}"
-        )
-        if chosen_set and chosen_set in ss.get("qsets.drafts", {}):
-            st.caption(
-                "This set has unsaved edits on the Question sets page; the run uses the saved version."
-            )
-
-        backends = [b.value for b in Backend]
-        ui.ensure_choice("run.backend", backends, default=settings.default_backend)
-        if not settings.has_key:
-            ss["run.backend"] = "offline"
-        backend = st.radio(
-            "Answers by",
-            backends,
-            key="run.backend",
-            persist_state="session",
-            disabled=not settings.has_key,
-            format_func=lambda b: (
-                "Offline (extractive, no API key)" if b == "offline" else f"Claude · {settings.answer_model}"
-            ),
-        )
-        if not settings.has_key:
-            st.caption(
-                "Claude needs an Anthropic API key: set ANTHROPIC_API_KEY (or add it to "
-                ".streamlit/secrets.toml) and restart the app."
-            )
-        modes = [m.value for m in Mode if m != Mode.BATCH or backend == Backend.CLAUDE]
-        ui.ensure_choice("run.mode", modes, default="async")
-        mode = st.radio(
-            "Execution",
-            modes,
-            key="run.mode",
-            persist_state="session",
-            format_func=lambda m: MODE_LABELS.get(m, m),
-        )
-        if mode == "batch":
-            st.caption(
-                "The batch keeps going at Anthropic if you close the app; resume the run to "
-                "collect its answers."
-            )
-    with right:
-        ss.setdefault("run.concurrency", min(settings.concurrency, 32))
-        concurrency = st.slider(
-            "Concurrency",
-            1,
-            32,
-            key="run.concurrency",
-            persist_state="session",
-            disabled=mode in ("sequential", "batch"),
-            help="Requests in flight at once (async and compare modes).",
-        )
-        configs = {c.name: c for c in ui.configs()}
-        ui.ensure_choice("run.config", list(configs), default=DEFAULT_CONFIG_NAME)
-        config_name = st.selectbox(
-            "Assistant configuration",
-            list(configs),
-            key="run.config",
-            persist_state="session",
-            format_func=lambda n: configs[n].label if n in configs else n,
-            help="Model, prompts, top-k, retrieval and chunking. The run records this exact version.",
-        )
-        cv = configs.get(config_name) if config_name else None
-        top_k = cv.config.top_k if cv is not None else settings.top_k
-        if cv is not None:
-            c = cv.config
-            facts = f"top-k {c.top_k} · {c.retrieval} · chunks {c.chunk_size}/{c.chunk_overlap}"
-            if backend == "claude":
-                temp = "default" if c.temperature is None else f"{c.temperature:g}"
-                facts = f"{c.answer_model} · temperature {temp} · max {c.max_tokens} tokens · " + facts
-            st.caption(ui.md(facts))
-        st.page_link(ui.CONFIGS_PAGE, label="Edit configurations", icon=":material/tune:")
-        suites = [x.value for x in RUN_SUITES if x != Suite.JUDGE or settings.has_key]
-        ui.ensure_choice("run.suite", suites, default=default_suite(settings).value)
-        suite = st.selectbox(
-            "Metric suite",
-            suites,
-            key="run.suite",
-            persist_state="session",
-            format_func=lambda x: SUITE_LABELS.get(x, x),
-        )
-        if not settings.has_key:
-            st.caption("Claude-as-judge metrics need an API key.")
-        specs = {m.name: m for m in suite_metrics(suite)}
-        all_metrics = list(specs)
-        metrics: list[str] = []
-        judge_repeats, fresh = 1, False
-        if all_metrics:
-            mkey = f"run.metrics.{suite}"
-            ss.setdefault(mkey, all_metrics)
-            ss[mkey] = [m for m in ss[mkey] if m in all_metrics]
-            metrics = st.multiselect(
-                "Metrics",
-                all_metrics,
-                key=mkey,
-                persist_state="session",
-                format_func=lambda m: specs[m].label,
-            )
-        if suite == Suite.OFFLINE:
-            st.caption("Key facts and declines are scored with every suite (locally, no API calls).")
-        elif suite == Suite.JUDGE:
-            st.caption(
-                "Key facts and declines are scored with every suite; with the judge, Claude also "
-                "checks each answer for a decline (one call per answer)."
-            )
-        if suite == "judge":
-            ss.setdefault("run.judge_repeats", 1)
-            judge_repeats = int(
-                st.number_input(
-                    "Judge repeats",
-                    1,
-                    5,
-                    step=1,
-                    key="run.judge_repeats",
-                    persist_state="session",
-                    help="Judge each answer several times; shows mean ± stdev.",
-                )
-            )
-            fresh = st.checkbox(
-                "Fresh judgements (ignore the judge cache)", key="run.fresh", persist_state="session"
-            )
-
-    n_questions = counts.get(chosen_set, 0) if chosen_set else 0
-    if backend == "claude" or suite == "judge":
-        est = ws.estimate(
-            n_questions=n_questions,
-            backend=backend,
-            mode=mode,
-            suite=suite,
-            metrics=metrics or None,
-            top_k=top_k,
-            judge_repeats=judge_repeats,
-            config=config_name,
-        )
-        cached = (
-            f" + ~{est.cache_read_tokens + est.cache_write_tokens:,} read from the prompt cache"
-            if est.cache_read_tokens or est.cache_write_tokens
-            else ""
-        )
-        saved = (
-            f" (≈ ${est.full_price_usd:.2f} without prompt caching and Message Batches)"
-            if est.full_price_usd > est.cost_usd + 0.005
-            else ""
-        )
-        st.info(
-            f"Estimated Claude usage: **{est.calls:,} calls** ({est.answer_calls:,} answers + "
-            f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input{cached} / ~{est.output_tokens:,} "
-            f"output tokens · **≈ ${est.cost_usd:.2f}**{saved}. An upper estimate: cached judgements "
-            "cost nothing.",
-            icon=":material/payments:",
-        )
-    else:
-        st.caption(f"Offline run of {n_questions} questions: no API calls, no cost.")
-
-    with st.expander("Name and note (optional)"):
-        run_name = st.text_input("Run name", key="run.name", placeholder="e.g. shorter prompt, try 2")
-        run_note = st.text_area("Note", key="run.note", height=68, placeholder="What are you testing?")
-
-    problem = None
-    if running and not adopted:
-        problem = f"Run #{run_id} is in progress; wait for it or cancel it."
-    elif not docs:
-        problem = "Index documents first."
-    elif not ui.documents(collection):
-        problem = f"The collection '{collection}' has no documents: upload some or choose another."
-    elif not chosen_set:
-        problem = "Choose a question set."
-    elif all_metrics and not metrics:
-        problem = "Pick at least one metric (or choose 'No metrics')."
-    start = st.button(
-        "Start run",
-        key="run.start",
-        type="primary",
-        disabled=problem is not None,
-        icon=":material/play_arrow:",
+if not can_run:
+    st.info(
+        f"You are {ui.md(ws.principal.label)}, a viewer: you can watch runs in progress and read "
+        "History. Starting runs needs the analyst role; ask an admin.",
+        icon=":material/visibility:",
     )
-    if problem and not running:
-        st.caption(problem)
-    if start and problem is None and chosen_set:
-        try:
-            new_id = ws.start_run(
-                chosen_set,
+else:
+    with st.container(border=True):
+        left, right = st.columns(2)
+        with left:
+            names = [s.name for s in sets]
+            counts = {s.name: s.n_items for s in sets}
+            ui.ensure_choice("run.set", names, default=SAMPLE_SET_NAME)
+            chosen_set = st.selectbox(
+                "Question set", names, key="run.set", persist_state="session", disabled=not names
+            )
+            if chosen_set:
+                st.caption(f"{counts.get(chosen_set, 0)} questions")
+            bound = next((s.collection for s in sets if s.name == chosen_set), None)
+            collections = ui.collections()
+            if bound and bound in collections:
+                ss["run.collection"] = bound
+            ui.ensure_choice("run.collection", collections, default=DEFAULT_COLLECTION)
+            collection = st.selectbox(
+                "Document collection",
+                collections,
+                key="run.collection",
+                disabled=bool(bound),
+                help="Retrieval searches only this collection's documents.",
+            )
+            n_docs = len(ui.documents(collection))
+            st.caption(
+                ("Bound to this set · " if bound else "")
+                + f"{n_docs} document{'s' if n_docs != 1 else ''} in {ui.md(collection)}"
+            )
+            if chosen_set and chosen_set in ss.get("qsets.drafts", {}):
+                st.caption(
+                    "This set has unsaved edits on the Question sets page; the run uses the saved version."
+                )
+
+            backends = [b.value for b in Backend]
+            ui.ensure_choice("run.backend", backends, default=settings.default_backend)
+            if not settings.has_key:
+                ss["run.backend"] = "offline"
+            backend = st.radio(
+                "Answers by",
+                backends,
+                key="run.backend",
+                persist_state="session",
+                disabled=not settings.has_key,
+                format_func=lambda b: (
+                    "Offline (extractive, no API key)"
+                    if b == "offline"
+                    else f"Claude · {settings.answer_model}"
+                ),
+            )
+            if not settings.has_key:
+                st.caption(
+                    "Claude needs an Anthropic API key: set ANTHROPIC_API_KEY (or add it to "
+                    ".streamlit/secrets.toml) and restart the app."
+                )
+            modes = [m.value for m in Mode if m != Mode.BATCH or backend == Backend.CLAUDE]
+            ui.ensure_choice("run.mode", modes, default="async")
+            mode = st.radio(
+                "Execution",
+                modes,
+                key="run.mode",
+                persist_state="session",
+                format_func=lambda m: MODE_LABELS.get(m, m),
+            )
+            if mode == "batch":
+                st.caption(
+                    "The batch keeps going at Anthropic if you close the app; resume the run to "
+                    "collect its answers."
+                )
+        with right:
+            ss.setdefault("run.concurrency", min(settings.concurrency, 32))
+            concurrency = st.slider(
+                "Concurrency",
+                1,
+                32,
+                key="run.concurrency",
+                persist_state="session",
+                disabled=mode in ("sequential", "batch"),
+                help="Requests in flight at once (async and compare modes).",
+            )
+            configs = {c.name: c for c in ui.configs()}
+            ui.ensure_choice("run.config", list(configs), default=DEFAULT_CONFIG_NAME)
+            config_name = st.selectbox(
+                "Assistant configuration",
+                list(configs),
+                key="run.config",
+                persist_state="session",
+                format_func=lambda n: configs[n].label if n in configs else n,
+                help="Model, prompts, top-k, retrieval and chunking. The run records this exact version.",
+            )
+            cv = configs.get(config_name) if config_name else None
+            top_k = cv.config.top_k if cv is not None else settings.top_k
+            if cv is not None:
+                c = cv.config
+                facts = f"top-k {c.top_k} · {c.retrieval} · chunks {c.chunk_size}/{c.chunk_overlap}"
+                if backend == "claude":
+                    temp = "default" if c.temperature is None else f"{c.temperature:g}"
+                    facts = f"{c.answer_model} · temperature {temp} · max {c.max_tokens} tokens · " + facts
+                st.caption(ui.md(facts))
+            st.page_link(ui.CONFIGS_PAGE, label="Edit configurations", icon=":material/tune:")
+            suites = [x.value for x in RUN_SUITES if x != Suite.JUDGE or settings.has_key]
+            ui.ensure_choice("run.suite", suites, default=default_suite(settings).value)
+            suite = st.selectbox(
+                "Metric suite",
+                suites,
+                key="run.suite",
+                persist_state="session",
+                format_func=lambda x: SUITE_LABELS.get(x, x),
+            )
+            if not settings.has_key:
+                st.caption("Claude-as-judge metrics need an API key.")
+            specs = {m.name: m for m in suite_metrics(suite)}
+            all_metrics = list(specs)
+            metrics: list[str] = []
+            judge_repeats, fresh = 1, False
+            if all_metrics:
+                mkey = f"run.metrics.{suite}"
+                ss.setdefault(mkey, all_metrics)
+                ss[mkey] = [m for m in ss[mkey] if m in all_metrics]
+                metrics = st.multiselect(
+                    "Metrics",
+                    all_metrics,
+                    key=mkey,
+                    persist_state="session",
+                    format_func=lambda m: specs[m].label,
+                )
+            if suite == Suite.OFFLINE:
+                st.caption("Key facts and declines are scored with every suite (locally, no API calls).")
+            elif suite == Suite.JUDGE:
+                st.caption(
+                    "Key facts and declines are scored with every suite; with the judge, Claude also "
+                    "checks each answer for a decline (one call per answer)."
+                )
+            if suite == "judge":
+                ss.setdefault("run.judge_repeats", 1)
+                judge_repeats = int(
+                    st.number_input(
+                        "Judge repeats",
+                        1,
+                        5,
+                        step=1,
+                        key="run.judge_repeats",
+                        persist_state="session",
+                        help="Judge each answer several times; shows mean ± stdev.",
+                    )
+                )
+                fresh = st.checkbox(
+                    "Fresh judgements (ignore the judge cache)", key="run.fresh", persist_state="session"
+                )
+
+        n_questions = counts.get(chosen_set, 0) if chosen_set else 0
+        if backend == "claude" or suite == "judge":
+            est = ws.estimate(
+                n_questions=n_questions,
                 backend=backend,
                 mode=mode,
-                concurrency=concurrency,
                 suite=suite,
                 metrics=metrics or None,
+                top_k=top_k,
                 judge_repeats=judge_repeats,
-                fresh=fresh,
-                collection=collection,
                 config=config_name,
-                run_name=run_name or None,
-                note=run_note or None,
             )
-        except RagError as exc:
-            st.error(ui.md(str(exc)))
+            cached = (
+                f" + ~{est.cache_read_tokens + est.cache_write_tokens:,} read from the prompt cache"
+                if est.cache_read_tokens or est.cache_write_tokens
+                else ""
+            )
+            saved = (
+                f" (≈ ${est.full_price_usd:.2f} without prompt caching and Message Batches)"
+                if est.full_price_usd > est.cost_usd + 0.005
+                else ""
+            )
+            st.info(
+                f"Estimated Claude usage: **{est.calls:,} calls** ({est.answer_calls:,} answers + "
+                f"{est.judge_calls:,} judge) · ~{est.input_tokens:,} input{cached} / ~{est.output_tokens:,} "
+                f"output tokens · **≈ ${est.cost_usd:.2f}**{saved}. An upper estimate: cached judgements "
+                "cost nothing.",
+                icon=":material/payments:",
+            )
         else:
-            ss["run.active_id"] = new_id
-            ss.pop("run.refreshed", None)
-            st.rerun()
+            st.caption(f"Offline run of {n_questions} questions: no API calls, no cost.")
+
+        with st.expander("Name and note (optional)"):
+            run_name = st.text_input("Run name", key="run.name", placeholder="e.g. shorter prompt, try 2")
+            run_note = st.text_area("Note", key="run.note", height=68, placeholder="What are you testing?")
+
+        problem = None
+        if running:
+            problem = f"Run #{run_id} is in progress; wait for it or cancel it."
+        elif not docs:
+            problem = "Index documents first."
+        elif not ui.documents(collection):
+            problem = f"The collection '{collection}' has no documents: upload some or choose another."
+        elif not chosen_set:
+            problem = "Choose a question set."
+        elif all_metrics and not metrics:
+            problem = "Pick at least one metric (or choose 'No metrics')."
+        start = st.button(
+            "Start run",
+            key="run.start",
+            type="primary",
+            disabled=problem is not None,
+            icon=":material/play_arrow:",
+        )
+        if problem and not running:
+            st.caption(problem)
+        if start and problem is None and chosen_set:
+            try:
+                new_id = ws.start_run(
+                    chosen_set,
+                    backend=backend,
+                    mode=mode,
+                    concurrency=concurrency,
+                    suite=suite,
+                    metrics=metrics or None,
+                    judge_repeats=judge_repeats,
+                    fresh=fresh,
+                    collection=collection,
+                    config=config_name,
+                    run_name=run_name or None,
+                    note=run_note or None,
+                )
+            except RagError as exc:
+                st.error(ui.md(str(exc)))
+            else:
+                ss["run.active_id"] = new_id
+                ss.pop("run.refreshed", None)
+                st.rerun()
+
 
 if run_id is not None:
     st.subheader(f"Run #{run_id}")
-    if adopted:
-        st.caption("Started in another browser session. You can start your own run above; both run at once.")
     if running:
         live_progress(run_id)
     else:
         show_summary(run_id)
 
-resumable = [r for r in ui.runs()[:50] if r.status in RESUMABLE and r.id != run_id][:3]
+others_progress()
+
+resumable = [
+    r
+    for r in ui.runs()[:50]
+    if r.status in RESUMABLE and r.id != run_id and can_run and ws.can_control_run(r.id)
+][:3]
 if resumable:
     with st.expander(f"Unfinished runs ({len(resumable)})"):
         for r in resumable:

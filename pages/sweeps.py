@@ -8,6 +8,7 @@ import streamlit as st
 
 from pages import _shared as ui
 from pages._format import duration
+from rag_core.access import Role
 from rag_core.errors import RagError
 from rag_core.experiment import DEFAULT_CONFIG_NAME
 from rag_core.reporting.experiment_figures import leaderboard_figure
@@ -138,7 +139,12 @@ with st.container(border=True):
                 )
             st.info("  \n".join(lines), icon=":material/payments:")
     start = st.button(
-        "Start sweep", key="sweeps.start", type="primary", disabled=plan is None, icon=":material/play_arrow:"
+        "Start sweep",
+        key="sweeps.start",
+        type="primary",
+        disabled=plan is None or not ws.can(Role.ANALYST),
+        icon=":material/play_arrow:",
+        help=None if ws.can(Role.ANALYST) else "Starting sweeps needs the analyst role.",
     )
     if problem:
         st.caption(ui.md(problem))
@@ -173,7 +179,7 @@ def sweep_progress(sid: int) -> None:
         text=f"Configuration {min(p.done + 1, p.total)} of {p.total}: {ui.md(p.current_label)}{inner}",
     )
     st.caption(f"Elapsed {duration(p.elapsed_s)} · runs so far: " + ", ".join(f"#{r}" for r in p.run_ids))
-    if st.button("Cancel sweep", key="sweeps.cancel", icon=":material/stop_circle:"):
+    if ws.can(Role.ANALYST) and st.button("Cancel sweep", key="sweeps.cancel", icon=":material/stop_circle:"):
         ws.cancel_sweep(sid)
         st.toast(f"Cancelling sweep #{sid}… finished runs are kept.")
 

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag_core import cli_authoring, cli_coverage, cli_experiments, logs
+from rag_core import cli_audit, cli_authoring, cli_coverage, cli_experiments, logs
+from rag_core.access import AuditAction
 from rag_core.cli_inputs import (
     CORRECT_GATE,
     EXIT_GATE,
@@ -183,6 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_coverage.add_parsers(sub, qs)  # coverage, questions stale
     cli_experiments.add_parsers(sub)  # configs, compare, sweep
     cli_authoring.add_parsers(sub)  # generate, generated (issue 14)
+    cli_audit.add_parsers(sub)  # audit
     return p
 
 
@@ -276,6 +278,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         note=args.note,
     )
     handle = start_run(req, settings=settings, store=store)
+    cli_audit.record_cli_run(store, handle.run_id, AuditAction.RUN_START, f"questions {args.questions.name}")
     rc = _follow(handle, store, settings, args, gates)
     if args.baseline is not None and rc in (EXIT_OK, EXIT_GATE):
         gate = cli_experiments.baseline_gate(
@@ -291,6 +294,7 @@ def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
     store = _store(settings)
     recover_interrupted(store, settings)
     handle = resume_run(args.run_id, settings=settings, store=store)
+    cli_audit.record_cli_run(store, handle.run_id, AuditAction.RUN_RESUME)
     return _follow(handle, store, settings, args, {})
 
 

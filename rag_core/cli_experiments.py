@@ -168,6 +168,11 @@ def cmd_configs_import(args: argparse.Namespace, settings: Settings) -> int:
         before = store.config_versions(name)
         cv = cfgs.save_config(store, name, cfg, note=note)
         state = "unchanged" if before and before[-1].version == cv.version else "saved"
+        if state == "saved":
+            from rag_core.access import AuditAction
+            from rag_core.cli_audit import record_cli_action
+
+            record_cli_action(store, AuditAction.CONFIG_SAVE, cv.label, f"imported from {args.path.name}")
         print(f"{state:9} {cv.label}")
     return EXIT_OK
 

@@ -71,7 +71,26 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                     f"{outcome.status:9} {outcome.name} [{collection}] v{outcome.version} "
                     f"({outcome.chunks} chunks{extra}, {outcome.seconds:.1f} s){changed}"
                 )
+                _audit_ingest(store, outcome)
     return EXIT_INPUT if failed else EXIT_OK
+
+
+def _audit(store: Any, action: str, target: str, detail: str = "") -> None:
+    from rag_core.access import AuditAction
+    from rag_core.cli_audit import record_cli_action
+
+    record_cli_action(store, AuditAction[action], target, detail)
+
+
+def _audit_ingest(store: Any, outcome: Any) -> None:
+    if outcome.status in ("added", "replaced"):
+        action = "DOCUMENT_UPLOAD" if outcome.status == "added" else "DOCUMENT_REPLACE"
+        _audit(
+            store,
+            action,
+            f"{outcome.collection} / {outcome.name} v{outcome.version}",
+            f"{outcome.chunks} chunks",
+        )
 
 
 def cmd_docs(args: argparse.Namespace, settings: Settings) -> int:
@@ -102,9 +121,10 @@ CORRECT_GATE = "correct"
 
 
 def _workspace(settings: Settings) -> Any:
+    from rag_core.access import CLI_ADMIN
     from rag_core.workspace import Workspace
 
-    return Workspace(settings)
+    return Workspace(settings, principal=CLI_ADMIN)
 
 
 def cmd_label(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,6 +225,7 @@ def cmd_questions_import(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     items = load_questions(args.path)
     store.save_question_set(args.name, items)
+    _audit(store, "QUESTION_SET_SAVE", args.name, f"imported from {args.path.name}, {len(items)} questions")
     bound = ""
     if args.collection:
         store.bind_question_set(args.name, store.create_collection(args.collection))

@@ -18,6 +18,7 @@ are caught at the module boundary and re-raised as one of these (``raise ... fro
     │   └── ConnectionFailedError  the API could not be reached             (retryable)
     ├── EvaluationError     a metric could not be computed
     ├── StorageError        the SQLite history store failed
+    ├── AccessDeniedError   the acting person's role does not allow the action
     └── CancelledError      the user cancelled the run
 """
 
@@ -109,3 +110,8 @@ class StorageError(RagError):
 
 class CancelledError(RagError):
     """The user cancelled the run; finished results are kept."""
+
+
+class AccessDeniedError(RagError):
+    """The acting person's role (or not owning the run) does not allow the action. The message
+    names the action, the role it needs and the person's role (see :mod:`rag_core.access`)."""

@@ -22,6 +22,11 @@ Contracts
   brought in line with what that index holds. Uploading again creates a new index.
 - :meth:`Workspace.version` changes whenever the history database or the index on disk changes
   (from this process or another one, e.g. a CLI run): pages key their cached reads on it.
+- Access (issue 15): every method that changes something checks the acting principal's role
+  first (:mod:`rag_core.workspace_access`: ``_require`` / ``_require_run_control``) and raises
+  :class:`~rag_core.errors.AccessDeniedError` naming the action and the role it needs; it writes
+  an audit entry after it succeeded. Reading needs no role beyond viewer. A run belongs to whoever
+  started it: only they or an admin can cancel, resume or delete it.
 - Thread-safety: methods may be called from several Streamlit script threads at once. Runs execute
   on the engine's loop thread; their handles are found again by run id (:meth:`progress`), so a
   page keeps only the id.
@@ -38,6 +43,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from rag_core.access import LOCAL_ADMIN, AuditAction, Principal, Role
 from rag_core.errors import InputError, RagError
 from rag_core.evaluation.agreement import AgreementReport, RunVerdicts, agreement_report
 from rag_core.experiment import DEFAULT_CONFIG_NAME
@@ -65,6 +71,7 @@ from rag_core.settings import Settings
 from rag_core.storage import HistoryStore, ResultRecord, RunRecord, VerdictRecord
 from rag_core.summary import RunSummary
 from rag_core.vocab import Backend, Mode, RunStatus, Suite, choice
+from rag_core.workspace_access import AccessMixin
 from rag_core.workspace_authoring import AuthoringMixin
 from rag_core.workspace_coverage import CoverageMixin
 from rag_core.workspace_experiments import ExperimentsMixin
@@ -98,13 +105,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
+class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, AccessMixin):
     """Everything the dashboard does with one data directory. See the module docstring.
 
     Documents, collections and question sets: :class:`~rag_core.workspace_library.LibraryMixin`.
     Configurations, run names, sweeps and leaderboards: :class:`~rag_core.workspace_experiments.ExperimentsMixin`.
     Generated questions and their review queue: :class:`~rag_core.workspace_authoring.AuthoringMixin`.
     Coverage map and stale questions: :class:`~rag_core.workspace_coverage.CoverageMixin`.
+    Roles, run ownership, the audit trail: :class:`~rag_core.workspace_access.AccessMixin`.
     """
 
     def __init__(
@@ -114,8 +122,11 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
         store: HistoryStore | None = None,
         engine: Engine | None = None,
         ocr: OcrEngine | None = None,
+        principal: Principal | None = None,
     ) -> None:
         self.settings = settings
+        self._default_principal = principal or LOCAL_ADMIN
+        """Who acts when no :meth:`acting_as` principal is set (the CLI: ``CLI_ADMIN``)."""
         self.ocr = ocr
         """OCR engine for scanned pages (None: Tesseract, ``settings.tesseract_cmd``)."""
         self.store = store or HistoryStore(settings.db_path)
@@ -254,7 +265,9 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
         ``metrics`` empty or None means all of the suite's metrics. The run pins the assistant
         configuration ``config`` at ``config_version`` (latest when None); without one it pins
         "default" (the settings), unless ``top_k`` is given (then an unsaved variant of it).
+        Needs the analyst role; the run records who started it.
         """
+        self._require(Role.ANALYST, "start a run")
         info = next((s for s in self.question_sets() if s.name == question_set), None)
         bound = info.collection if info is not None else None
         if bound and collection and collection != bound:
@@ -292,6 +305,13 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
             note=note,
         )
         handle = start_run(request, settings=self.settings, store=self.store, engine=self.engine)
+        handle.started_by = self.principal.owner_key
+        self._record_run_start(
+            handle.run_id,
+            AuditAction.RUN_START,
+            f"set '{question_set}' ({len(items)} questions), collection '{collection}', "
+            f"{backend}/{mode}, suite {suite}" + (f", configuration {config}" if config else ""),
+        )
         self._touch()
         return handle.run_id
 
@@ -299,10 +319,15 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
         """Finish an interrupted, cancelled or failed run (only what is missing); returns its id.
 
         Raises :class:`InputError` for an unknown run or one that is still running, and
-        :class:`RetrievalError` when the index folder has gone missing.
+        :class:`RetrievalError` when the index folder has gone missing. Only the run's starter
+        (an analyst) or an admin may resume it.
         """
+        self.store.get_run(run_id)  # an unknown run is an InputError, not a refusal
+        self._require_run_control(run_id, "resume")
         self._check_index()
         handle = resume_run(run_id, settings=self.settings, store=self.store, engine=self.engine)
+        handle.started_by = self.principal.owner_key  # this session now watches it
+        self._audit(AuditAction.RUN_RESUME, f"run #{run_id}")
         self._touch()
         return handle.run_id
 
@@ -313,11 +338,14 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
         return handle.progress() if handle is not None else None
 
     def cancel_run(self, run_id: int) -> bool:
-        """Ask a run to stop (finished answers and scores are kept). False if it is not running here."""
+        """Ask a run to stop (finished answers and scores are kept). False if it is not running here.
+        Only the run's starter (an analyst) or an admin may cancel it."""
         handle = live_handle(self.engine, self.store, run_id)
         if handle is None or handle.done():
             return False
+        self._require_run_control(run_id, "cancel")
         handle.cancel()
+        self._audit(AuditAction.RUN_CANCEL, f"run #{run_id}")
         self._touch()
         return True
 
@@ -330,9 +358,15 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
         self._touch()
         return handle.done()
 
-    def active_run_ids(self) -> list[int]:
-        """Ids of this data dir's runs still executing in this process, newest first."""
-        return sorted((h.run_id for h in live_runs(self.engine, self.store)), reverse=True)
+    def active_run_ids(self, *, mine: bool = False) -> list[int]:
+        """Ids of this data dir's runs still executing in this process, newest first; with
+        ``mine``, only those the acting principal started (or resumed) — in single-user mode, in
+        this browser session. A page adopts only these; others' runs are shown read-only."""
+        handles = live_runs(self.engine, self.store)
+        if mine:
+            key = self.principal.owner_key
+            handles = [h for h in handles if h.started_by == key]
+        return sorted((h.run_id for h in handles), reverse=True)
 
     def runs(self, limit: int | None = None) -> list[RunRecord]:
         """Runs newest first (at most ``limit``); ``[]`` when none."""
@@ -359,14 +393,23 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
         """Delete a run and everything recorded for it. False when it did not exist.
 
         Raises :class:`InputError` when it is still running in this process (cancel it first) and
-        :class:`StorageError` when another live process is still running it.
+        :class:`StorageError` when another live process is still running it. Only the run's
+        starter (an analyst) or an admin may delete it.
         """
+        try:
+            self.store.get_run(run_id)
+        except InputError:
+            return False
+        self._require_run_control(run_id, "delete")
         if run_id in self.active_run_ids():
             raise InputError(f"Run #{run_id} is still running; cancel it before deleting it.")
         try:
-            return self.store.delete_run(run_id)
+            deleted = self.store.delete_run(run_id)
         finally:
             self._touch()
+        if deleted:
+            self._audit(AuditAction.RUN_DELETE, f"run #{run_id}")
+        return deleted
 
     def export_run(self, run_id: int, fmt: str) -> str:
         """A run as ``"json"`` (summary + results) or ``"csv"`` (one row per question).
@@ -388,16 +431,20 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin):
         """Save the analyst's verdict (correct / partly / wrong) on question ``index`` (0-based) of
         a run, at once, replacing an earlier one; the stored headlines of this run and of later
         runs that inherit it are refreshed. Raises :class:`InputError` for an unknown run,
-        question or verdict, or a question without an answer."""
+        question or verdict, or a question without an answer. Needs the analyst role."""
+        self._require(Role.ANALYST, "label answers")
         record = self.store.save_verdict(run_id, index, verdict, comment)
+        self._audit(AuditAction.ANSWER_LABEL, f"run #{run_id} question {index + 1}", str(record.verdict))
         self._refresh_headlines(run_id, [index])
         self._touch()
         return record
 
     def clear_label(self, run_id: int, index: int) -> bool:
         """Remove the verdict given on question ``index`` of a run; False when there was none."""
+        self._require(Role.ANALYST, "label answers")
         removed = self.store.clear_verdict(run_id, index)
         if removed:
+            self._audit(AuditAction.ANSWER_UNLABEL, f"run #{run_id} question {index + 1}")
             self._refresh_headlines(run_id, [index])
             self._touch()
         return removed

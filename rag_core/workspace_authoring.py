@@ -16,6 +16,7 @@ from rag_core.authoring.job import (
     find,
     register,
 )
+from rag_core.access import AuditAction, Principal, Role
 from rag_core.authoring.plan import MAX_PAIRS, GenerationPlan, QuestionKind, build_plan, parse_kinds
 from rag_core.errors import InputError
 from rag_core.models import GeneratedPair, QAItem
@@ -65,6 +66,8 @@ class AuthoringMixin:
         def collections(self) -> list[str]: ...
         def question_sets(self) -> list[QuestionSetInfo]: ...
         def question_set(self, name: str) -> list[QAItem]: ...
+        def _require(self, role: Role, action: str) -> Principal: ...
+        def _audit(self, action: AuditAction, target: str = "", detail: str = "") -> None: ...
 
     # --- availability ---------------------------------------------------------------------------
     @property
@@ -173,8 +176,10 @@ class AuthoringMixin:
         """Start writing ``plan``'s pairs in the background; returns the job id at once.
 
         The pairs land in the review queue (with ``accept_all`` they are accepted into ``into`` at
-        once). Raises :class:`InputError` without an API key, or ``accept_all`` without ``into``.
+        once). Raises :class:`InputError` without an API key, or ``accept_all`` without ``into``;
+        needs the analyst role.
         """
+        self._require(Role.ANALYST, "generate questions")
         if not self.can_generate:
             raise InputError(
                 "Generating questions needs Claude, and no Anthropic API key is configured. Set "
@@ -208,6 +213,11 @@ class AuthoringMixin:
         )
         register(job)
         job.start()
+        self._audit(
+            AuditAction.QUESTIONS_GENERATE,
+            collection,
+            f"{plan.n} pairs, job {job.id}" + (f", into '{into}'" if into else ""),
+        )
         self._touch()
         return job.id
 
@@ -223,6 +233,7 @@ class AuthoringMixin:
 
     def cancel_generation(self, job_id: str) -> bool:
         """Stop a generation (pairs already written are still checked and queued)."""
+        self._require(Role.ANALYST, "cancel a question generation")
         job = find(job_id)
         if job is None or job.done():
             return False
@@ -248,6 +259,7 @@ class AuthoringMixin:
     def edit_generated(self, pair_id: int, question: str, expected_answer: str) -> GeneratedPair:
         """Save the analyst's edit of a pending pair. Raises :class:`InputError` for an empty
         question or expected answer, or an unknown / already reviewed pair."""
+        self._require(Role.ANALYST, "edit generated questions")
         question, expected_answer = " ".join((question or "").split()), (expected_answer or "").strip()
         if not question:
             raise InputError("The question cannot be empty.")
@@ -263,6 +275,7 @@ class AuthoringMixin:
 
     def reject_generated(self, pair_ids: Iterable[int]) -> int:
         """Reject pairs (they stay in the queue's history, never in a set); returns how many."""
+        self._require(Role.ANALYST, "reject generated questions")
         ids = [int(i) for i in pair_ids]
         for i in ids:
             self.store.generated_pair(i)
@@ -279,6 +292,7 @@ class AuthoringMixin:
         :class:`InputError` for an empty set name, an unknown or already reviewed pair, a set bound
         to another collection, or a set that would not validate (nothing is saved then).
         """
+        self._require(Role.ANALYST, "accept generated questions")
         into = (into or "").strip()
         if not into:
             raise InputError("Choose or type the name of the question set to add the questions to.")

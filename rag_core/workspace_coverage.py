@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from rag_core.access import AuditAction, Role
 from rag_core.coverage.report import CoverageReport, build_report
 from rag_core.errors import InputError
 from rag_core.models import DEFAULT_COLLECTION, QAItem
@@ -172,6 +173,7 @@ class CoverageMixin(LibraryMixin):
         not flagged."""
         from rag_core.coverage.service import confirm_question
 
+        self._require(Role.ANALYST, "confirm expected answers")
         items = self.question_set(question_set)
         if not 1 <= number <= len(items):
             raise InputError(
@@ -182,6 +184,7 @@ class CoverageMixin(LibraryMixin):
             raise InputError(f"Question {number} of '{question_set}' is not flagged; nothing to confirm.")
         index = self._get_index()
         cleared = confirm_question(self.store, index, index.chunks_of, question_set, question)
+        self._audit(AuditAction.SOURCES_CONFIRM, f"{question_set} / question {number}", f"{cleared} links")
         self._touch()
         return cleared
 

@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rag_core.access import AuditAction, Principal, Role
 from rag_core.errors import InputError
 from rag_core.experiment import DEFAULT_CONFIG_NAME, AssistantConfig, ConfigVersion, SweepRecord, config_name
 from rag_core.reporting.diff import FieldChange, config_diff
@@ -49,6 +50,10 @@ class ExperimentsMixin:
 
         def _touch(self) -> None: ...
 
+        def _require(self, role: Role, action: str) -> Principal: ...
+
+        def _audit(self, action: AuditAction, target: str = "", detail: str = "") -> None: ...
+
         def question_set(self, name: str) -> Any: ...
 
         def has_documents(self) -> bool: ...
@@ -76,7 +81,8 @@ class ExperimentsMixin:
     ) -> ConfigVersion:
         """Save ``fields`` (a configuration, or field → value from a form) as the next version of
         ``name``; unchanged fields are no new version. Raises :class:`InputError` naming the field,
-        or for "default" (clone it instead)."""
+        or for "default" (clone it instead). Needs the analyst role."""
+        self._require(Role.ANALYST, "save configurations")
         if isinstance(fields, AssistantConfig):
             cfg = fields
         else:
@@ -84,29 +90,37 @@ class ExperimentsMixin:
             cfg = AssistantConfig.from_json(dict(fields), base=base)
         out = cfgs.save_config(self.store, name, cfg, note=note)
         self._touch()
+        self._audit(AuditAction.CONFIG_SAVE, out.label, note)
         return out
 
     def clone_config(self, source: str, new_name: str, *, version: int | None = None) -> ConfigVersion:
         """Save a copy of ``source`` (at ``version``) as version 1 of ``new_name``.
 
-        Raises :class:`InputError` when ``new_name`` is taken or reserved.
+        Raises :class:`InputError` when ``new_name`` is taken or reserved. Needs the analyst role.
         """
+        self._require(Role.ANALYST, "save configurations")
         new_name = config_name(new_name)
         if self._exists(new_name) or new_name.casefold() == DEFAULT_CONFIG_NAME:
             raise InputError(f"A configuration named '{new_name}' already exists; pick another name.")
         src = self.config(source, version)
         out = cfgs.save_config(self.store, new_name, src.config, note=f"Cloned from {src.label}.")
         self._touch()
+        self._audit(AuditAction.CONFIG_SAVE, out.label, f"cloned from {src.label}")
         return out
 
     def delete_config(self, name: str) -> bool:
-        """Delete every version of ``name`` (runs keep their copy). False when it did not exist."""
+        """Delete every version of ``name`` (runs keep their copy). False when it did not exist.
+        Needs the admin role."""
+        self._require(Role.ADMIN, "delete configurations")
         if name == DEFAULT_CONFIG_NAME:
             raise InputError("'default' follows the app's settings and cannot be deleted.")
         try:
-            return self.store.delete_config(name)
+            deleted = self.store.delete_config(name)
         finally:
             self._touch()
+        if deleted:
+            self._audit(AuditAction.CONFIG_DELETE, name)
+        return deleted
 
     @staticmethod
     def config_changes(a: ConfigVersion, b: ConfigVersion) -> list[FieldChange]:
@@ -119,12 +133,16 @@ class ExperimentsMixin:
 
     def import_configs(self, filename: str, data: bytes, *, name: str | None = None) -> list[ConfigVersion]:
         """Save every configuration of a JSON file (each a new version when it changed). Fields
-        missing from the file keep the default's values. Raises :class:`InputError` naming the file."""
+        missing from the file keep the default's values. Raises :class:`InputError` naming the file.
+        Needs the analyst role."""
+        self._require(Role.ANALYST, "save configurations")
         parsed = cfgs.parse_config_file(
             data, source=filename, base=cfgs.default_config(self.settings), name=name
         )
         out = [cfgs.save_config(self.store, n, c, note=note) for n, c, note in parsed]
         self._touch()
+        for cv in out:
+            self._audit(AuditAction.CONFIG_SAVE, cv.label, f"imported from {filename}")
         return out
 
     def _exists(self, name: str) -> bool:
@@ -132,9 +150,11 @@ class ExperimentsMixin:
 
     # --- runs: names and comparisons ----------------------------------------------------------
     def label_run(self, run_id: int, *, name: str | None, note: str | None) -> None:
-        """Set or clear a run's name and note."""
+        """Set or clear a run's name and note. Needs the analyst role."""
+        self._require(Role.ANALYST, "rename runs")
         self.store.label_run(run_id, name=name, note=note)
         self._touch()
+        self._audit(AuditAction.RUN_RENAME, f"run #{run_id}", f"name: {name or ''}")
 
     def compare_json(self, baseline_id: int, candidate_id: int) -> dict[str, Any]:
         """The ``compare --json`` document of two runs (what changed + per-metric statistics)."""
@@ -195,7 +215,8 @@ class ExperimentsMixin:
 
     def start_sweep(self, plan: SweepPlan) -> int:
         """Start a sweep in the background; returns its id. Raises :class:`InputError` (nothing
-        stored) when no document is indexed or the plan cannot run."""
+        stored) when no document is indexed or the plan cannot run. Needs the analyst role."""
+        self._require(Role.ANALYST, "start a sweep")
         if not self.has_documents():
             raise InputError(
                 "No documents are indexed yet: upload policy documents on the Documents page first."
@@ -208,6 +229,9 @@ class ExperimentsMixin:
             plan = dataclasses.replace(plan, configs=saved)
         handle = start_sweep(plan, settings=self.settings, store=self.store, engine=self.engine)
         self._touch()
+        self._audit(
+            AuditAction.SWEEP_START, f"sweep #{handle.sweep_id}", f"{len(plan.configs)} configurations"
+        )
         return handle.sweep_id
 
     def sweep_progress(self, sweep_id: int) -> SweepProgress | None:
@@ -220,8 +244,10 @@ class ExperimentsMixin:
         h = live_sweep(self.engine, self.store, sweep_id)
         if h is None:
             return False
+        self._require(Role.ANALYST, "cancel a sweep")
         h.cancel()
         self._touch()
+        self._audit(AuditAction.SWEEP_CANCEL, f"sweep #{sweep_id}")
         return True
 
     def wait_sweep(self, sweep_id: int, timeout: float | None = None) -> bool:

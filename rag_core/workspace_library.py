@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from rag_core.access import AuditAction, Principal, Role
 from rag_core.errors import InputError, RagError, RetrievalError
 from rag_core.models import (
     DEFAULT_COLLECTION,
@@ -97,6 +98,10 @@ class LibraryMixin:
 
         def _touch(self) -> None: ...
 
+        def _require(self, role: Role, action: str) -> Principal: ...
+
+        def _audit(self, action: AuditAction, target: str = "", detail: str = "") -> None: ...
+
     # --- documents --------------------------------------------------------------------------
     def _version_hook(self) -> VersionHook | None:
         """Told when a document's content is replaced (issue 14 sets it: stale questions)."""
@@ -163,19 +168,28 @@ class LibraryMixin:
 
     def create_collection(self, name: str) -> str:
         """Create a document collection (no-op when it exists); returns its cleaned name.
-        Raises :class:`InputError` for an empty or too long name."""
+        Raises :class:`InputError` for an empty or too long name. Needs the analyst role."""
+        self._require(Role.ANALYST, "create collections")
+        existed = name.strip() in self.store.list_collections()
         try:
-            return self.store.create_collection(name)
+            created = self.store.create_collection(name)
         finally:
             self._touch()
+        if not existed:
+            self._audit(AuditAction.COLLECTION_CREATE, created)
+        return created
 
     def delete_collection(self, name: str) -> bool:
         """Delete an empty collection. Raises :class:`InputError` for the default one or one with
-        documents."""
+        documents. Needs the admin role."""
+        self._require(Role.ADMIN, "delete collections")
         try:
-            return self.store.delete_collection(name)
+            deleted = self.store.delete_collection(name)
         finally:
             self._touch()
+        if deleted:
+            self._audit(AuditAction.COLLECTION_DELETE, name)
+        return deleted
 
     def ocr_available(self) -> bool:
         """True when scanned pages can be OCR'd here (Tesseract installed, or an engine given)."""
@@ -221,9 +235,12 @@ class LibraryMixin:
         (0-based), ``on_progress(i, stage, done, total)`` while it is read (stage ``"reading"``,
         ``"ocr"`` — pages — or ``"embedding"`` — chunks) and ``on_done(i, outcome)`` after it, so a
         page can show per-file progress. A bad file never stops the others: its outcome has
-        ``status == "error"`` and a message naming it.
+        ``status == "error"`` and a message naming it. Needs the analyst role (checked before
+        any file is read); each added or replaced version is written to the audit trail.
         """
         from rag_core.ingest.service import IngestOutcome, ingest_bytes
+
+        self._require(Role.ANALYST, "upload documents")
 
         outcomes: list[IngestOutcome] = []
         for i, (name, data) in enumerate(files):
@@ -253,6 +270,19 @@ class LibraryMixin:
                     name=name[:120], status="error", error=str(exc), collection=collection
                 )
             self._touch()
+            if outcome.status in ("added", "replaced"):
+                self._audit(
+                    AuditAction.DOCUMENT_UPLOAD
+                    if outcome.status == "added"
+                    else AuditAction.DOCUMENT_REPLACE,
+                    f"{outcome.collection} / {outcome.name} v{outcome.version}",
+                    f"{outcome.chunks} chunks, {outcome.pages} pages"
+                    + (
+                        f", sections changed: {', '.join(outcome.sections_changed)}"
+                        if outcome.sections_changed
+                        else ""
+                    ),
+                )
             outcomes.append(outcome)
             if on_done is not None:
                 on_done(i, outcome)
@@ -264,21 +294,31 @@ class LibraryMixin:
 
     def delete_document(self, name: str, collection: str = DEFAULT_COLLECTION) -> int:
         """Remove a document from the index, the kept copy and the store (its version history is
-        kept); returns chunks removed (0 when it was not indexed)."""
+        kept); returns chunks removed (0 when it was not indexed). Needs the admin role."""
         from rag_core.ingest.service import delete_document
 
+        self._require(Role.ADMIN, "delete documents")
+        current = next((v.version for v in self.store.document_versions(name, collection)), None)
         try:
-            return delete_document(name, settings=self.settings, store=self.store, collection=collection)
+            removed = delete_document(name, settings=self.settings, store=self.store, collection=collection)
         finally:
             self._touch()
+        if removed or current is not None:
+            self._audit(
+                AuditAction.DOCUMENT_DELETE,
+                f"{collection} / {name}" + (f" v{current}" if current is not None else ""),
+                f"{removed} chunks removed",
+            )
+        return removed
 
     def reindex_document(self, name: str, collection: str = DEFAULT_COLLECTION) -> IngestOutcome:
         """Parse the kept copy of ``name`` again and replace its chunks (an ``"error"`` outcome
-        when the original file is no longer stored)."""
+        when the original file is no longer stored). Needs the analyst role."""
         from rag_core.ingest.service import reindex_document
 
+        self._require(Role.ANALYST, "re-index documents")
         try:
-            return reindex_document(
+            outcome = reindex_document(
                 name,
                 settings=self.settings,
                 store=self.store,
@@ -287,6 +327,11 @@ class LibraryMixin:
             )
         finally:
             self._touch()
+        if outcome.status != "error":
+            self._audit(
+                AuditAction.DOCUMENT_REINDEX, f"{collection} / {name} v{outcome.version}", outcome.status
+            )
+        return outcome
 
     def chunks(self, name: str, collection: str = DEFAULT_COLLECTION) -> list[Chunk]:
         """A document's chunks in position order (with sections and pages); ``[]`` if not indexed."""
@@ -329,26 +374,38 @@ class LibraryMixin:
 
     def bind_question_set(self, name: str, collection: str | None) -> QuestionSetInfo:
         """Bind a set to a document collection (``None`` unbinds it): its runs retrieve only from
-        that collection. Raises :class:`InputError` for an unknown set or collection."""
+        that collection. Raises :class:`InputError` for an unknown set or collection. Needs the
+        analyst role."""
+        self._require(Role.ANALYST, "edit question sets")
         try:
-            return self.store.bind_question_set(name, collection)
+            info = self.store.bind_question_set(name, collection)
         finally:
             self._touch()
+        self._audit(AuditAction.QUESTION_SET_BIND, name, f"collection: {collection or '(none)'}")
+        return info
 
     def save_question_set(self, name: str, rows: Iterable[QAItem | Mapping[str, Any]]) -> QuestionSetInfo:
         """Validate and save ``rows`` (items or editor dicts) as the set ``name`` (created or replaced).
 
         Raises :class:`InputError` naming every bad row (1-based, in the given order): empty
-        question, duplicate, too long; or an empty set / bad name.
+        question, duplicate, too long; or an empty set / bad name. Needs the analyst role.
         """
+        self._require(Role.ANALYST, "edit question sets")
+        existed = any(s.name == name for s in self.store.list_question_sets())
         items = [r if isinstance(r, QAItem) else rows_to_items([r])[0] for r in rows]
         info = self.store.save_question_set(name, items)
         self._touch()
+        self._audit(
+            AuditAction.QUESTION_SET_SAVE,
+            info.name,
+            f"{'edited' if existed else 'created'}, {info.n_items} questions",
+        )
         return info
 
     def rename_question_set(self, old: str, new: str) -> QuestionSetInfo:
         """Rename a set. Raises :class:`InputError` if ``old`` does not exist or ``new`` is taken
-        or empty. Runs keep the name they were started with."""
+        or empty. Runs keep the name they were started with. Needs the analyst role."""
+        self._require(Role.ANALYST, "edit question sets")
         new = (new or "").strip()
         if not new:
             raise InputError("Type a new name for the question set.")
@@ -364,14 +421,19 @@ class LibraryMixin:
             info = self.store.bind_question_set(new, bound)
         self.store.delete_question_set(old)
         self._touch()
+        self._audit(AuditAction.QUESTION_SET_RENAME, old, f"renamed to '{new}'")
         return info
 
     def delete_question_set(self, name: str) -> bool:
-        """Delete a set (runs that used it are kept). False when it did not exist."""
+        """Delete a set (runs that used it are kept). False when it did not exist. Needs the admin role."""
+        self._require(Role.ADMIN, "delete question sets")
         try:
-            return self.store.delete_question_set(name)
+            deleted = self.store.delete_question_set(name)
         finally:
             self._touch()
+        if deleted:
+            self._audit(AuditAction.QUESTION_SET_DELETE, name)
+        return deleted
 
     @staticmethod
     def import_questions(filename: str, data: bytes) -> list[QAItem]:

@@ -43,6 +43,9 @@ class RunHandle:
         self._on_done: list[Callable[[RunHandle], None]] = []
         #: The coordinator thread executing the run (set by ``start_run``).
         self.thread: threading.Thread | None = None
+        #: Owner key of the principal who started (or resumed) it: only their sessions adopt it
+        #: (see :meth:`rag_core.workspace.Workspace.active_run_ids`); ``""`` = nobody's (CLI, sweeps).
+        self.started_by = ""
 
     # -- used by the coordinator ----------------------------------------------------------------
     def set(self, **kw: Any) -> None:

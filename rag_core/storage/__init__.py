@@ -10,7 +10,8 @@
 Import public names from here: ``from rag_core.storage import HistoryStore, RunRecord``.
 """
 
+from rag_core.storage.audit import AuditEntry
 from rag_core.storage.records import QuestionSetInfo, ResultRecord, RunRecord, VerdictRecord
 from rag_core.storage.store import HistoryStore
 
-__all__ = ["HistoryStore", "QuestionSetInfo", "ResultRecord", "RunRecord", "VerdictRecord"]
+__all__ = ["AuditEntry", "HistoryStore", "QuestionSetInfo", "ResultRecord", "RunRecord", "VerdictRecord"]

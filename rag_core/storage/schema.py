@@ -365,6 +365,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE question_sources ADD COLUMN stale_at TEXT",
         "ALTER TABLE question_sources ADD COLUMN checked_version INTEGER",
     ),
+    (
+        # Issue 15. Sign-in, roles and the audit trail (rag_core.storage.audit). Portable SQL.
+        # Who started a run: the principal's owner key (an e-mail once sign-in is on); '' = unknown
+        # (runs from before sign-in, or local). Not the process `owner` token of a running run.
+        "ALTER TABLE runs ADD COLUMN started_by TEXT NOT NULL DEFAULT ''",
+        # Append-only: the store has no method that updates or deletes a row. `at` is an ISO-8601
+        # UTC timestamp written by Python; `id` is MAX(id) + 1 inside the write transaction.
+        """
+        CREATE TABLE audit_log (
+            id      BIGINT NOT NULL PRIMARY KEY,
+            at      TEXT NOT NULL,
+            actor   TEXT NOT NULL,
+            role    TEXT NOT NULL DEFAULT '',
+            action  TEXT NOT NULL,
+            target  TEXT NOT NULL DEFAULT '',
+            detail  TEXT NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE INDEX audit_log_at ON audit_log(at)",
+    ),
 )
 #: The schema version this code writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)

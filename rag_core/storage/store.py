@@ -56,6 +56,7 @@ from __future__ import annotations
 
 from rag_core.storage.attempts import AttemptsStore
 from rag_core.storage.authoring import AuthoringStore
+from rag_core.storage.audit import AuditStore
 from rag_core.storage.catalog import CatalogStore
 from rag_core.storage.experiments import ExperimentsStore
 from rag_core.storage.judge_cache import JudgeCacheStore
@@ -77,6 +78,7 @@ class HistoryStore(
     VerdictsStore,
     SourcesStore,
     AuthoringStore,
+    AuditStore,
 ):
     """The project's SQLite history. Safe to share between threads and processes.
 
