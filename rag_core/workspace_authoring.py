@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rag_core.access import AuditAction, Principal, Role
 from rag_core.authoring.job import (
     GenerationEstimate,
     GenerationJob,
@@ -16,7 +17,6 @@ from rag_core.authoring.job import (
     find,
     register,
 )
-from rag_core.access import AuditAction, Principal, Role
 from rag_core.authoring.plan import MAX_PAIRS, GenerationPlan, QuestionKind, build_plan, parse_kinds
 from rag_core.errors import InputError
 from rag_core.models import GeneratedPair, QAItem

@@ -55,8 +55,8 @@ and the analyst's verdicts (:mod:`~rag_core.storage.verdicts`).
 from __future__ import annotations
 
 from rag_core.storage.attempts import AttemptsStore
-from rag_core.storage.authoring import AuthoringStore
 from rag_core.storage.audit import AuditStore
+from rag_core.storage.authoring import AuthoringStore
 from rag_core.storage.catalog import CatalogStore
 from rag_core.storage.experiments import ExperimentsStore
 from rag_core.storage.judge_cache import JudgeCacheStore
