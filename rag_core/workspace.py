@@ -114,7 +114,7 @@ class Workspace(LibraryMixin, ExperimentsMixin):
         self.settings = settings
         self.ocr = ocr
         """OCR engine for scanned pages (None: Tesseract, ``settings.tesseract_cmd``)."""
-        self.store = store or HistoryStore(settings.db_path)
+        self.store = store or HistoryStore(settings.history_target)
         self._engine = engine
         self._index: PolicyIndex | None = None
         self._index_seen: tuple[int, int] | str | None = _UNSEEN  # the index file last checked
@@ -176,10 +176,9 @@ class Workspace(LibraryMixin, ExperimentsMixin):
         history database (and its WAL) and of the index's files, so writes by a run in progress or
         by another process (the CLI) are noticed too. Costs a few ``stat`` calls.
         """
-        parts = [str(self._writes)]
-        db = self.settings.db_path
+        parts = [str(self._writes), self.store.change_token()]
         chroma = self.settings.chroma_dir / "chroma.sqlite3"
-        for p in (db, Path(f"{db}-wal"), chroma, Path(f"{chroma}-wal")):
+        for p in (chroma, Path(f"{chroma}-wal")):
             try:
                 st = os.stat(p)
                 parts.append(f"{st.st_mtime_ns}:{st.st_size}")

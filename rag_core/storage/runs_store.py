@@ -49,10 +49,10 @@ class RunsStore(SqliteBase):
         with self._tx("create the run", write=True) as conn:
             cur = conn.execute(
                 "INSERT INTO runs(created_at, question_set, backend, mode, suite, status, config, "
-                "n_questions, owner) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                "n_questions, owner) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) RETURNING id",
                 (now, question_set, backend, mode, suite, config_json, len(items), self._owner),
             )
-            run_id = int(cur.lastrowid or 0)
+            run_id = int(cur.fetchone()[0])
             conn.executemany(
                 "INSERT INTO results(run_id, idx, question, ground_truth, expected, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -122,8 +122,8 @@ class RunsStore(SqliteBase):
             raise InputError("The number of runs to list cannot be negative.")
         with self._tx("list the runs", write=False) as conn:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?",
-                (-1 if limit is None else int(limit),),
+                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC" + ("" if limit is None else " LIMIT ?"),
+                () if limit is None else (int(limit),),
             ).fetchall()
         return [_run_record(r) for r in rows]
 

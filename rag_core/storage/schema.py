@@ -1,15 +1,24 @@
-"""The history database's schema: migrations, their version, and the constants every part of the store shares.
+"""The history database's schema: its version, the legacy migrations, and the constants every part of the store shares.
 
-``MIGRATIONS[v]`` upgrades a database from ``PRAGMA user_version`` *v* to *v + 1*; the store applies
-the missing ones when it opens a file (:meth:`rag_core.storage.connection.SqliteBase._migrate`).
-Append new entries; never edit a released one.
+Schema changes are Alembic revisions (:mod:`rag_core.storage.migrations`, one file per version
+under ``versions/``), run when the store opens a database, SQLite or PostgreSQL.
+
+``MIGRATIONS`` is the legacy, hand-written list SQLite files were built with before Alembic:
+``MIGRATIONS[v]`` upgrades a file from ``PRAGMA user_version`` *v* to *v + 1*. It is frozen at its
+:data:`LEGACY_VERSION` released entries, which the baseline revision ``0006`` applies to old (and
+new) SQLite files. Do not append to it: add a revision instead (a new entry here is ignored; see
+``rag_core/storage/migrations/__init__.py`` for how to turn one into a revision in a minute).
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 __all__ = [
     "BUSY_TIMEOUT_S",
     "INF_ERROR",
+    "LEGACY_VERSION",
     "MAX_COMMENT_CHARS",
     "MAX_SET_NAME_CHARS",
     "MIGRATIONS",
@@ -319,5 +328,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX question_sources_document ON question_sources(collection, document)",
     ),
 )
-#: The schema version this code writes (``PRAGMA user_version``).
-SCHEMA_VERSION = len(MIGRATIONS)
+#: The last version built by the legacy list (the Alembic baseline revision, ``0006``).
+LEGACY_VERSION = 6
+
+
+def _head_version() -> int:
+    names = (Path(__file__).parent / "migrations" / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    return max((int(p.name[:4]) for p in names if re.fullmatch(r"\d{4}_\w+\.py", p.name)), default=0)
+
+
+#: The schema version this code writes: the highest Alembic revision number (revision files are
+#: named ``NNNN_slug.py`` with ``revision = "NNNN"``). SQLite files also carry it in
+#: ``PRAGMA user_version``, so an older app refuses a newer file.
+SCHEMA_VERSION = _head_version()
