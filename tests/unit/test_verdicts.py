@@ -22,9 +22,10 @@ ITEMS = [
 ]
 
 
+# On a SQLite file, then on a fresh PostgreSQL database (tests/support/postgres_server.py).
 @pytest.fixture
-def store(tmp_path: Path) -> HistoryStore:
-    s = HistoryStore(tmp_path / "history.sqlite3")
+def store(store_target: Path | str) -> HistoryStore:
+    s = HistoryStore(store_target)
     yield s
     s.close()
 

@@ -1,0 +1,221 @@
+"""The history store on its two databases: legacy SQLite files, Alembic revisions, PostgreSQL errors,
+the write lock's guarantee, and ``RAG_DATABASE_URL``.
+
+PostgreSQL tests use a real server started by tests/support/postgres_server.py.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sqlite3
+import threading
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from rag_core.errors import InputError, StorageError
+from rag_core.experiment import AssistantConfig
+from rag_core.models import QAItem
+from rag_core.settings import Settings
+from rag_core.storage import HistoryStore
+from rag_core.storage.dialects import WRITE_LOCK, to_pyformat
+from rag_core.storage.migrate import MIGRATIONS_DIR
+from rag_core.storage.schema import LEGACY_VERSION, MIGRATIONS, SCHEMA_VERSION
+from tests.support.postgres_server import PostgresServer
+
+ITEMS = [QAItem("How many days of leave?", "25 days."), QAItem("Who approves expenses?", "Your manager.")]
+
+
+def _run(store: HistoryStore) -> int:
+    return store.create_run(
+        question_set=None, backend="offline", mode="async", suite="offline", config={}, items=ITEMS
+    )
+
+
+def _pg_admin(url: str, sql: str) -> None:
+    """Run a statement on the test database as its (superuser) owner, outside the store."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql)
+
+
+# --- migrations --------------------------------------------------------------------------------------
+def test_the_legacy_list_is_frozen_and_new_schema_changes_are_revisions() -> None:
+    assert len(MIGRATIONS) == LEGACY_VERSION, (
+        "MIGRATIONS is frozen: turn the new entry into an Alembic revision "
+        "(rag_core/storage/migrations/__init__.py says how)"
+    )
+    files = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*.py"))
+    assert files and files[0].startswith(f"{LEGACY_VERSION:04d}_")
+    previous = None
+    for name in files:
+        text = (MIGRATIONS_DIR / "versions" / name).read_text()
+        assert re.search(rf'^revision = "{name[:4]}"', text, re.M), name
+        expected_down = "None" if previous is None else f'"{previous}"'
+        assert re.search(rf"^down_revision = {expected_down}", text, re.M), name
+        previous = name[:4]
+    assert int(previous or 0) == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("version", range(1, LEGACY_VERSION + 1))
+def test_a_sqlite_file_of_every_legacy_version_opens_and_keeps_its_run(tmp_path: Path, version: int) -> None:
+    path = tmp_path / f"v{version}.sqlite3"
+    raw = sqlite3.connect(path)
+    for migration in MIGRATIONS[:version]:
+        for statement in migration:
+            raw.execute(statement)
+    raw.execute(f"PRAGMA user_version = {version}")
+    raw.execute(
+        "INSERT INTO runs(created_at, backend, mode, suite, status, config, n_questions) "
+        "VALUES ('2026-11-01T00:00:00+00:00', 'offline', 'async', 'offline', 'completed', '{}', 1)"
+    )
+    raw.execute("INSERT INTO results(run_id, idx, question, ground_truth, answer) VALUES (1, 0, 'Q?', 'A', 'A')")
+    raw.commit()
+    raw.close()
+    with HistoryStore(path) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        (run,) = store.list_runs()
+        assert store.get_results(run.id)[0].answer == "A"
+        new = _run(store)  # and it takes new runs, numbered after the old one
+        assert new == run.id + 1
+        store.save_verdict(run.id, 0, "correct")
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(f"{SCHEMA_VERSION:04d}",)]
+
+
+def test_a_new_sqlite_file_matches_an_upgraded_legacy_one(tmp_path: Path) -> None:
+    HistoryStore(tmp_path / "new.sqlite3").close()
+    old = sqlite3.connect(tmp_path / "old.sqlite3")
+    for statement in MIGRATIONS[0]:
+        old.execute(statement)
+    old.execute("PRAGMA user_version = 1")
+    old.commit()
+    old.close()
+    HistoryStore(tmp_path / "old.sqlite3").close()
+
+    def schema(name: str) -> list[tuple[str, str]]:
+        with sqlite3.connect(tmp_path / name) as raw:
+            return raw.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+
+    assert schema("new.sqlite3") == schema("old.sqlite3")
+
+
+def test_a_database_from_a_newer_app_is_refused(store_target: Path | str) -> None:
+    with HistoryStore(store_target) as store, store._tx("test", write=True) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (f"{SCHEMA_VERSION + 3:04d}",))
+    with pytest.raises(StorageError, match="newer version of this app"):
+        HistoryStore(store_target)
+
+
+# --- the write lock ---------------------------------------------------------------------------------
+def test_read_then_write_transactions_never_interleave(store_target: Path | str) -> None:
+    """Two connections (as two processes would) number attempts with MAX()+1 and configuration
+    versions with latest+1 at the same time: every number is given once, no write fails."""
+    a, b = HistoryStore(store_target), HistoryStore(store_target)
+    run_id = _run(a)
+    got: list[int] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def work(store: HistoryStore, tag: str) -> None:
+        try:
+            barrier.wait()
+            for i in range(25):
+                got.append(store.start_attempt(run_id))
+                store.save_config("shared", AssistantConfig(answer_model="claude-sonnet-4-5", system_prompt=f"{tag} {i}"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(s, t)) for s, t in ((a, "a"), (b, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == []
+        assert sorted(got) == list(range(1, 51))
+        assert [v.version for v in a.config_versions("shared")] == list(range(1, 51))
+    finally:
+        a.close()
+        b.close()
+
+
+# --- PostgreSQL: errors an analyst can act on ---------------------------------------------------------
+def test_a_held_write_lock_is_reported_as_locked_by_another_process(pg_url: str) -> None:
+    store = HistoryStore(pg_url, busy_timeout_s=0.3)
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as other:  # another process in the middle of a write
+        other.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        with pytest.raises(StorageError, match="locked by another process") as info:
+            _run(store)
+        assert "PostgreSQL history database" in str(info.value)
+        assert store.list_runs() == []  # reads never wait for a writer
+    assert _run(store) == 1  # the lock is gone: nothing was half-written
+    store.close()
+
+
+def test_an_unreachable_server_is_named_and_its_password_never_shown() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    password = "pw-" + "z" * 12
+    with pytest.raises(StorageError) as info:
+        HistoryStore(f"postgresql+psycopg://rag:{password}@127.0.0.1:{port}/rag", busy_timeout_s=2)
+    text = str(info.value)
+    assert f"cannot reach the PostgreSQL server at 127.0.0.1:{port}" in text
+    assert "RAG_DATABASE_URL" in text and password not in text and "***" in text
+
+
+def test_a_missing_database_is_named(pg_server: PostgresServer) -> None:
+    with pytest.raises(StorageError, match="has no database 'no_such_db'"):
+        HistoryStore(pg_server.url("no_such_db"))
+
+
+def test_a_read_only_database_is_reported(pg_url: str) -> None:
+    with HistoryStore(pg_url) as store:
+        _run(store)
+    _pg_admin(pg_url, f'ALTER DATABASE "{pg_url.rsplit("/", 1)[1]}" SET default_transaction_read_only = on')
+    with HistoryStore(pg_url) as store:
+        assert len(store.list_runs()) == 1  # reading still works
+        with pytest.raises(StorageError, match="is read-only"):
+            _run(store)
+
+
+def test_a_dropped_connection_is_reopened(pg_url: str) -> None:
+    with HistoryStore(pg_url) as store:
+        _run(store)
+        _pg_admin(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rag-history'")
+        assert len(store.list_runs()) == 1  # e.g. the server restarted: the next call reconnects
+        assert _run(store) == 2
+
+
+def test_ids_come_from_the_database_and_nul_characters_are_stored(pg_url: str) -> None:
+    with HistoryStore(pg_url) as store:
+        ids = [_run(store) for _ in range(3)]
+        assert ids == [1, 2, 3]
+        store.delete_run(3, force=True)
+        assert _run(store) == 4  # never reused, like SQLite's AUTOINCREMENT
+        store.save_answer(1, 0, answer="before\x00after")
+        assert store.get_results(1)[0].answer == "before\ufffdafter"  # PostgreSQL refuses NUL in text
+
+
+# --- SQL translation and settings ------------------------------------------------------------------
+def test_qmark_sql_is_translated_outside_quotes_only() -> None:
+    sql = "SELECT '?', \"a?b\", x FROM t WHERE y = ? AND z LIKE 'p%' AND w = ?"
+    assert to_pyformat(sql) == "SELECT '?', \"a?b\", x FROM t WHERE y = %s AND z LIKE 'p%%' AND w = %s"
+    assert to_pyformat("SELECT 'it''s ?' WHERE a = ?") == "SELECT 'it''s ?' WHERE a = %s"
+
+
+def test_database_url_setting(tmp_path: Path) -> None:
+    password = "pw-" + "q" * 12
+    env = {"RAG_DATA_DIR": str(tmp_path), "RAG_DATABASE_URL": f"postgres://rag:{password}@db:5432/rag"}
+    s = Settings.load(env=env, secrets_path=tmp_path / "none.toml")
+    assert s.history_target == f"postgresql+psycopg://rag:{password}@db:5432/rag"
+    assert password not in repr(s)
+    plain = Settings.load(env={"RAG_DATA_DIR": str(tmp_path)}, secrets_path=tmp_path / "none.toml")
+    assert plain.history_target == plain.db_path
+    with pytest.raises(InputError, match="RAG_DATABASE_URL must be a PostgreSQL URL"):
+        Settings.load(env={**env, "RAG_DATABASE_URL": "mysql://x@y/z"}, secrets_path=tmp_path / "none.toml")
