@@ -230,7 +230,7 @@ class SqliteBase:
                     parts.append("-")
             return "|".join(parts)
         with self._tx("read the history's position", write=False) as conn:
-            return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
+            return str(conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0])
 
     @contextlib.contextmanager
     def _tx(self, action: str, *, write: bool) -> Iterator[TxConnection]:
