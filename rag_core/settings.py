@@ -258,7 +258,7 @@ def _database_url(url: str | None) -> Secret:
     if not url:
         return Secret(None)
     scheme, sep, rest = url.partition("://")
-    if not sep or not scheme.split("+")[0] in ("postgresql", "postgres"):
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
         raise InputError(
             f"Setting RAG_DATABASE_URL must be a PostgreSQL URL such as "
             f"postgresql+psycopg://user:password@host:5432/rag (got one starting '{scheme[:20]}')."

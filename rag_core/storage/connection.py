@@ -57,7 +57,7 @@ class TxConnection:
         self._conn = conn
         self._pg = pg
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sa.CursorResult[Any]:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:  # a SQLAlchemy CursorResult
         """Run one statement; the result has ``fetchone``, ``fetchall``, ``rowcount`` and iterates rows."""
         if not params:
             return self._conn.exec_driver_sql(sql)

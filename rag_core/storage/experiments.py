@@ -272,7 +272,8 @@ class ExperimentsStore(SqliteBase):
         """Sweeps newest first (at most ``limit``); ``[]`` when none."""
         with self._tx("list the sweeps", write=False) as conn:
             rows = conn.execute(
-                f"SELECT {_SWEEP_COLUMNS} FROM sweeps ORDER BY id DESC" + ("" if limit is None else " LIMIT ?"),
+                f"SELECT {_SWEEP_COLUMNS} FROM sweeps ORDER BY id DESC"
+                + ("" if limit is None else " LIMIT ?"),
                 () if limit is None else (int(limit),),
             ).fetchall()
         return [_sweep(r) for r in rows]

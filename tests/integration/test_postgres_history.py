@@ -21,7 +21,12 @@ N = 12
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rag_core", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "rag_core", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -33,10 +38,27 @@ def test_an_offline_cli_run_is_stored_on_postgresql_and_read_back(tmp_path: Path
     assert ingest.returncode == 0, ingest.stdout + ingest.stderr
     questions = tmp_path / "q.json"
     questions.write_text(
-        json.dumps([{"question": f"How many days of annual leave in year {i}?", "ground_truth": "25 days"} for i in range(N)])
+        json.dumps(
+            [
+                {"question": f"How many days of annual leave in year {i}?", "ground_truth": "25 days"}
+                for i in range(N)
+            ]
+        )
     )
     out = tmp_path / "out.json"
-    run = _cli(env, "run", "--questions", str(questions), "--backend", "offline", "--suite", "offline", "--quiet", "--json", str(out))
+    run = _cli(
+        env,
+        "run",
+        "--questions",
+        str(questions),
+        "--backend",
+        "offline",
+        "--suite",
+        "offline",
+        "--quiet",
+        "--json",
+        str(out),
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     data = json.loads(out.read_text())
     assert data["status"] == "completed" and data["answered"] == N

@@ -156,7 +156,9 @@ def start_postgres(bin_dir: Path | None = None) -> PostgresServer:
             "-c shared_buffers=32MB"
         )
         for attempt in range(3):  # the free port may be taken between probe and start
-            proc = server.pg_ctl("-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start", check=False)
+            proc = server.pg_ctl(
+                "-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start", check=False
+            )
             if proc.returncode == 0:
                 break
             server.port = _free_port()

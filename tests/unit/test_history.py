@@ -48,7 +48,9 @@ def _rows(store: HistoryStore, sql: str) -> list[tuple[Any, ...]]:
 def _dump(store: HistoryStore) -> str:
     """Every stored value of the run tables, as text."""
     return "\n".join(
-        repr(row) for t in ("runs", "results", "scores", "requests", "run_attempts") for row in _rows(store, f"SELECT * FROM {t}")
+        repr(row)
+        for t in ("runs", "results", "scores", "requests", "run_attempts")
+        for row in _rows(store, f"SELECT * FROM {t}")
     )
 
 

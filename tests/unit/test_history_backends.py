@@ -71,7 +71,9 @@ def test_a_sqlite_file_of_every_legacy_version_opens_and_keeps_its_run(tmp_path:
         "INSERT INTO runs(created_at, backend, mode, suite, status, config, n_questions) "
         "VALUES ('2026-11-01T00:00:00+00:00', 'offline', 'async', 'offline', 'completed', '{}', 1)"
     )
-    raw.execute("INSERT INTO results(run_id, idx, question, ground_truth, answer) VALUES (1, 0, 'Q?', 'A', 'A')")
+    raw.execute(
+        "INSERT INTO results(run_id, idx, question, ground_truth, answer) VALUES (1, 0, 'Q?', 'A', 'A')"
+    )
     raw.commit()
     raw.close()
     with HistoryStore(path) as store:
@@ -83,7 +85,9 @@ def test_a_sqlite_file_of_every_legacy_version_opens_and_keeps_its_run(tmp_path:
         store.save_verdict(run.id, 0, "correct")
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(f"{SCHEMA_VERSION:04d}",)]
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [
+            (f"{SCHEMA_VERSION:04d}",)
+        ]
 
 
 def test_a_new_sqlite_file_matches_an_upgraded_legacy_one(tmp_path: Path) -> None:
@@ -98,7 +102,9 @@ def test_a_new_sqlite_file_matches_an_upgraded_legacy_one(tmp_path: Path) -> Non
 
     def schema(name: str) -> list[tuple[str, str]]:
         with sqlite3.connect(tmp_path / name) as raw:
-            return raw.execute("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+            return raw.execute(
+                "SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+            ).fetchall()
 
     assert schema("new.sqlite3") == schema("old.sqlite3")
 
@@ -125,8 +131,10 @@ def test_read_then_write_transactions_never_interleave(store_target: Path | str)
             barrier.wait()
             for i in range(25):
                 got.append(store.start_attempt(run_id))
-                store.save_config("shared", AssistantConfig(answer_model="claude-sonnet-4-5", system_prompt=f"{tag} {i}"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+                store.save_config(
+                    "shared", AssistantConfig(answer_model="claude-sonnet-4-5", system_prompt=f"{tag} {i}")
+                )
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(s, t)) for s, t in ((a, "a"), (b, "b"))]
@@ -187,7 +195,10 @@ def test_a_read_only_database_is_reported(pg_url: str) -> None:
 def test_a_dropped_connection_is_reopened(pg_url: str) -> None:
     with HistoryStore(pg_url) as store:
         _run(store)
-        _pg_admin(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rag-history'")
+        _pg_admin(
+            pg_url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rag-history'",
+        )
         assert len(store.list_runs()) == 1  # e.g. the server restarted: the next call reconnects
         assert _run(store) == 2
 

@@ -257,6 +257,4 @@ def upgrade() -> None:
     for statement in POSTGRES:
         bind.exec_driver_sql(statement)
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    bind.exec_driver_sql(
-        "INSERT INTO collections(name, created_at) VALUES (%s, %s)", ("All documents", now)
-    )
+    bind.exec_driver_sql("INSERT INTO collections(name, created_at) VALUES (%s, %s)", ("All documents", now))
