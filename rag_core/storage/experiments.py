@@ -30,7 +30,7 @@ from rag_core.experiment import (
 from rag_core.models import QAItem
 from rag_core.storage.connection import SqliteBase, TxConnection, _now
 from rag_core.storage.jsonsafe import from_json, refuse_secrets, to_json
-from rag_core.storage.owner import owner_alive
+from rag_core.storage.owner import owner_alive, owner_on_this_host
 from rag_core.storage.schema import RUN_STATUSES
 
 __all__ = ["MAX_NOTE_CHARS", "MAX_RUN_NAME_CHARS", "ExperimentsStore", "record_set_version"]
@@ -287,7 +287,9 @@ class ExperimentsStore(SqliteBase):
             ids = [
                 int(sid)
                 for sid, owner in rows
-                if sid not in skip and (owner == self._owner or not owner_alive(owner))
+                # A sweep of another host (sharing the history) is left to that host.
+                if sid not in skip
+                and (owner == self._owner or (owner_on_this_host(owner) and not owner_alive(owner)))
             ]
             for sid in ids:
                 conn.execute(

@@ -230,3 +230,20 @@ def test_database_url_setting(tmp_path: Path) -> None:
     assert plain.history_target == plain.db_path
     with pytest.raises(InputError, match="RAG_DATABASE_URL must be a PostgreSQL URL"):
         Settings.load(env={**env, "RAG_DATABASE_URL": "mysql://x@y/z"}, secrets_path=tmp_path / "none.toml")
+
+
+def test_a_run_of_another_host_is_alive_while_its_heartbeat_is_fresh(store_target: Path | str) -> None:
+    """Several app processes on several hosts (or containers) share one history: a run executing
+    elsewhere is never marked interrupted while it beats, and is once its heartbeat stops."""
+    with HistoryStore(store_target) as store:
+        run_id = _run(store)
+        store.start_attempt(run_id)
+        with store._tx("test", write=True) as conn:
+            conn.execute("UPDATE runs SET owner = ? WHERE id = ?", ("another-host|boot|4242|99", run_id))
+        assert store.mark_interrupted() == []
+        with pytest.raises(StorageError, match="still running"):
+            store.delete_run(run_id)
+        with store._tx("test", write=True) as conn:
+            conn.execute("UPDATE run_attempts SET heartbeat_at = ?", ("2026-01-01T00:00:00+00:00",))
+        assert store.mark_interrupted() == [run_id]
+        assert store.get_run(run_id).status == "interrupted"
