@@ -115,8 +115,10 @@ def _run(cmd: list[str], run_as: str | None, check: bool = True) -> subprocess.C
     return proc
 
 
-def start_postgres(bin_dir: Path | None = None) -> PostgresServer:
-    """initdb + pg_ctl start on a free 127.0.0.1 port; raises RuntimeError when it cannot."""
+def start_postgres(bin_dir: Path | None = None, *, fsync: bool = False) -> PostgresServer:
+    """initdb + pg_ctl start on a free 127.0.0.1 port; raises RuntimeError when it cannot.
+
+    ``fsync=False`` (tests) trades durability for speed; benchmarks can keep the default (on)."""
     bin_dir = bin_dir or find_pg_bin()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL binaries (initdb, pg_ctl) not found; install Debian's postgresql")
@@ -150,11 +152,9 @@ def start_postgres(bin_dir: Path | None = None) -> PostgresServer:
             ],
             run_as,
         )
-        options = (
-            f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=60 "
-            "-c shared_buffers=32MB"
-        )
+        options = f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=60"
+        if not fsync:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         for attempt in range(3):  # the free port may be taken between probe and start
             proc = server.pg_ctl(
                 "-o", options, "-l", str(root / "server.log"), "-w", "-t", "60", "start", check=False
