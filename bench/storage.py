@@ -42,7 +42,10 @@ from rag_core.workspace import Workspace
 
 N_QUESTIONS = 100
 PRIOR_RUNS = 100
-ITEMS = [QAItem(f"Question {i}: how many days of annual leave do I get?", "25 days " * 5) for i in range(N_QUESTIONS)]
+ITEMS = [
+    QAItem(f"Question {i}: how many days of annual leave do I get?", "25 days " * 5)
+    for i in range(N_QUESTIONS)
+]
 CONTEXTS = [{"text": "x" * 900, "source": "handbook.pdf", "page": 3, "score": 0.8}] * 4
 
 
@@ -57,6 +60,11 @@ def _write_run(store: HistoryStore) -> float:
         store.save_scores(run_id, i, [MetricScore("rouge_l", 0.5), MetricScore("context_recall", 0.75)])
     store.update_run(run_id, status="completed", finished=True)
     return time.perf_counter() - t0
+
+
+def _write_after(store: HistoryStore, barrier: threading.Barrier) -> None:
+    barrier.wait()
+    _write_run(store)
 
 
 def _fill(store: HistoryStore) -> None:
@@ -102,11 +110,7 @@ def measure(name: str, target: Path | str, data_dir: Path, reps: int) -> dict[st
             for _ in range(max(1, reps // 2)):
                 barrier = threading.Barrier(4)
 
-                def work(s: HistoryStore) -> None:
-                    barrier.wait()
-                    _write_run(s)
-
-                threads = [threading.Thread(target=work, args=(s,)) for s in stores]
+                threads = [threading.Thread(target=_write_after, args=(s, barrier)) for s in stores]
                 t0 = time.perf_counter()
                 for t in threads:
                     t.start()
@@ -142,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--database-url", help="an empty PostgreSQL database (default: a throwaway local server)")
-    ap.add_argument("--fsync", action="store_true", help="throwaway server with fsync on (durable, like SQLite)")
+    ap.add_argument(
+        "--fsync", action="store_true", help="throwaway server with fsync on (durable, like SQLite)"
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/results/storage.json"))
     args = ap.parse_args(argv)
     rows = []
@@ -158,11 +164,15 @@ def main(argv: list[str] | None = None) -> int:
             server = start_postgres(fsync=args.fsync)
             url = server.create_database()
         try:
-            rows.append(measure("postgresql" + (" (fsync on)" if args.fsync else ""), url, data_dir, args.reps))
+            rows.append(
+                measure("postgresql" + (" (fsync on)" if args.fsync else ""), url, data_dir, args.reps)
+            )
         finally:
             if server is not None:
                 server.stop()
-    print(f"{'backend':<22} {'write/s':>9} {'4 writers/s':>12} {'page ms (median)':>17} {'page ms (max)':>14}")
+    print(
+        f"{'backend':<22} {'write/s':>9} {'4 writers/s':>12} {'page ms (median)':>17} {'page ms (max)':>14}"
+    )
     for r in rows:
         print(
             f"{r['backend']:<22} {r['write_results_per_s']:>9} {r['write_results_per_s_4_writers']:>12} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _shared as ui
+from pages._elsewhere import runs_elsewhere
 from pages._format import duration, metric_line, retries_line, speedup_line
 from rag_core.errors import RagError
 from rag_core.experiment import DEFAULT_CONFIG_NAME
@@ -238,6 +239,7 @@ if ss.get("run.active_id") is None and active:
     ss["run.active_id"] = active[0]  # a run of this process started elsewhere (another tab)
     ss["run.adopted_id"] = active[0]  # shown here, but it must not stop this session starting its own
 run_id: int | None = ss.get("run.active_id")
+runs_elsewhere(ws)  # runs of other app processes sharing the history: live, read-only
 running = run_id is not None and run_id in active
 adopted = running and run_id == ss.get("run.adopted_id")  # e.g. another analyst's run on this server
 

@@ -75,6 +75,7 @@ from rag_core.workspace_library import (
     items_to_rows,
     rows_to_items,
 )
+from rag_core.workspace_shared import SharedRunsMixin
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
     from rag_core.engine import Engine
@@ -96,7 +97,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Workspace(LibraryMixin, ExperimentsMixin):
+class Workspace(LibraryMixin, ExperimentsMixin, SharedRunsMixin):
     """Everything the dashboard does with one data directory. See the module docstring.
 
     Documents, collections and question sets: :class:`~rag_core.workspace_library.LibraryMixin`.

@@ -59,6 +59,7 @@ from rag_core.storage.catalog import CatalogStore
 from rag_core.storage.dialects import PostgresDialect
 from rag_core.storage.experiments import ExperimentsStore
 from rag_core.storage.judge_cache import JudgeCacheStore
+from rag_core.storage.progress import ProgressStore
 from rag_core.storage.results_store import ResultsStore
 from rag_core.storage.runs_store import RunsStore
 from rag_core.storage.sources import SourcesStore
@@ -76,6 +77,7 @@ class HistoryStore(
     ExperimentsStore,
     VerdictsStore,
     SourcesStore,
+    ProgressStore,
 ):
     """The project's history (SQLite file or PostgreSQL URL). Safe to share between threads and processes.
 

@@ -152,7 +152,9 @@ def start_postgres(bin_dir: Path | None = None, *, fsync: bool = False) -> Postg
             ],
             run_as,
         )
-        options = f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=60"
+        options = (
+            f"-p {server.port} -k {server.socket_dir} -c listen_addresses=127.0.0.1 -c max_connections=60"
+        )
         if not fsync:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         for attempt in range(3):  # the free port may be taken between probe and start

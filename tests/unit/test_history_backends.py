@@ -247,3 +247,38 @@ def test_a_run_of_another_host_is_alive_while_its_heartbeat_is_fresh(store_targe
             conn.execute("UPDATE run_attempts SET heartbeat_at = ?", ("2026-01-01T00:00:00+00:00",))
         assert store.mark_interrupted() == [run_id]
         assert store.get_run(run_id).status == "interrupted"
+
+
+def test_another_process_sees_a_runs_progress_as_it_is_committed(
+    store_target: Path | str, settings: Settings
+) -> None:
+    """What the Run page of another app process shows of a run it does not execute."""
+    from rag_core.models import MetricScore
+    from rag_core.workspace import Workspace
+
+    writer = HistoryStore(store_target)  # the process executing the run
+    ws = Workspace(settings, store=HistoryStore(store_target))  # another app process
+    try:
+        run_id = _run(writer)
+        attempt = writer.start_attempt(run_id)
+        assert ws.runs_elsewhere() == [run_id]
+        writer.save_answer(run_id, 0, answer="25 days.")
+        writer.save_attempt(
+            run_id, attempt, {"elapsed_s": 2.0, "phases": {"retrieval": 0.1, "generation": 1.9}}
+        )
+        p = ws.shared_progress(run_id)
+        assert p is not None and (p.phase, p.done, p.total, p.finished) == ("generation", 1, 2, False)
+        writer.save_answer(run_id, 1, error="timed out", error_kind="Timeout")
+        writer.save_scores(run_id, 0, [MetricScore("rouge_l", 0.5)])
+        writer.save_attempt(
+            run_id, attempt, {"elapsed_s": 3.0, "phases": {"generation": 2.0, "evaluation": 1.0}}
+        )
+        p = ws.shared_progress(run_id)
+        assert p is not None and (p.phase, p.done, p.errors) == ("evaluation", 1, 1)
+        writer.update_run(run_id, status="completed", finished=True)
+        p = ws.shared_progress(run_id)
+        assert p is not None and p.finished and ws.runs_elsewhere() == []
+        assert ws.shared_progress(run_id + 100) is None
+    finally:
+        ws.close()
+        writer.close()
