@@ -52,7 +52,10 @@ class SharedRunsMixin:
             phase_value = Phase(phase)
         except ValueError:
             phase_value = Phase.STARTING
-        done = p["scored"] if phase in _SCORING else p["answered"] + p["errors"]
+        answered = p["answered"] + p["errors"]
+        if answered and phase_value in (Phase.STARTING, Phase.INDEXING, Phase.RETRIEVAL):
+            phase_value = Phase.GENERATION  # answers are being stored: the ledger lags a second
+        done = p["scored"] if phase in _SCORING else answered
         elapsed = ledger.get("elapsed_s")
         if not isinstance(elapsed, (int, float)):
             try:
