@@ -233,7 +233,12 @@ class PostgresDialect:
                 f"{self.busy_timeout_s:g} s). Another app process or a CLI run is writing to it; "
                 "wait for it to finish, then try again."
             )
-        elif code in ("28P01", "28000") or "authentication failed" in low or "no pg_hba.conf" in low:
+        elif (
+            code in ("28P01", "28000")
+            or "authentication failed" in low
+            or "no pg_hba.conf" in low
+            or ('role "' in low and "does not exist" in low)
+        ):
             text = (
                 f"Could not {action}: the PostgreSQL server at {self.server} refused the user "
                 f"'{self.url.username or ''}' ({msg}). Check the user and password in RAG_DATABASE_URL "

@@ -282,3 +282,43 @@ def test_another_process_sees_a_runs_progress_as_it_is_committed(
     finally:
         ws.close()
         writer.close()
+
+
+def test_an_unknown_user_is_reported_as_refused(pg_server: PostgresServer) -> None:
+    url = pg_server.url("postgres").replace("//rag@", "//nobody@")
+    with pytest.raises(StorageError, match="refused the user 'nobody'"):
+        HistoryStore(url)
+
+
+class _PgError(Exception):
+    def __init__(self, sqlstate: str, text: str) -> None:
+        super().__init__(text)
+        self.sqlstate = sqlstate
+
+
+@pytest.mark.parametrize(
+    ("sqlstate", "text", "expected"),
+    [
+        (
+            "53100",
+            "could not extend file: No space left on device",
+            "the disk of the PostgreSQL server at db:5432 is full",
+        ),
+        ("40001", "could not serialize access", "conflicting concurrent write. Try again"),
+        ("25006", "cannot execute UPDATE in a read-only transaction", "is read-only"),
+        ("28P01", 'password authentication failed for user "rag"', "refused the user 'rag'"),
+        (
+            "57P01",
+            "terminating connection due to administrator command",
+            "cannot reach the PostgreSQL server",
+        ),
+    ],
+)
+def test_postgresql_errors_become_clear_messages(sqlstate: str, text: str, expected: str) -> None:
+    from rag_core.storage.dialects import PostgresDialect
+
+    password = "pw-" + "k" * 12
+    dialect = PostgresDialect(f"postgresql+psycopg://rag:{password}@db:5432/rag", 10.0)
+    message = str(dialect.error(_PgError(sqlstate, text + f" (dsn had {password})"), "save the answer"))
+    assert message.startswith("Could not save the answer") and expected in message
+    assert password not in message
