@@ -322,3 +322,34 @@ def test_postgresql_errors_become_clear_messages(sqlstate: str, text: str, expec
     message = str(dialect.error(_PgError(sqlstate, text + f" (dsn had {password})"), "save the answer"))
     assert message.startswith("Could not save the answer") and expected in message
     assert password not in message
+
+
+def test_the_revision_template_runs_on_both_databases(tmp_path: Path, store_target: Path | str) -> None:
+    """The documented way to add a schema change (versions/TEMPLATE.txt → versions/0007_x.py)
+    upgrades a database built by the baseline, on SQLite and PostgreSQL alike."""
+    import shutil
+
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
+    (scripts / "versions" / "0007_example.py").write_text((scripts / "versions" / "TEMPLATE.txt").read_text())
+    HistoryStore(store_target).close()  # built by the real revisions (head 0006)
+    url = store_target if isinstance(store_target, str) else f"sqlite:///{store_target}"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            cfg = Config()
+            cfg.set_main_option("script_location", str(scripts))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
+            conn.exec_driver_sql("INSERT INTO example(id, name) VALUES (1, 'x')")
+            assert conn.exec_driver_sql("SELECT name FROM example").scalar() == "x"
+    finally:
+        engine.dispose()
+    with pytest.raises(StorageError, match="newer version of this app"):
+        HistoryStore(store_target)  # and this code (head 0006) refuses the upgraded database
