@@ -14,6 +14,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import _shared as ui
+from pages._elsewhere import runs_elsewhere
 from pages._format import duration, metric_line, retries_line, speedup_line
 from rag_core.access import Role
 from rag_core.errors import RagError
@@ -289,6 +290,7 @@ if ss.get("run.active_id") is None and mine:
 if ss.get("run.active_id") in active and ss.get("run.active_id") not in mine:
     ss.pop("run.active_id")  # someone else's run: never this session's (shown read-only below)
 run_id: int | None = ss.get("run.active_id")
+runs_elsewhere(ws)  # runs of other app processes sharing the history: live, read-only
 running = run_id is not None and run_id in mine
 can_run = ws.can(Role.ANALYST)
 

@@ -102,7 +102,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _store(settings: Settings) -> HistoryStore:
-    return HistoryStore(settings.db_path)
+    return HistoryStore(settings.history_target)
 
 
 def _write_json(path: Path, data: Any) -> None:

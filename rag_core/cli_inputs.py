@@ -19,7 +19,7 @@ EXIT_OK, EXIT_GATE, EXIT_INPUT = 0, 1, 2
 def _store(settings: Settings):
     from rag_core.storage import HistoryStore
 
-    return HistoryStore(settings.db_path)
+    return HistoryStore(settings.history_target)
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:

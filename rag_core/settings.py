@@ -119,6 +119,10 @@ class Settings:
     collection (document collections are a label on each chunk, not separate Chroma collections)."""
     tesseract_cmd: str = "tesseract"
     """The Tesseract OCR program, a name on PATH or a path (``RAG_TESSERACT_CMD``)."""
+    database_url: Secret = field(default_factory=lambda: Secret(None))
+    """Where the history lives when not in the SQLite file under data_dir: a PostgreSQL URL such as
+    ``postgresql+psycopg://rag:PASSWORD@db.example:5432/rag`` (``RAG_DATABASE_URL``). Held like the
+    API key: never shown (its password is scrubbed from logs and messages)."""
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     """USD per million (input, output) tokens, by model name prefix."""
 
@@ -130,6 +134,11 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "history.sqlite3"
+
+    @property
+    def history_target(self) -> Path | str:
+        """What to open the history store on: ``RAG_DATABASE_URL`` when set, else :attr:`db_path`."""
+        return self.database_url.get() or self.db_path
 
     @property
     def uploads_dir(self) -> Path:
@@ -213,7 +222,10 @@ class Settings:
                 what = getattr(typ, "__name__", "value")
                 raise InputError(f"Setting {var}={raw!r} is not a valid {what}.") from None
         kw["api_key"] = Secret(env.get("ANTHROPIC_API_KEY", "").strip() or None)
+        kw["database_url"] = _database_url(env.get("RAG_DATABASE_URL", "").strip() or None)
         kw.update(overrides)
+        if isinstance(kw.get("database_url"), str) or kw.get("database_url") is None:
+            kw["database_url"] = _database_url(kw.get("database_url"))
         if isinstance(kw.get("api_key"), str) or kw.get("api_key") is None:
             kw["api_key"] = Secret(kw.get("api_key"))
         if "data_dir" in kw:
@@ -236,6 +248,27 @@ class Settings:
         for ok, msg in checks:
             if not ok:
                 raise InputError(msg + ".")
+
+
+def _database_url(url: str | None) -> Secret:
+    """``RAG_DATABASE_URL`` as a :class:`Secret` (its password remembered for redaction).
+
+    Raises :class:`InputError` when it is not a ``postgresql`` URL.
+    """
+    if not url:
+        return Secret(None)
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.split("+")[0] not in ("postgresql", "postgres"):
+        raise InputError(
+            f"Setting RAG_DATABASE_URL must be a PostgreSQL URL such as "
+            f"postgresql+psycopg://user:password@host:5432/rag (got one starting '{scheme[:20]}')."
+        )
+    if scheme.split("+")[0] == "postgres":  # libpq's spelling; SQLAlchemy wants postgresql
+        url = "postgresql+psycopg://" + rest
+    userinfo = rest.rsplit("@", 1)[0] if "@" in rest else ""
+    if ":" in userinfo:
+        remember_secret(userinfo.split(":", 1)[1])
+    return Secret(url)
 
 
 def _flag(raw: str) -> bool:

@@ -84,6 +84,7 @@ from rag_core.workspace_library import (
     items_to_rows,
     rows_to_items,
 )
+from rag_core.workspace_shared import SharedRunsMixin
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
     from rag_core.engine import Engine
@@ -105,7 +106,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, AccessMixin):
+class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, AccessMixin, SharedRunsMixin):
     """Everything the dashboard does with one data directory. See the module docstring.
 
     Documents, collections and question sets: :class:`~rag_core.workspace_library.LibraryMixin`.
@@ -129,7 +130,7 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, A
         """Who acts when no :meth:`acting_as` principal is set (the CLI: ``CLI_ADMIN``)."""
         self.ocr = ocr
         """OCR engine for scanned pages (None: Tesseract, ``settings.tesseract_cmd``)."""
-        self.store = store or HistoryStore(settings.db_path)
+        self.store = store or HistoryStore(settings.history_target)
         self._engine = engine
         self._index: PolicyIndex | None = None
         self._index_seen: tuple[int, int] | str | None = _UNSEEN  # the index file last checked
@@ -191,10 +192,9 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, A
         history database (and its WAL) and of the index's files, so writes by a run in progress or
         by another process (the CLI) are noticed too. Costs a few ``stat`` calls.
         """
-        parts = [str(self._writes)]
-        db = self.settings.db_path
+        parts = [str(self._writes), self.store.change_token()]
         chroma = self.settings.chroma_dir / "chroma.sqlite3"
-        for p in (db, Path(f"{db}-wal"), chroma, Path(f"{chroma}-wal")):
+        for p in (chroma, Path(f"{chroma}-wal")):
             try:
                 st = os.stat(p)
                 parts.append(f"{st.st_mtime_ns}:{st.st_size}")

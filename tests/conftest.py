@@ -16,6 +16,9 @@ os.environ.pop("ANTHROPIC_BASE_URL", None)
 # Never read the developer's real .streamlit/secrets.toml from tests.
 os.environ["RAG_SECRETS_FILE"] = os.devnull + ".no-secrets.toml"
 
+# A real PostgreSQL server for the history store's tests (pg_server, pg_url, store_target).
+pytest_plugins = ["tests.support.postgres_server"]
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_PDF = ROOT / "data" / "sample" / "northwind_staff_handbook.pdf"
 SAMPLE_QUESTIONS = ROOT / "data" / "sample" / "questions.json"

@@ -58,7 +58,7 @@ class CatalogStore(SqliteBase):
             rows = conn.execute(
                 "SELECT s.name, COUNT(i.idx), s.updated_at, s.collection FROM question_sets s "
                 "LEFT JOIN question_items i ON i.set_name = s.name "
-                "GROUP BY s.name ORDER BY s.name COLLATE NOCASE, s.name"
+                "GROUP BY s.name ORDER BY LOWER(s.name), s.name"
             ).fetchall()
         return [QuestionSetInfo(name=r[0], n_items=int(r[1]), updated_at=r[2], collection=r[3]) for r in rows]
 
@@ -114,7 +114,10 @@ class CatalogStore(SqliteBase):
         :class:`InputError` for an empty or too long name."""
         name = collection_name(name)
         with self._tx(f"create collection '{name}'", write=True) as conn:
-            conn.execute("INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (name, _now()))
+            conn.execute(
+                "INSERT INTO collections(name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, _now()),
+            )
         return name
 
     def delete_collection(self, name: str) -> bool:
@@ -149,7 +152,8 @@ class CatalogStore(SqliteBase):
         new_sections = dict(sections or {})
         with self._tx(f"record document '{doc.name}'", write=True) as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO collections(name, created_at) VALUES (?, ?)", (collection, now)
+                "INSERT INTO collections(name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (collection, now),
             )
             last = conn.execute(
                 "SELECT version, sha256, sections FROM document_versions WHERE collection = ? AND name = ? "
@@ -200,8 +204,12 @@ class CatalogStore(SqliteBase):
                     ),
                 )
             conn.execute(
-                "INSERT OR REPLACE INTO documents(collection, name, sha256, pages, chunks, size_bytes, "
-                "added_at, version, ocr_pages, format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO documents(collection, name, sha256, pages, chunks, size_bytes, "
+                "added_at, version, ocr_pages, format) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (collection, name) DO UPDATE SET sha256 = excluded.sha256, "
+                "pages = excluded.pages, chunks = excluded.chunks, size_bytes = excluded.size_bytes, "
+                "added_at = excluded.added_at, version = excluded.version, "
+                "ocr_pages = excluded.ocr_pages, format = excluded.format",
                 (
                     collection,
                     doc.name,
@@ -238,7 +246,7 @@ class CatalogStore(SqliteBase):
             sql += " WHERE collection = ?"
             args = (collection,)
         with self._tx("list the documents", write=False) as conn:
-            rows = conn.execute(sql + " ORDER BY name COLLATE NOCASE, name, collection", args).fetchall()
+            rows = conn.execute(sql + " ORDER BY LOWER(name), name, collection", args).fetchall()
         return [
             DocumentInfo(
                 name=r[0],

@@ -15,7 +15,6 @@ Contracts (besides the store's, see :mod:`rag_core.storage.store`)
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -29,9 +28,9 @@ from rag_core.experiment import (
     questions_fingerprint,
 )
 from rag_core.models import QAItem
-from rag_core.storage.connection import SqliteBase, _now
+from rag_core.storage.connection import SqliteBase, TxConnection, _now
 from rag_core.storage.jsonsafe import from_json, refuse_secrets, to_json
-from rag_core.storage.owner import owner_alive
+from rag_core.storage.owner import owner_alive, owner_on_this_host
 from rag_core.storage.schema import RUN_STATUSES
 
 __all__ = ["MAX_NOTE_CHARS", "MAX_RUN_NAME_CHARS", "ExperimentsStore", "record_set_version"]
@@ -42,7 +41,7 @@ MAX_RUN_NAME_CHARS = 200
 MAX_NOTE_CHARS = 5000
 
 
-def record_set_version(conn: sqlite3.Connection, name: str, items: Sequence[QAItem], now: str) -> int:
+def record_set_version(conn: TxConnection, name: str, items: Sequence[QAItem], now: str) -> int:
     """Inside an open write transaction: the version number of set ``name`` with ``items``,
     adding a version row when the content differs from the latest one (or there is none)."""
     sha = questions_fingerprint(items)
@@ -130,7 +129,7 @@ class ExperimentsStore(SqliteBase):
             rows = conn.execute(
                 f"SELECT {_CFG_COLUMNS} FROM assistant_configs c WHERE version = "
                 "(SELECT MAX(version) FROM assistant_configs WHERE name = c.name) "
-                "ORDER BY name COLLATE NOCASE, name"
+                "ORDER BY LOWER(name), name"
             ).fetchall()
         return [_config_version(r) for r in rows]
 
@@ -220,10 +219,10 @@ class ExperimentsStore(SqliteBase):
         with self._tx("create the sweep", write=True) as conn:
             cur = conn.execute(
                 "INSERT INTO sweeps(created_at, name, question_set, status, plan, owner) "
-                "VALUES (?, ?, ?, 'running', ?, ?)",
+                "VALUES (?, ?, ?, 'running', ?, ?) RETURNING id",
                 (_now(), name, question_set, data, self._owner),
             )
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def update_sweep(
         self,
@@ -273,8 +272,9 @@ class ExperimentsStore(SqliteBase):
         """Sweeps newest first (at most ``limit``); ``[]`` when none."""
         with self._tx("list the sweeps", write=False) as conn:
             rows = conn.execute(
-                f"SELECT {_SWEEP_COLUMNS} FROM sweeps ORDER BY id DESC LIMIT ?",
-                (-1 if limit is None else int(limit),),
+                f"SELECT {_SWEEP_COLUMNS} FROM sweeps ORDER BY id DESC"
+                + ("" if limit is None else " LIMIT ?"),
+                () if limit is None else (int(limit),),
             ).fetchall()
         return [_sweep(r) for r in rows]
 
@@ -287,7 +287,9 @@ class ExperimentsStore(SqliteBase):
             ids = [
                 int(sid)
                 for sid, owner in rows
-                if sid not in skip and (owner == self._owner or not owner_alive(owner))
+                # A sweep of another host (sharing the history) is left to that host.
+                if sid not in skip
+                and (owner == self._owner or (owner_on_this_host(owner) and not owner_alive(owner)))
             ]
             for sid in ids:
                 conn.execute(

@@ -32,7 +32,9 @@ class JudgeCacheStore(SqliteBase):
             return False
         with self._tx("write the judge cache", write=True) as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO judge_cache(key, value, reason, created_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO judge_cache(key, value, reason, created_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, reason = excluded.reason, "
+                "created_at = excluded.created_at",
                 (key, v, reason, _now()),
             )
         return True

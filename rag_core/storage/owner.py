@@ -1,7 +1,9 @@
 """Run ownership: which process is executing a ``"running"`` run, and whether it is still alive.
 
 A run stores the token of the process that created (or resumed) it: ``host|boot id|pid|start
-ticks``. The pid alone is not enough (pids are reused); the start time in clock ticks since boot
+ticks``. A process on another host (several app processes sharing one PostgreSQL history, or
+containers) cannot be probed: its run counts as alive while its heartbeat is recent
+(:func:`heartbeat_recent`). The pid alone is not enough (pids are reused); the start time in clock ticks since boot
 (Linux ``/proc``) and the boot id tell a live owner from a dead one. Best effort, never raises.
 """
 
@@ -9,9 +11,14 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["owner_alive", "owner_token"]
+__all__ = ["REMOTE_STALE_S", "heartbeat_recent", "owner_alive", "owner_on_this_host", "owner_token"]
+
+#: A run owned by a process on another host (or container) counts as alive while its attempt's
+#: heartbeat (written every few seconds while it executes) is younger than this.
+REMOTE_STALE_S = 120.0
 
 
 def _boot_id() -> str:
@@ -35,6 +42,24 @@ def owner_token(pid: int | None = None) -> str:
     """``host|boot id|pid|start ticks``: identifies a process even after its pid is reused."""
     pid = os.getpid() if pid is None else pid
     return f"{socket.gethostname()}|{_boot_id()}|{pid}|{_start_ticks(pid)}"
+
+
+def owner_on_this_host(owner: str) -> bool:
+    """Whether ``owner`` names a process of this host (or container): only those can be probed."""
+    return owner.split("|", 1)[0] == socket.gethostname()
+
+
+def heartbeat_recent(at: str | None, now: datetime | None = None) -> bool:
+    """Whether an ISO timestamp (a run's last heartbeat) is younger than :data:`REMOTE_STALE_S`."""
+    if not at:
+        return False
+    try:
+        t = datetime.fromisoformat(at)
+    except ValueError:
+        return False
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - t).total_seconds() < REMOTE_STALE_S
 
 
 def owner_alive(owner: str) -> bool:

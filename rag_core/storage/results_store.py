@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from rag_core.errors import InputError, StorageError
 from rag_core.models import MetricScore, RequestTiming
-from rag_core.storage.connection import SqliteBase, _now
+from rag_core.storage.connection import SqliteBase, TxConnection, _now
 from rag_core.storage.jsonsafe import finite, from_json, refuse_secrets, to_json
 from rag_core.storage.records import ResultRecord, result_status
 from rag_core.storage.runs_store import _no_run
@@ -110,8 +109,10 @@ class ResultsStore(SqliteBase):
             if cur.rowcount == 0:
                 raise StorageError(_missing_result(conn, run_id, index, "scores"))
             conn.executemany(
-                "INSERT OR REPLACE INTO scores(run_id, idx, metric, value, stdev, reason, error, cached, "
-                "skipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO scores(run_id, idx, metric, value, stdev, reason, error, cached, skipped) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, idx, metric) DO UPDATE SET "
+                "value = excluded.value, stdev = excluded.stdev, reason = excluded.reason, "
+                "error = excluded.error, cached = excluded.cached, skipped = excluded.skipped",
                 rows,
             )
 
@@ -273,7 +274,7 @@ class ResultsStore(SqliteBase):
         ]
 
 
-def _missing_result(conn: sqlite3.Connection, run_id: int, index: int, what: str) -> str:
+def _missing_result(conn: TxConnection, run_id: int, index: int, what: str) -> str:
     row = conn.execute("SELECT n_questions FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         return f"Run #{run_id} no longer exists (it was deleted); the {what} of item {index} was not saved."

@@ -8,9 +8,9 @@ from typing import Any
 from rag_core.errors import InputError, StorageError
 from rag_core.experiment import RunIdentity
 from rag_core.models import QAItem
-from rag_core.storage.connection import SqliteBase, _now
+from rag_core.storage.connection import SqliteBase, TxConnection, _now
 from rag_core.storage.jsonsafe import from_json, refuse_secrets, to_json
-from rag_core.storage.owner import owner_alive
+from rag_core.storage.owner import heartbeat_recent, owner_alive, owner_on_this_host
 from rag_core.storage.records import RunRecord
 from rag_core.storage.schema import RUN_STATUSES
 from rag_core.summary import RunSummary
@@ -49,10 +49,10 @@ class RunsStore(SqliteBase):
         with self._tx("create the run", write=True) as conn:
             cur = conn.execute(
                 "INSERT INTO runs(created_at, question_set, backend, mode, suite, status, config, "
-                "n_questions, owner) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                "n_questions, owner) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?) RETURNING id",
                 (now, question_set, backend, mode, suite, config_json, len(items), self._owner),
             )
-            run_id = int(cur.lastrowid or 0)
+            run_id = int(cur.fetchone()[0])
             conn.executemany(
                 "INSERT INTO results(run_id, idx, question, ground_truth, expected, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -122,8 +122,8 @@ class RunsStore(SqliteBase):
             raise InputError("The number of runs to list cannot be negative.")
         with self._tx("list the runs", write=False) as conn:
             rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT ?",
-                (-1 if limit is None else int(limit),),
+                f"SELECT {_RUN_COLUMNS} FROM runs ORDER BY id DESC" + ("" if limit is None else " LIMIT ?"),
+                () if limit is None else (int(limit),),
             ).fetchall()
         return [_run_record(r) for r in rows]
 
@@ -137,7 +137,7 @@ class RunsStore(SqliteBase):
             row = conn.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 return False
-            if row[0] == "running" and not force and owner_alive(row[1]):
+            if row[0] == "running" and not force and _run_alive(conn, run_id, row[1]):
                 raise StorageError(f"Run #{run_id} is still running; cancel it before deleting it.")
             conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
         return True
@@ -156,7 +156,7 @@ class RunsStore(SqliteBase):
             ids = [
                 int(rid)
                 for rid, owner in rows
-                if rid not in skip and (owner == self._owner or not owner_alive(owner))
+                if rid not in skip and (owner == self._owner or not _run_alive(conn, int(rid), owner))
             ]
             for rid in ids:
                 conn.execute(
@@ -172,6 +172,19 @@ _RUN_COLUMNS = (
     "id, created_at, finished_at, question_set, backend, mode, suite, status, config, timings, "
     "summary, n_questions, name, note, identity"
 )
+
+
+def _run_alive(conn: TxConnection, run_id: int, owner: str) -> bool:
+    """Whether the process executing a ``running`` run is alive: probed on this host; on another
+    host (or container) sharing the history, judged by the run's last heartbeat."""
+    if owner_on_this_host(owner):
+        return owner_alive(owner)
+    row = conn.execute(
+        "SELECT COALESCE(MAX(a.heartbeat_at), MAX(r.created_at)) FROM runs r "
+        "LEFT JOIN run_attempts a ON a.run_id = r.id WHERE r.id = ?",
+        (run_id,),
+    ).fetchone()
+    return heartbeat_recent(row[0] if row else None)
 
 
 def _no_run(run_id: int) -> str:

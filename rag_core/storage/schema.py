@@ -1,15 +1,24 @@
-"""The history database's schema: migrations, their version, and the constants every part of the store shares.
+"""The history database's schema: its version, the legacy migrations, and the constants every part of the store shares.
 
-``MIGRATIONS[v]`` upgrades a database from ``PRAGMA user_version`` *v* to *v + 1*; the store applies
-the missing ones when it opens a file (:meth:`rag_core.storage.connection.SqliteBase._migrate`).
-Append new entries; never edit a released one.
+Schema changes are Alembic revisions (:mod:`rag_core.storage.migrations`, one file per version
+under ``versions/``), run when the store opens a database, SQLite or PostgreSQL.
+
+``MIGRATIONS`` is the legacy, hand-written list SQLite files were built with before Alembic:
+``MIGRATIONS[v]`` upgrades a file from ``PRAGMA user_version`` *v* to *v + 1*. It is frozen at its
+:data:`LEGACY_VERSION` released entries, which the baseline revision ``0006`` applies to old (and
+new) SQLite files. Do not append to it: add a revision instead (a new entry here is ignored; see
+``rag_core/storage/migrations/__init__.py`` for how to turn one into a revision in a minute).
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 __all__ = [
     "BUSY_TIMEOUT_S",
     "INF_ERROR",
+    "LEGACY_VERSION",
     "MAX_COMMENT_CHARS",
     "MAX_SET_NAME_CHARS",
     "MIGRATIONS",
@@ -318,73 +327,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX question_sources_document ON question_sources(collection, document)",
     ),
-    (
-        # Issue 14 (generation). Question / expected-answer pairs Claude wrote from the documents,
-        # waiting for the analyst's review (rag_core.storage.authoring): status pending → accepted
-        # (into question_set) or rejected. sources: JSON list of source links; flags: JSON list
-        # (e.g. "general_knowledge"). Ids are computed as MAX(id)+1 in the write transaction.
-        """
-        CREATE TABLE generated_pairs (
-            id               BIGINT NOT NULL PRIMARY KEY,
-            job              TEXT NOT NULL,
-            created_at       TEXT NOT NULL,
-            collection       TEXT NOT NULL,
-            kind             TEXT NOT NULL,
-            question         TEXT NOT NULL,
-            expected_answer  TEXT NOT NULL,
-            expected         TEXT NOT NULL DEFAULT 'answer',
-            sources          TEXT NOT NULL DEFAULT '[]',
-            flags            TEXT NOT NULL DEFAULT '[]',
-            model            TEXT NOT NULL DEFAULT '',
-            status           TEXT NOT NULL DEFAULT 'pending',
-            question_set     TEXT,
-            reviewed_at      TEXT
-        )
-        """,
-        "CREATE INDEX generated_pairs_status ON generated_pairs(status, collection)",
-        # What Claude answered for one generation request (passages + kind + model + prompt
-        # version), so the same request is never paid for twice.
-        """
-        CREATE TABLE generation_cache (
-            key            TEXT NOT NULL PRIMARY KEY,
-            model          TEXT NOT NULL,
-            response       TEXT NOT NULL,
-            input_tokens   BIGINT NOT NULL DEFAULT 0,
-            output_tokens  BIGINT NOT NULL DEFAULT 0,
-            created_at     TEXT NOT NULL
-        )
-        """,
-    ),
-    (
-        # Issue 14, stale questions (rag_core.coverage.stale): what a new document version did to a
-        # link. new_passage: the current passage of the same section ('' when the section is gone),
-        # stale_reason: why it is flagged, stale_at: when, checked_version: the document version the
-        # link was last compared with. Portable SQL (SQLite and PostgreSQL).
-        "ALTER TABLE question_sources ADD COLUMN new_passage TEXT",
-        "ALTER TABLE question_sources ADD COLUMN stale_reason TEXT NOT NULL DEFAULT ''",
-        "ALTER TABLE question_sources ADD COLUMN stale_at TEXT",
-        "ALTER TABLE question_sources ADD COLUMN checked_version INTEGER",
-    ),
-    (
-        # Issue 15. Sign-in, roles and the audit trail (rag_core.storage.audit). Portable SQL.
-        # Who started a run: the principal's owner key (an e-mail once sign-in is on); '' = unknown
-        # (runs from before sign-in, or local). Not the process `owner` token of a running run.
-        "ALTER TABLE runs ADD COLUMN started_by TEXT NOT NULL DEFAULT ''",
-        # Append-only: the store has no method that updates or deletes a row. `at` is an ISO-8601
-        # UTC timestamp written by Python; `id` is MAX(id) + 1 inside the write transaction.
-        """
-        CREATE TABLE audit_log (
-            id      BIGINT NOT NULL PRIMARY KEY,
-            at      TEXT NOT NULL,
-            actor   TEXT NOT NULL,
-            role    TEXT NOT NULL DEFAULT '',
-            action  TEXT NOT NULL,
-            target  TEXT NOT NULL DEFAULT '',
-            detail  TEXT NOT NULL DEFAULT ''
-        )
-        """,
-        "CREATE INDEX audit_log_at ON audit_log(at)",
-    ),
 )
-#: The schema version this code writes (``PRAGMA user_version``).
-SCHEMA_VERSION = len(MIGRATIONS)
+#: The last version built by the legacy list (the Alembic baseline revision, ``0006``).
+LEGACY_VERSION = 6
+
+
+def _head_version() -> int:
+    names = (Path(__file__).parent / "migrations" / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")
+    return max((int(p.name[:4]) for p in names if re.fullmatch(r"\d{4}_\w+\.py", p.name)), default=0)
+
+
+#: The schema version this code writes: the highest Alembic revision number (revision files are
+#: named ``NNNN_slug.py`` with ``revision = "NNNN"``). SQLite files also carry it in
+#: ``PRAGMA user_version``, so an older app refuses a newer file.
+SCHEMA_VERSION = _head_version()

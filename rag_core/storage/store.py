@@ -1,4 +1,4 @@
-"""SQLite history store: question sets, documents, runs, per-question results, scores, timelines.
+"""History store (a SQLite file, or PostgreSQL with ``RAG_DATABASE_URL``): question sets, documents, runs, per-question results, scores, timelines.
 
 Written incrementally, so a crash loses nothing that finished: :meth:`HistoryStore.create_run`
 inserts one ``"pending"`` result row per question up front, each answer and each score is
@@ -58,8 +58,10 @@ from rag_core.storage.attempts import AttemptsStore
 from rag_core.storage.audit import AuditStore
 from rag_core.storage.authoring import AuthoringStore
 from rag_core.storage.catalog import CatalogStore
+from rag_core.storage.dialects import PostgresDialect
 from rag_core.storage.experiments import ExperimentsStore
 from rag_core.storage.judge_cache import JudgeCacheStore
+from rag_core.storage.progress import ProgressStore
 from rag_core.storage.results_store import ResultsStore
 from rag_core.storage.runs_store import RunsStore
 from rag_core.storage.sources import SourcesStore
@@ -79,8 +81,9 @@ class HistoryStore(
     SourcesStore,
     AuthoringStore,
     AuditStore,
+    ProgressStore,
 ):
-    """The project's SQLite history. Safe to share between threads and processes.
+    """The project's history (SQLite file or PostgreSQL URL). Safe to share between threads and processes.
 
     Opening creates the folder and the database if needed, checks the file's structure
     (``PRAGMA quick_check``, also run before each new run is created) and migrates an older schema.
@@ -89,11 +92,15 @@ class HistoryStore(
     """
 
     def __repr__(self) -> str:
-        return f"HistoryStore({str(self.db_path)!r})"
+        return f"HistoryStore({self.location!r})"
 
     @property
     def location(self) -> str:
-        """Where the history lives (its resolved file path): the namespace of its live runs."""
+        """Where the history lives (its resolved file path, or the server's URL without its
+        password): the namespace of its live runs."""
+        if isinstance(self._dialect, PostgresDialect):
+            return self._dialect.safe_url
+        assert self.db_path is not None
         return str(self.db_path.resolve())
 
     def __enter__(self) -> HistoryStore:

@@ -14,11 +14,10 @@ Contracts (in addition to the store's, see :mod:`rag_core.storage.store`)
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
 from rag_core.errors import InputError
-from rag_core.storage.connection import SqliteBase, _now
+from rag_core.storage.connection import SqliteBase, TxConnection, _now
 from rag_core.storage.records import VerdictRecord
 from rag_core.storage.runs_store import _no_run
 from rag_core.storage.schema import MAX_COMMENT_CHARS
@@ -47,7 +46,9 @@ class VerdictsStore(SqliteBase):
         with self._tx(f"save the verdict on run #{run_id}, question {index + 1}", write=True) as conn:
             self._check_result(conn, run_id, index)
             conn.execute(
-                "INSERT OR REPLACE INTO verdicts(run_id, idx, verdict, comment, labelled_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO verdicts(run_id, idx, verdict, comment, labelled_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id, idx) DO UPDATE SET verdict = excluded.verdict, "
+                "comment = excluded.comment, labelled_at = excluded.labelled_at",
                 (run_id, index, str(v), comment, now),
             )
         return VerdictRecord(run_id=run_id, index=index, verdict=v, comment=comment, labelled_at=now)
@@ -110,7 +111,7 @@ class VerdictsStore(SqliteBase):
         return [int(r[0]) for r in rows]
 
     @staticmethod
-    def _check_result(conn: sqlite3.Connection, run_id: int, index: int) -> None:
+    def _check_result(conn: TxConnection, run_id: int, index: int) -> None:
         row = conn.execute("SELECT n_questions FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise InputError(_no_run(run_id))

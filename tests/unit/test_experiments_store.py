@@ -29,9 +29,10 @@ BASE = AssistantConfig(answer_model="claude-sonnet-4-5", system_prompt="You answ
 FAKE_ANT_KEY = "sk-" + "ant-" + "api03-" + "x" * 26
 
 
+# On a SQLite file, then on a fresh PostgreSQL database (tests/support/postgres_server.py).
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    s = HistoryStore(tmp_path / "h.sqlite3")
+def store(store_target: Path | str) -> Iterator[HistoryStore]:
+    s = HistoryStore(store_target)
     yield s
     s.close()
 

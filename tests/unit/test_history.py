@@ -1,4 +1,9 @@
-"""HistoryStore: round-trips, concurrency (threads and processes), NaN handling, resume, secrets."""
+"""HistoryStore: round-trips, concurrency (threads and processes), NaN handling, resume, secrets.
+
+Every test taking ``store`` or ``store_target`` runs twice: on a SQLite file and on a fresh
+database of a real PostgreSQL server (tests/support/postgres_server.py). Tests of the SQLite file
+itself (WAL, PRAGMA user_version, a file that is not a database, SQLite's lock) use a path.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from rag_core.errors import InputError, StorageError
 from rag_core.models import Chunk, DocumentInfo, MetricScore, QAItem, RequestTiming, ScoredChunk
@@ -27,10 +33,25 @@ ITEMS = [
 
 
 @pytest.fixture
-def store(data_dir: Path):
-    s = HistoryStore(data_dir / "history.sqlite3")
+def store(store_target: Path | str):
+    s = HistoryStore(store_target)
     yield s
     s.close()
+
+
+def _rows(store: HistoryStore, sql: str) -> list[tuple[Any, ...]]:
+    """Rows as stored, read around the store's methods (on either database)."""
+    with store._tx("inspect", write=False) as conn:
+        return [tuple(r) for r in conn.execute(sql).fetchall()]
+
+
+def _dump(store: HistoryStore) -> str:
+    """Every stored value of the run tables, as text."""
+    return "\n".join(
+        repr(row)
+        for t in ("runs", "results", "scores", "requests", "run_attempts")
+        for row in _rows(store, f"SELECT * FROM {t}")
+    )
 
 
 def _run(store: HistoryStore, items: list[QAItem] = ITEMS, **config: object) -> int:
@@ -62,15 +83,17 @@ def _summary(run_id: int, *, n: int = 3, **kw) -> RunSummary:
 
 # --- opening ------------------------------------------------------------------------------------
 def test_wal_is_on_and_schema_versioned(store: HistoryStore) -> None:
+    assert store.schema_version == SCHEMA_VERSION >= 1
+    if store.dialect == "postgresql":
+        return
     assert store.journal_mode == "wal"
     with sqlite3.connect(store.db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    assert store.schema_version == SCHEMA_VERSION >= 1
 
 
-def test_reopening_keeps_data_and_does_not_remigrate(data_dir: Path) -> None:
-    path = data_dir / "h.sqlite3"
+def test_reopening_keeps_data_and_does_not_remigrate(store_target: Path | str) -> None:
+    path = store_target
     with HistoryStore(path) as s:
         run_id = _run(s)
     with HistoryStore(path) as s:
@@ -290,8 +313,7 @@ def test_nan_and_inf_scores_are_stored_as_failures(store: HistoryStore) -> None:
     assert "infinite" in (scores["rouge_l"].error or "")
     assert scores["context_recall"].error == "metric returned no value"
     assert scores["faithfulness"].error == "judge returned invalid JSON"
-    with sqlite3.connect(store.db_path) as raw:
-        values = [r[0] for r in raw.execute("SELECT value FROM scores")]
+    values = [r[0] for r in _rows(store, "SELECT value FROM scores")]
     assert values == [None, None, None, None]
 
 
@@ -305,8 +327,7 @@ def test_json_with_nan_is_never_written(store: HistoryStore) -> None:
         ),
     )
     store.update_run(run_id, summary=summary, timings={"total_s": float("nan")})
-    with sqlite3.connect(store.db_path) as raw:
-        texts = raw.execute("SELECT config, timings, summary FROM runs").fetchone()
+    texts = _rows(store, "SELECT config, timings, summary FROM runs")[0]
     for text in texts:
         assert "NaN" not in text and "Infinity" not in text
         json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
@@ -344,8 +365,7 @@ def test_secrets_are_refused(store: HistoryStore, config: dict) -> None:
             run_id,
             summary=_summary(run_id, judge=JudgeStats(versions={"x-api-key": "sk-test-not-a-real-key"})),
         )
-    with sqlite3.connect(store.db_path) as raw:
-        dump = "\n".join(raw.iterdump())
+    dump = _dump(store)
     assert "sk-test-not-a-real-key" not in dump and "sk-ant-" not in dump
 
 
@@ -371,10 +391,9 @@ def test_delete_run_cascades(store: HistoryStore) -> None:
         store.update_run(run_id, status="completed", finished=True)
     assert store.delete_run(gone) is True
     assert store.delete_run(gone) is False
-    with sqlite3.connect(store.db_path) as raw:
-        for table in ("results", "scores", "requests"):
-            runs = {r[0] for r in raw.execute(f"SELECT run_id FROM {table}")}
-            assert runs == {keep}, table
+    for table in ("results", "scores", "requests"):
+        runs = {r[0] for r in _rows(store, f"SELECT run_id FROM {table}")}
+        assert runs == {keep}, table
     assert [r.id for r in store.list_runs()] == [keep]
 
 
@@ -501,7 +520,7 @@ def test_two_threads_write_concurrently(store: HistoryStore) -> None:
 
 
 def _process_writer(db_path: str, run_id: int, parity: int, n: int, barrier: Any) -> None:
-    store = HistoryStore(Path(db_path))
+    store = HistoryStore(db_path)
     try:
         barrier.wait(30)  # both processes open the db, then write at the same time
         for i in range(parity, n, 2):
@@ -519,8 +538,8 @@ def _process_writer(db_path: str, run_id: int, parity: int, n: int, barrier: Any
         store.close()
 
 
-def test_two_processes_write_concurrently(data_dir: Path) -> None:
-    path = data_dir / "shared.sqlite3"
+def test_two_processes_write_concurrently(store_target: Path | str) -> None:
+    path = store_target
     n = 300
     with HistoryStore(path) as store:
         run_id = _run(store, items=[QAItem(f"Q{i}?", "") for i in range(n)])
@@ -540,7 +559,7 @@ def test_two_processes_write_concurrently(data_dir: Path) -> None:
 
 
 def _hold_a_run(db_path: str, created: Any, release: Any) -> None:
-    store = HistoryStore(Path(db_path))
+    store = HistoryStore(db_path)
     store.create_run(
         question_set=None, backend="offline", mode="async", suite="offline", config={}, items=ITEMS
     )
@@ -549,8 +568,8 @@ def _hold_a_run(db_path: str, created: Any, release: Any) -> None:
     store.close()
 
 
-def test_mark_interrupted_spares_other_live_processes(data_dir: Path) -> None:
-    path = data_dir / "h.sqlite3"
+def test_mark_interrupted_spares_other_live_processes(store_target: Path | str) -> None:
+    path = store_target
     HistoryStore(path).close()
     ctx = multiprocessing.get_context("spawn")
     created, release = ctx.Event(), ctx.Event()
@@ -596,11 +615,15 @@ def test_list_runs_is_fast_with_100_runs_of_100_results(store: HistoryStore) -> 
         )
         store.update_run(run_id, status="completed", summary=summary, finished=True)
     statements: list[str] = []
-    store._conn.set_trace_callback(statements.append)
+
+    def trace(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(store._engine, "before_cursor_execute", trace)
     t0 = time.perf_counter()
     runs = store.list_runs()
     elapsed = time.perf_counter() - t0
-    store._conn.set_trace_callback(None)
+    sa.event.remove(store._engine, "before_cursor_execute", trace)
     assert len(runs) == 100 and runs[0].summary.n_questions == 100
     # Listing never reads per-question rows (the History page lists runs on every render).
     assert statements and not [q for q in statements if "results" in q or "scores" in q]
