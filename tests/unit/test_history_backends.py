@@ -335,8 +335,12 @@ def test_the_revision_template_runs_on_both_databases(tmp_path: Path, store_targ
 
     scripts = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0007_example.py").write_text((scripts / "versions" / "TEMPLATE.txt").read_text())
-    HistoryStore(store_target).close()  # built by the real revisions (head 0006)
+    head, nxt = f"{SCHEMA_VERSION:04d}", f"{SCHEMA_VERSION + 1:04d}"
+    template = (scripts / "versions" / "TEMPLATE.txt").read_text()
+    template = template.replace('revision = "0007"', f'revision = "{nxt}"')
+    template = template.replace('down_revision = "0006"', f'down_revision = "{head}"')
+    (scripts / "versions" / f"{nxt}_example.py").write_text(template)
+    HistoryStore(store_target).close()  # built by the real revisions (up to the head)
     url = store_target if isinstance(store_target, str) else f"sqlite:///{store_target}"
     engine = sa.create_engine(url)
     try:
@@ -346,10 +350,10 @@ def test_the_revision_template_runs_on_both_databases(tmp_path: Path, store_targ
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
         with engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == nxt
             conn.exec_driver_sql("INSERT INTO example(id, name) VALUES (1, 'x')")
             assert conn.exec_driver_sql("SELECT name FROM example").scalar() == "x"
     finally:
         engine.dispose()
     with pytest.raises(StorageError, match="newer version of this app"):
-        HistoryStore(store_target)  # and this code (head 0006) refuses the upgraded database
+        HistoryStore(store_target)  # and this code (one revision older) refuses the upgraded database
