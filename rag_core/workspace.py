@@ -66,6 +66,7 @@ from rag_core.storage import HistoryStore, ResultRecord, RunRecord, VerdictRecor
 from rag_core.summary import RunSummary
 from rag_core.vocab import Backend, Mode, RunStatus, Suite, choice
 from rag_core.workspace_experiments import ExperimentsMixin
+from rag_core.workspace_ingest import IngestJobsMixin
 from rag_core.workspace_library import (
     _UNSEEN,
     SAMPLE_PDF,
@@ -96,11 +97,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Workspace(LibraryMixin, ExperimentsMixin):
+class Workspace(LibraryMixin, IngestJobsMixin, ExperimentsMixin):
     """Everything the dashboard does with one data directory. See the module docstring.
 
     Documents, collections and question sets: :class:`~rag_core.workspace_library.LibraryMixin`.
     Configurations, run names, sweeps and leaderboards: :class:`~rag_core.workspace_experiments.ExperimentsMixin`.
+    Background uploads with progress and Cancel: :class:`~rag_core.workspace_ingest.IngestJobsMixin`.
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class Workspace(LibraryMixin, ExperimentsMixin):
         if self._closed:
             return
         self._closed = True
+        self.cancel_all_ingests()  # an upload in progress stops cleanly before its index closes
         index, self._index = self._index, None
         close = getattr(index, "close", None)
         if close is not None:

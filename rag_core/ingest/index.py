@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,12 +37,14 @@ import chromadb
 from chromadb.api import ClientAPI
 
 from rag_core.errors import IngestError, RagError, RetrievalError
+from rag_core.ingest.control import EMBED_BATCH, embed_batch_size, embed_delay_s
 from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.models import DEFAULT_COLLECTION, Chunk, DocumentInfo, ParsedDocument, ScoredChunk
 from rag_core.settings import Settings
 
-#: Chunks embedded and written per step of :meth:`PolicyIndex.add_document` (progress granularity).
-ADD_BATCH = 256
+#: Chunks embedded and written per step of :meth:`PolicyIndex.add_document` by default (progress,
+#: Cancel and time-budget granularity; ``RAG_EMBED_BATCH`` overrides it, see :mod:`.control`).
+ADD_BATCH = EMBED_BATCH
 #: Questions per Chroma query call (one call for any realistic run).
 QUERY_BATCH = 1000
 #: Cap on questions × top_k per query call: Chroma's SQLite backend fails with "too many SQL
@@ -272,10 +275,13 @@ class PolicyIndex:
 
         ``"unchanged"``: the same bytes (sha256) and chunks are already indexed under that name;
         nothing is embedded. ``"replaced"``: the name held other content; the new chunks are
-        written first, then the old ones removed. ``on_progress(done, total)`` is called after
-        each batch of chunks. Raises :class:`IngestError` naming the file when the document has
-        no chunks, its identical content is already indexed under another name in the same
-        collection, or the write fails (chunks written so far are removed again).
+        written first, then the old ones removed. ``on_progress(done, total)`` is called before
+        each batch of chunks and once at the end; if it raises (Cancel, time budget), the chunks
+        written so far are removed and the error propagates (the old version stays, except when
+        the same bytes were split differently and their old chunks had to go first). Raises
+        :class:`IngestError` naming the file when the document has no chunks, its identical
+        content is already indexed under another name in the same collection, or the write
+        fails (chunks written so far are removed again).
         """
         name = doc.name
         if not doc.chunks:
@@ -327,10 +333,13 @@ class PolicyIndex:
     ) -> None:
         added_at = datetime.now(UTC).isoformat(timespec="seconds")
         total = len(doc.chunks)
+        step, delay = embed_batch_size(), embed_delay_s()
         written: list[str] = []
         try:
-            for start in range(0, total, ADD_BATCH):
-                batch = doc.chunks[start : start + ADD_BATCH]
+            for start in range(0, total, step):
+                if on_progress is not None:  # before each batch: a Cancel / budget check can stop here
+                    on_progress(start, total)
+                batch = doc.chunks[start : start + step]
                 vectors = self.embedder.embed([c.embed_text for c in batch])
                 ids = [chunk_id(collection, c) for c in batch]
                 self._collection.add(
@@ -349,8 +358,10 @@ class PolicyIndex:
                     ],
                 )
                 written.extend(ids)
-                if on_progress is not None:
-                    on_progress(len(written), total)
+                if delay:  # test hook RAG_TEST_EMBED_DELAY_S (unset in production)
+                    time.sleep(delay)
+            if on_progress is not None:  # the last check: raising here still removes every chunk
+                on_progress(total, total)
         except BaseException:
             try:
                 self._delete_ids(written)
