@@ -20,7 +20,7 @@ def index_and_wait(at: AppTest, key: str = "docs.index", timeout: float = 240) -
     at.button(key=key).click().run()
     deadline = time.monotonic() + timeout
     for _ in range(int(timeout * 10)):
-        if at.session_state["docs.ingest_job"] if "docs.ingest_job" in at.session_state else None:
+        if "docs.ingest_job" in at.session_state:
             assert time.monotonic() < deadline, "the ingest did not finish"
             time.sleep(0.1)
             at.run()
