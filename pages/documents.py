@@ -141,17 +141,17 @@ def live_ingest(job_id: str) -> None:
         for o in job.outcomes:
             kind, text = _outcome_line(_outcome_dict(o))
             _show(kind, text)
-        if job.cancel_requested:
-            st.caption("Cancelling… the file being read will not be indexed.")
-        elif st.button(
+        cancelling = job.cancel_requested
+        if not cancelling and st.button(
             "Cancel",
             key="docs.cancel",
             icon=":material/stop_circle:",
             help="Stop indexing. The file being read is not indexed (the collection stays as it was); "
             "files already indexed in this upload are kept.",
         ):
-            ws.cancel_ingest(job_id)
-            st.rerun(scope="fragment")
+            cancelling = ws.cancel_ingest(job_id)
+        if cancelling:
+            st.caption("Cancelling… the file being read will not be indexed.")
 
 
 # --------------------------------------------------------------------------------------------
