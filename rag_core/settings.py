@@ -110,9 +110,9 @@ class Settings:
     """Largest accepted upload, MB (``RAG_MAX_UPLOAD_MB``)."""
     max_pdf_pages: int = 2000
     """PDFs with more pages are refused (``RAG_MAX_PDF_PAGES``)."""
-    max_text_mb: int = 10
-    """Largest accepted TXT/Markdown/HTML file, MB (``RAG_MAX_TEXT_MB``): ~12 000 chunks, several
-    minutes to embed; refused from its size before it is read."""
+    max_text_mb: int = 5
+    """Largest accepted TXT/Markdown/HTML file, MB (``RAG_MAX_TEXT_MB``): 6 000–11 000 chunks (below
+    the 20 000-chunk cap), minutes to embed; refused from its size before it is read."""
     ingest_budget_s: float = 900.0
     """Wall-clock seconds allowed to read and embed one uploaded file (``RAG_INGEST_BUDGET_S``)."""
     chroma_host: str | None = None

@@ -66,8 +66,8 @@ def test_a_50_mb_text_file_is_refused_early_within_the_memory_bound(tmp_path: Pa
     big = _big_text(tmp_path / "dump.txt", 49.5)
     code, _out, err, peak, _seconds = _run_measured(tmp_path / "data", "ingest", str(big), timeout=300)
     assert code == 2, err
-    assert "dump.txt: the file is 49.5 MB of text, above the 10 MB limit for .txt files" in err
-    assert "Split it into at least 5 smaller files" in err
+    assert "dump.txt: the file is 49.5 MB of text, above the 5 MB limit for .txt files" in err
+    assert "Split it into at least 10 smaller files" in err
     assert peak <= PEAK_MB_LIMIT, f"peak RSS {peak:.0f} MB"
     assert peak < 300  # refused from its size: never read, so far below the bound
     docs = subprocess.run(
@@ -81,9 +81,9 @@ def test_a_50_mb_text_file_is_refused_early_within_the_memory_bound(tmp_path: Pa
 
 
 def test_the_largest_accepted_text_stays_within_the_bound_and_the_time_budget(tmp_path: Path) -> None:
-    """A 9.5 MB text (just under the 10 MB limit) is read, chunked and embedded for 25 s, then the
+    """A 4.8 MB text (just under the 5 MB limit) is read, chunked and embedded for 25 s, then the
     time budget stops it: peak memory stays under the bound and nothing is left in the index."""
-    big = _big_text(tmp_path / "handbook.txt", 9.5)
+    big = _big_text(tmp_path / "handbook.txt", 4.8)
     code, _out, err, peak, seconds = _run_measured(
         tmp_path / "data", "ingest", str(big), env={"RAG_INGEST_BUDGET_S": "25"}, timeout=400
     )

@@ -251,11 +251,11 @@ def test_oversized_text_is_refused_from_its_size_with_name_size_and_limit(settin
     mb = 1024 * 1024
     problem = size_problem("dump.txt", 49 * mb, settings)
     assert problem is not None
-    assert problem.startswith("dump.txt: the file is 49.0 MB of text, above the 10 MB limit for .txt files")
-    assert "Split it into at least 5 smaller files" in problem and "RAG_MAX_TEXT_MB" in problem
-    assert size_problem("dump.md", 11 * mb, settings) is not None
-    assert size_problem("page.html", 11 * mb, settings) is not None
-    assert size_problem("dump.txt", 9 * mb, settings) is None
+    assert problem.startswith("dump.txt: the file is 49.0 MB of text, above the 5 MB limit for .txt files")
+    assert "Split it into at least 10 smaller files" in problem and "RAG_MAX_TEXT_MB" in problem
+    assert size_problem("dump.md", 6 * mb, settings) is not None
+    assert size_problem("page.html", 6 * mb, settings) is not None
+    assert size_problem("dump.txt", 4 * mb, settings) is None
     assert size_problem("big.pdf", 49 * mb, settings) is None  # PDFs: pages and the upload limit
     assert "above the 50 MB limit" in (size_problem("big.pdf", 51 * mb, settings) or "")
     assert "empty" in (size_problem("x.txt", 0, settings) or "")
@@ -269,7 +269,7 @@ def test_oversized_text_bytes_are_refused_before_decoding(settings, monkeypatch)
 
     monkeypatch.setattr(documents, "read_text", boom)
     data = b"a" * (settings.max_text_mb * 1024 * 1024 + 1)
-    with pytest.raises(IngestError, match=r"^big\.txt: the file is 10\.0 MB of text, above the 10 MB limit"):
+    with pytest.raises(IngestError, match=r"^big\.txt: the file is 5\.0 MB of text, above the 5 MB limit"):
         parse_document("big.txt", data, settings)
 
 
@@ -287,7 +287,7 @@ def test_ingest_paths_refuses_a_huge_file_without_reading_it(settings, tmp_path:
         store.close()
     assert out.status == "error" and huge not in read
     assert out.error is not None and out.error.startswith(
-        "dump.txt: the file is 49.0 MB of text, above the 10 MB"
+        "dump.txt: the file is 49.0 MB of text, above the 5 MB"
     )
 
 
@@ -298,9 +298,9 @@ def test_docx_whose_text_unpacks_too_large_is_refused_before_parsing(settings) -
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", "<Types/>")
-        z.writestr("word/document.xml", "<w:p>" + " " * (81 * 1024 * 1024) + "</w:p>")
+        z.writestr("word/document.xml", "<w:p>" + " " * (41 * 1024 * 1024) + "</w:p>")
     with pytest.raises(
-        IngestError, match=r"^huge\.docx: its text unpacks to 81 MB of Word XML, above the 80 MB"
+        IngestError, match=r"^huge\.docx: its text unpacks to 41 MB of Word XML, above the 40 MB"
     ):
         parse_document("huge.docx", buf.getvalue(), settings)
 
