@@ -416,6 +416,27 @@ class PolicyIndex:
             for (name, coll), e in sorted(docs.items(), key=lambda kv: (kv[0][0].lower(), kv[0]))
         ]
 
+    def document_info(self, name: str, collection: str = DEFAULT_COLLECTION) -> DocumentInfo | None:
+        """One document's :class:`DocumentInfo`, or None when it is not indexed. Reads only that
+        document's ids and one chunk's metadata (not the whole collection's, as
+        :meth:`list_documents` does), so it stays cheap in a large index."""
+        where = _where(collection, name)
+        with self._errors(RetrievalError, "The list of indexed documents could not be read"):
+            ids = self._collection.get(where=where, include=[])["ids"]
+            if not ids:
+                return None
+            metas = self._collection.get(where=where, include=["metadatas"], limit=1)["metadatas"] or [{}]
+        m = metas[0] or {}
+        return DocumentInfo(
+            name=name,
+            sha256=str(m.get("doc_sha256", "")),
+            pages=int(m.get("pages", 1)),
+            chunks=len(ids),
+            size_bytes=int(m.get("size_bytes", 0)),
+            added_at=str(m.get("added_at", "")),
+            collection=collection,
+        )
+
     def chunks_of(self, name: str, collection: str = DEFAULT_COLLECTION) -> list[Chunk]:
         """The chunks of document ``name`` in position order; ``[]`` if it is not indexed."""
         with self._errors(RetrievalError, f"The chunks of {name} could not be read"):
