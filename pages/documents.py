@@ -3,6 +3,8 @@ preview chunks with their sections, version history, re-index, delete, test a se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -100,7 +102,7 @@ def _outcome_dict(outcome: IngestOutcome) -> dict:
     }
 
 
-def _start_index(files: list[tuple[str, int, object]]) -> None:
+def _start_index(files: list[tuple[str, int, Callable[[], bytes]]]) -> None:
     """Refuse files too large to index from their size alone (before reading them), then index the
     others in the background; the live view below shows progress and a Cancel button."""
     refused: list[dict] = []
@@ -110,7 +112,7 @@ def _start_index(files: list[tuple[str, int, object]]) -> None:
         if problem is not None:
             refused.append(_outcome_dict(IngestOutcome(name[:120], "error", error=problem)))
         else:
-            keep.append((name, read()))  # type: ignore[operator]
+            keep.append((name, read()))
     ss["docs.refused"] = refused
     ss.pop("docs.last_outcomes", None)
     if keep:

@@ -426,7 +426,7 @@ class PolicyIndex:
             if not ids:
                 return None
             metas = self._collection.get(where=where, include=["metadatas"], limit=1)["metadatas"] or [{}]
-        m = metas[0] or {}
+        m: dict[str, Any] = dict(metas[0] or {})
         return DocumentInfo(
             name=name,
             sha256=str(m.get("doc_sha256", "")),
