@@ -37,7 +37,13 @@ import chromadb
 from chromadb.api import ClientAPI
 
 from rag_core.errors import IngestError, RagError, RetrievalError
-from rag_core.ingest.control import EMBED_BATCH, embed_batch_size, embed_delay_s
+from rag_core.ingest.control import (
+    EMBED_BATCH,
+    IngestCancelled,
+    IngestTimedOut,
+    embed_batch_size,
+    embed_delay_s,
+)
 from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.models import DEFAULT_COLLECTION, Chunk, DocumentInfo, ParsedDocument, ScoredChunk
 from rag_core.settings import Settings
@@ -277,8 +283,9 @@ class PolicyIndex:
         nothing is embedded. ``"replaced"``: the name held other content; the new chunks are
         written first, then the old ones removed. ``on_progress(done, total)`` is called before
         each batch of chunks and once at the end; if it raises (Cancel, time budget), the chunks
-        written so far are removed and the error propagates (the old version stays, except when
-        the same bytes were split differently and their old chunks had to go first). Raises
+        written so far are removed and the error propagates (the old version stays). When the same
+        bytes were split differently (a re-index after the chunk settings changed) the old chunks
+        have to go first, so once they are deleted the write is finished regardless. Raises
         :class:`IngestError` naming the file when the document has no chunks, its identical
         content is already indexed under another name in the same collection, or the write
         fails (chunks written so far are removed again).
@@ -303,9 +310,15 @@ class PolicyIndex:
                 )
             new_ids = {chunk_id(collection, c) for c in doc.chunks}
             if new_ids & set(old_ids):  # same bytes split differently: ids collide, so delete first
+                if on_progress is not None:
+                    on_progress(0, len(doc.chunks))  # a Cancel already asked for stops before the delete
                 self._delete_ids(old_ids)
                 old_ids = []
-            self._write(doc, collection, on_progress)
+                # The old chunks are gone: finish the write; a Cancel or the time budget cannot
+                # stop it half-way now (the document would vanish from the index).
+                self._write(doc, collection, _unstoppable(on_progress))
+            else:
+                self._write(doc, collection, on_progress)
             if old_ids:
                 self._delete_ids(old_ids)
             return "replaced" if old["ids"] else "added"
@@ -529,6 +542,20 @@ class PolicyIndex:
                 f"{what} ({_short(exc)}). Try again; if it keeps failing, check {self.location} "
                 "(disk space, permissions) or ingest the documents into a new RAG_COLLECTION."
             ) from exc
+
+
+def _unstoppable(on_progress: Callable[[int, int], None] | None) -> Callable[[int, int], None] | None:
+    """``on_progress`` without its Cancel / time-budget stop (progress is still reported)."""
+    if on_progress is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        try:
+            on_progress(done, total)
+        except (IngestCancelled, IngestTimedOut):
+            pass
+
+    return report
 
 
 def _chunk(id_: str, text: str | None, meta: Any) -> Chunk:

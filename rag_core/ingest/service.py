@@ -245,7 +245,8 @@ def reindex_document(
     collection: str = DEFAULT_COLLECTION,
     index: PolicyIndex | None = None,
 ) -> IngestOutcome:
-    """Parse the kept copy again with the current chunk settings and replace its chunks."""
+    """Parse the kept copy again with the current chunk settings and replace its chunks (not
+    stopped by the time budget: its old chunks are removed before the new ones are written)."""
     copy = uploads_dir(settings, collection) / safe_filename(name)
     if not copy.is_file():
         return IngestOutcome(
@@ -262,6 +263,8 @@ def reindex_document(
         collection=collection,
         force=True,
         index=index,
+        # force deletes the old chunks first, so nothing may stop the write half-way: no budget
+        control=IngestControl(None),
     )
 
 

@@ -364,3 +364,20 @@ def test_background_ingest_can_be_cancelled_and_reports_progress(ws_settings, mo
         assert ws.ingest_job("nope") is None
     finally:
         ws.close()
+
+
+def test_a_reindex_of_the_same_bytes_cannot_be_stopped_half_way(small, store, monkeypatch) -> None:
+    """Same bytes, new chunk settings: the old chunks must go first, so a Cancel after that point
+    lets the write finish instead of leaving the document missing from the index."""
+    monkeypatch.setenv("RAG_EMBED_BATCH", "8")
+    data = policy_text(30)
+    with PolicyIndex(small) as index:
+        assert ingest_bytes("h.txt", data, settings=small, store=store, index=index).status == "added"
+        bigger = small.replace(chunk_size=300)
+        control = IngestControl(None)
+        counting = CountingEmbedder(hook=lambda n: control.cancel() if n == 2 else None)
+        index._embedder = counting  # type: ignore[assignment]
+        out = ingest_bytes("h.txt", data, settings=bigger, store=store, index=index, control=control)
+        assert out.status == "replaced" and control.cancelled
+        assert index.count() == out.chunks == len(index.chunks_of("h.txt"))
+        assert [d.chunks for d in store.list_documents()] == [out.chunks]
