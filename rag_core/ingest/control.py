@@ -32,6 +32,7 @@ __all__ = [
     "embed_batch_size",
     "embed_delay_s",
     "step_text",
+    "unstoppable",
 ]
 
 #: Chunks embedded and written per batch: ~2-3 s on a shared 2-core box, so a Cancel lands quickly,
@@ -132,3 +133,18 @@ class IngestControl:
                 on_progress(stage, done, total)
 
         return report
+
+
+def unstoppable(on_progress: Callable[[int, int], None] | None) -> Callable[[int, int], None] | None:
+    """``on_progress`` without its Cancel / time-budget stop (progress is still reported): for a
+    write that must finish once started (its old version was already removed)."""
+    if on_progress is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        try:
+            on_progress(done, total)
+        except (IngestCancelled, IngestTimedOut):
+            pass
+
+    return report

@@ -37,13 +37,7 @@ import chromadb
 from chromadb.api import ClientAPI
 
 from rag_core.errors import IngestError, RagError, RetrievalError
-from rag_core.ingest.control import (
-    EMBED_BATCH,
-    IngestCancelled,
-    IngestTimedOut,
-    embed_batch_size,
-    embed_delay_s,
-)
+from rag_core.ingest.control import EMBED_BATCH, embed_batch_size, embed_delay_s, unstoppable
 from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.models import DEFAULT_COLLECTION, Chunk, DocumentInfo, ParsedDocument, ScoredChunk
 from rag_core.settings import Settings
@@ -316,7 +310,7 @@ class PolicyIndex:
                 old_ids = []
                 # The old chunks are gone: finish the write; a Cancel or the time budget cannot
                 # stop it half-way now (the document would vanish from the index).
-                self._write(doc, collection, _unstoppable(on_progress))
+                self._write(doc, collection, unstoppable(on_progress))
             else:
                 self._write(doc, collection, on_progress)
             if old_ids:
@@ -542,20 +536,6 @@ class PolicyIndex:
                 f"{what} ({_short(exc)}). Try again; if it keeps failing, check {self.location} "
                 "(disk space, permissions) or ingest the documents into a new RAG_COLLECTION."
             ) from exc
-
-
-def _unstoppable(on_progress: Callable[[int, int], None] | None) -> Callable[[int, int], None] | None:
-    """``on_progress`` without its Cancel / time-budget stop (progress is still reported)."""
-    if on_progress is None:
-        return None
-
-    def report(done: int, total: int) -> None:
-        try:
-            on_progress(done, total)
-        except (IngestCancelled, IngestTimedOut):
-            pass
-
-    return report
 
 
 def _chunk(id_: str, text: str | None, meta: Any) -> Chunk:
