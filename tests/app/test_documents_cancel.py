@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.app.conftest import texts
+from tests.app.conftest import assert_plain_session_state, texts
 from tests.app.test_documents_page import _documents_table, index_and_wait
 from tests.unit.test_ingest_limits import policy_text
 
@@ -52,6 +52,7 @@ def test_cancel_stops_the_upload_and_nothing_is_indexed(
     assert any(w.startswith("big.txt: cancelled") and "nothing of it was indexed" in w for w in warnings)
     assert sorted(_documents_table(at)["Document"]) == before
     assert not any(b.key == "docs.cancel" for b in at.button)
+    assert_plain_session_state(at)
 
 
 def test_oversized_text_is_refused_before_it_is_read(

@@ -42,7 +42,9 @@ def test_cancel_an_upload_in_progress(page: Any, slow_server: Any, tmp_path: Pat
     nav(page, "Documents")
     upload(page, [note])
     index_uploaded(page, "Indexed 1 of 1 files")
-    expect(page.get_by_text(re.compile(r"^1 document · \d+ chunks$"))).to_be_visible(timeout=INDEX_TIMEOUT_MS)
+    listed = page.get_by_text(re.compile(r"^1 document · \d+ chunks$"))
+    expect(listed).to_be_visible(timeout=INDEX_TIMEOUT_MS)
+    before = listed.inner_text()
 
     page.get_by_role("button", name="Remove remote_work.md").click()  # a fresh upload: only the long file
     wait_for_app(page)
@@ -57,7 +59,8 @@ def test_cancel_an_upload_in_progress(page: Any, slow_server: Any, tmp_path: Pat
     expect(page.get_by_text("Indexing cancelled — nothing indexed")).to_be_visible(timeout=INDEX_TIMEOUT_MS)
     expect(page.get_by_text(re.compile(r"long_policy\.txt: cancelled while embedding chunk"))).to_be_visible()
     expect(live).to_have_count(0)
-    expect(page.get_by_text(re.compile(r"^1 document · \d+ chunks$"))).to_be_visible()
+    expect(page.get_by_text(before, exact=True)).to_be_visible()  # the same document, the same chunks
+    expect(page.get_by_text("remote_work.md", exact=True).first).to_be_attached()
     wait_for_app(page)
     assert_no_exception(page)
     save_screenshot(page, "documents-cancel")
