@@ -3,13 +3,15 @@ preview chunks with their sections, version history, re-index, delete, test a se
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
 from pages import _shared as ui
 from rag_core.access import Role
 from rag_core.errors import RagError
-from rag_core.ingest.service import IngestOutcome
+from rag_core.ingest.service import IngestOutcome, cancel_message
 from rag_core.models import DEFAULT_COLLECTION
 from rag_core.workspace import SAMPLE_PDF
 
@@ -21,7 +23,6 @@ CAN_DELETE = ws.can(Role.ADMIN)
 
 #: What the uploader accepts: the readable types, plus old formats that get a "how to convert" message.
 UPLOAD_TYPES = ["pdf", "docx", "html", "htm", "txt", "md", "doc", "odt", "rtf"]
-STAGES = {"reading": "reading page", "ocr": "OCR of scanned page", "embedding": "embedding chunk"}
 
 st.title("Documents")
 st.caption(
@@ -66,6 +67,8 @@ def _outcome_line(o: dict) -> tuple[str, str]:
     """(kind, markdown) for one file's outcome (a dict of IngestOutcome fields)."""
     if o["status"] == "error":
         return "error", ui.md(o["error"] or f"{o['name']}: could not be indexed.")
+    if o["status"] == "cancelled":
+        return "warning", ui.md(o["error"] or f"{o['name']}: cancelled — nothing of it was indexed.")
     verb = {
         "added": "indexed",
         "replaced": "re-indexed (content changed)",
@@ -87,53 +90,77 @@ def _outcome_line(o: dict) -> tuple[str, str]:
     )
 
 
-def _index(files: list[tuple[str, bytes]]) -> None:
-    """Index files with per-file (and per-page OCR) progress; keeps the outcomes for later reruns."""
-    n = len(files)
-    bar = st.progress(0.0, text=f"Indexing {n} file{'s' if n != 1 else ''}…")
-    outcomes: list[dict] = []
-    names = [name for name, _ in files]
-    with st.status(f"Indexing {n} file{'s' if n != 1 else ''} into {collection}…", expanded=True) as status:
+def _show(kind: str, text: str, ok=st.success) -> None:
+    {"error": st.error, "warning": st.warning}.get(kind, ok)(text)
 
-        def on_start(i: int, name: str) -> None:
-            bar.progress(i / n, text=f"Indexing {name} ({i + 1} of {n})…")
 
-        def on_progress(i: int, stage: str, done: int, total: int) -> None:
-            if stage == "reading" and total < 20:
-                return  # fast: not worth a redraw per page
-            step = min(done + 1, total) if stage == "ocr" else done
-            frac = (i + (done / total if total else 0)) / n
-            bar.progress(
-                min(1.0, frac),
-                text=f"{names[i]}: {STAGES.get(stage, stage)} {step} of {total} ({i + 1} of {n})",
-            )
+def _outcome_dict(outcome: IngestOutcome) -> dict:
+    return {
+        "name": outcome.name,
+        "status": outcome.status,
+        "chunks": outcome.chunks,
+        "pages": outcome.pages,
+        "seconds": outcome.seconds,
+        "error": outcome.error,
+        "version": outcome.version,
+        "ocr_pages": outcome.ocr_pages,
+        "sections_changed": list(outcome.sections_changed),
+        "stale_questions": outcome.stale_questions,
+    }
 
-        def on_done(i: int, outcome: IngestOutcome) -> None:
-            o = {
-                "name": outcome.name,
-                "status": outcome.status,
-                "chunks": outcome.chunks,
-                "pages": outcome.pages,
-                "seconds": outcome.seconds,
-                "error": outcome.error,
-                "version": outcome.version,
-                "ocr_pages": outcome.ocr_pages,
-                "sections_changed": list(outcome.sections_changed),
-                "stale_questions": outcome.stale_questions,
-            }
-            outcomes.append(o)
-            kind, text = _outcome_line(o)
-            (st.error if kind == "error" else st.success)(text)
-            bar.progress((i + 1) / n, text=f"{i + 1} of {n} done")
 
-        ws.ingest_files(
-            files, collection=collection, on_start=on_start, on_done=on_done, on_progress=on_progress
-        )
-        failed = sum(o["status"] == "error" for o in outcomes)
-        label = f"Indexed {n - failed} of {n} files" + (f" — {failed} could not be read" if failed else "")
-        status.update(label=label, state="error" if failed else "complete", expanded=bool(failed))
-    bar.empty()
-    ss["docs.last_outcomes"] = outcomes
+def _start_index(files: list[tuple[str, int, Callable[[], bytes]]]) -> None:
+    """Refuse files too large to index from their size alone (before reading them), then index the
+    others in the background; the live view below shows progress and a Cancel button."""
+    refused: list[dict] = []
+    keep: list[tuple[str, bytes]] = []
+    for name, size, read in files:
+        problem = ws.upload_problem(name, size)
+        if problem is not None:
+            refused.append(_outcome_dict(IngestOutcome(name[:120], "error", error=problem)))
+        else:
+            keep.append((name, read()))
+    ss["docs.refused"] = refused
+    ss.pop("docs.last_outcomes", None)
+    if keep:
+        ss["docs.ingest_job"] = ws.start_ingest(keep, collection)
+    else:
+        _finish([])
+
+
+def _finish(outcomes: list[dict]) -> None:
+    ss["docs.last_outcomes"] = (ss.pop("docs.refused", None) or []) + outcomes
+    ss["docs.show_outcomes"] = True
+    ss.pop("docs.ingest_job", None)
+
+
+@st.fragment(run_every=0.5)
+def live_ingest(job_id: str) -> None:
+    """Polls the background ingest twice a second: progress, outcomes so far, Cancel; when it ends,
+    keeps the outcomes and redraws the page (document list, sidebar) once."""
+    job = ws.ingest_job(job_id)
+    if job is None or job.finished:
+        _finish([_outcome_dict(o) for o in job.outcomes] if job is not None else [])
+        st.rerun(scope="app")
+        return
+    n = len(job.names)
+    with st.container(border=True, key="docs.live"):
+        st.markdown(f"**Indexing {n} file{'s' if n != 1 else ''} into {ui.md(job.collection)}…**")
+        st.progress(job.fraction, text=ui.md(job.text))
+        for o in job.outcomes:
+            kind, text = _outcome_line(_outcome_dict(o))
+            _show(kind, text)
+        cancelling = job.cancel_requested
+        if not cancelling and st.button(
+            "Cancel",
+            key="docs.cancel",
+            icon=":material/stop_circle:",
+            help="Stop indexing. The file being read is not indexed (the collection stays as it was); "
+            "files already indexed in this upload are kept.",
+        ):
+            cancelling = ws.cancel_ingest(job_id)
+        if cancelling:
+            st.caption("Cancelling… the file being read will not be indexed.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,44 +181,49 @@ with st.container(border=True):
         st.caption(
             f":material/warning: Scanned PDFs cannot be read here yet: {ui.md(ws.ocr_install_hint())}."
         )
+    job_id: str | None = ss.get("docs.ingest_job")
     row = st.container(horizontal=True)
     if not CAN_EDIT:
         st.caption("Uploading needs the analyst role; you can read and search the documents.")
     index_clicked = row.button(
-        "Index files", key="docs.index", type="primary", disabled=not uploaded or not CAN_EDIT
+        "Index files",
+        key="docs.index",
+        type="primary",
+        disabled=not uploaded or not CAN_EDIT or job_id is not None,
     )
     sample_clicked = row.button(
         "Index the sample handbook",
         key="docs.sample",
-        disabled=not CAN_EDIT,
         help="Northwind staff handbook, to try the app without your own files.",
+        disabled=not CAN_EDIT or job_id is not None,
     )
-    files = (
-        [(f.name, f.getvalue()) for f in uploaded or []]
-        if index_clicked
-        else [(SAMPLE_PDF.name, SAMPLE_PDF.read_bytes())]
-        if sample_clicked
-        else []
-    )
-    if files:
-        _index(files)
-        ss["docs.show_outcomes"] = True
-        st.rerun()  # redraw everything (sidebar hints, tables) with the new documents
+    if index_clicked and job_id is None:
+        _start_index([(f.name, f.size, f.getvalue) for f in uploaded or []])
+        st.rerun()
+    elif sample_clicked and job_id is None:
+        _start_index([(SAMPLE_PDF.name, SAMPLE_PDF.stat().st_size, SAMPLE_PDF.read_bytes)])
+        st.rerun()
+    if job_id is not None:
+        live_ingest(job_id)
     outcomes = ss.get("docs.last_outcomes") or []
     if outcomes and ss.pop("docs.show_outcomes", False):
         failed = sum(o["status"] == "error" for o in outcomes)
-        st.markdown(
-            f"**Indexed {len(outcomes) - failed} of {len(outcomes)} files**"
-            + (f" — {failed} could not be read" if failed else "")
-        )
+        stopped = cancel_message([IngestOutcome(**{**o, "sections_changed": ()}) for o in outcomes])
+        if stopped:
+            st.warning(ui.md(stopped), icon=":material/stop_circle:")
+        else:
+            st.markdown(
+                f"**Indexed {len(outcomes) - failed} of {len(outcomes)} files**"
+                + (f" — {failed} could not be read" if failed else "")
+            )
         for o in outcomes:
             kind, text = _outcome_line(o)
-            (st.error if kind == "error" else st.success)(text)
+            _show(kind, text)
     elif outcomes:
         with st.expander("Last indexing", expanded=False):
             for o in outcomes:
                 kind, text = _outcome_line(o)
-                (st.error if kind == "error" else st.markdown)(text)
+                _show(kind, text, ok=st.markdown)
 
 # --------------------------------------------------------------------------------------------
 # Indexed documents

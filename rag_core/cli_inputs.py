@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from rag_core.errors import InputError
@@ -22,11 +26,41 @@ def _store(settings: Settings):
     return HistoryStore(settings.history_target)
 
 
+#: Exit code of an ingest stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_CANCELLED = 130
+
+
+@contextmanager
+def _ctrl_c_cancels(control: Any) -> Iterator[None]:
+    """The first Ctrl-C (SIGINT) asks the ingest to stop at its next step (the file being read is
+    not indexed, files indexed before stay); a second one interrupts at once. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if control.cancelled:
+            raise KeyboardInterrupt
+        control.cancel()
+        print(
+            "\ncancelling: the file being read will not be indexed (Ctrl-C again to stop at once)…",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from tqdm import tqdm
 
     from rag_core.coverage.service import StaleTracker
-    from rag_core.ingest.service import ingest_paths
+    from rag_core.ingest.control import IngestControl, step_text
+    from rag_core.ingest.service import CANCELLED, cancel_message, ingest_paths
 
     store = _store(settings)
     collection = store.create_collection(args.collection)
@@ -39,11 +73,13 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             print("index already has documents; nothing to do")
             return EXIT_OK
     failed = 0
-    with tqdm(total=len(args.paths), unit="file", disable=None) as bar:
+    control = IngestControl(settings.ingest_budget_s)
+    outcomes = []
+    with tqdm(total=len(args.paths), unit="file", disable=None) as bar, _ctrl_c_cancels(control):
 
         def progress(stage: str, done: int, total: int) -> None:
-            if stage == "ocr":
-                bar.set_postfix_str(f"OCR page {min(done + 1, total)} of {total}")
+            if stage in ("ocr", "embedding") or (stage == "reading" and total >= 20):
+                bar.set_postfix_str(step_text(stage, done, total))
 
         for outcome in ingest_paths(
             args.paths,
@@ -52,9 +88,13 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             collection=collection,
             on_progress=progress,
             hook=StaleTracker(store),
+            control=control,
         ):
+            outcomes.append(outcome)
             bar.update(1)
             bar.set_postfix_str("")
+            if outcome.status == CANCELLED:
+                continue
             if outcome.error:
                 failed += 1
                 tqdm.write(f"error: {outcome.error}", file=sys.stderr)
@@ -72,6 +112,10 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                     f"({outcome.chunks} chunks{extra}, {outcome.seconds:.1f} s){changed}"
                 )
                 _audit_ingest(store, outcome)
+    stopped = cancel_message(outcomes)
+    if stopped is not None:
+        print(stopped, file=sys.stderr)
+        return EXIT_CANCELLED
     return EXIT_INPUT if failed else EXIT_OK
 
 

@@ -110,6 +110,11 @@ class Settings:
     """Largest accepted upload, MB (``RAG_MAX_UPLOAD_MB``)."""
     max_pdf_pages: int = 2000
     """PDFs with more pages are refused (``RAG_MAX_PDF_PAGES``)."""
+    max_text_mb: int = 5
+    """Largest accepted TXT/Markdown/HTML file, MB (``RAG_MAX_TEXT_MB``): 6 000–11 000 chunks (below
+    the 20 000-chunk cap), minutes to embed; refused from its size before it is read."""
+    ingest_budget_s: float = 900.0
+    """Wall-clock seconds allowed to read and embed one uploaded file (``RAG_INGEST_BUDGET_S``)."""
     chroma_host: str | None = None
     """Chroma server host; unset = embedded persistent store under data_dir (``RAG_CHROMA_HOST``)."""
     chroma_port: int = 8000
@@ -207,6 +212,8 @@ class Settings:
             "RAG_PROMPT_CACHE": ("prompt_cache", _flag),
             "RAG_MAX_UPLOAD_MB": ("max_upload_mb", int),
             "RAG_MAX_PDF_PAGES": ("max_pdf_pages", int),
+            "RAG_MAX_TEXT_MB": ("max_text_mb", int),
+            "RAG_INGEST_BUDGET_S": ("ingest_budget_s", float),
             "RAG_CHROMA_HOST": ("chroma_host", str),
             "RAG_CHROMA_PORT": ("chroma_port", int),
             "RAG_COLLECTION": ("collection", str),
@@ -243,6 +250,8 @@ class Settings:
             (1 <= self.concurrency <= 256, "RAG_CONCURRENCY must be between 1 and 256"),
             (self.request_timeout_s > 0, "RAG_REQUEST_TIMEOUT must be positive"),
             (self.max_retries >= 0, "RAG_MAX_RETRIES must be 0 or more"),
+            (self.max_text_mb >= 1, "RAG_MAX_TEXT_MB must be at least 1"),
+            (self.ingest_budget_s > 0, "RAG_INGEST_BUDGET_S must be positive"),
             (len(self.collection) >= 3, "RAG_COLLECTION must have at least 3 characters"),
         ]
         for ok, msg in checks:

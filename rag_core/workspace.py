@@ -75,6 +75,7 @@ from rag_core.workspace_access import AccessMixin
 from rag_core.workspace_authoring import AuthoringMixin
 from rag_core.workspace_coverage import CoverageMixin
 from rag_core.workspace_experiments import ExperimentsMixin
+from rag_core.workspace_ingest import IngestJobsMixin
 from rag_core.workspace_library import (
     _UNSEEN,
     SAMPLE_PDF,
@@ -106,7 +107,15 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, AccessMixin, SharedRunsMixin):
+class Workspace(
+    CoverageMixin,
+    LibraryMixin,
+    IngestJobsMixin,
+    ExperimentsMixin,
+    AuthoringMixin,
+    AccessMixin,
+    SharedRunsMixin,
+):
     """Everything the dashboard does with one data directory. See the module docstring.
 
     Documents, collections and question sets: :class:`~rag_core.workspace_library.LibraryMixin`.
@@ -114,6 +123,7 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, A
     Generated questions and their review queue: :class:`~rag_core.workspace_authoring.AuthoringMixin`.
     Coverage map and stale questions: :class:`~rag_core.workspace_coverage.CoverageMixin`.
     Roles, run ownership, the audit trail: :class:`~rag_core.workspace_access.AccessMixin`.
+    Background uploads with progress and Cancel: :class:`~rag_core.workspace_ingest.IngestJobsMixin`.
     """
 
     def __init__(
@@ -161,6 +171,7 @@ class Workspace(CoverageMixin, LibraryMixin, ExperimentsMixin, AuthoringMixin, A
         if self._closed:
             return
         self._closed = True
+        self.cancel_all_ingests()  # an upload in progress stops cleanly before its index closes
         index, self._index = self._index, None
         close = getattr(index, "close", None)
         if close is not None:

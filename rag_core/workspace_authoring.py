@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rag_core.access import AuditAction, Principal, Role
+from rag_core.access import AuditAction, Principal, Role, acting_as
 from rag_core.authoring.job import (
     GenerationEstimate,
     GenerationJob,
@@ -179,7 +179,7 @@ class AuthoringMixin:
         once). Raises :class:`InputError` without an API key, or ``accept_all`` without ``into``;
         needs the analyst role.
         """
-        self._require(Role.ANALYST, "generate questions")
+        me = self._require(Role.ANALYST, "generate questions")
         if not self.can_generate:
             raise InputError(
                 "Generating questions needs Claude, and no Anthropic API key is configured. Set "
@@ -197,7 +197,8 @@ class AuthoringMixin:
 
         def accept(pairs: list[GeneratedPair]) -> str | None:
             assert into is not None
-            self.accept_generated([p.id for p in pairs], into)
+            with acting_as(me):  # the job's thread acts as the analyst who started it
+                self.accept_generated([p.id for p in pairs], into)
             return into
 
         job = GenerationJob(

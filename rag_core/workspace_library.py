@@ -29,6 +29,7 @@ from rag_core.storage import HistoryStore, QuestionSetInfo
 from rag_core.vocab import Expected
 
 if TYPE_CHECKING:  # heavy modules (chromadb, the embedding model) load only when needed
+    from rag_core.ingest.control import IngestControl
     from rag_core.ingest.index import PolicyIndex
     from rag_core.ingest.ocr import OcrEngine
     from rag_core.ingest.service import IngestOutcome, VersionHook
@@ -132,6 +133,8 @@ class LibraryMixin:
         from rag_core.ingest.index import index_folder_problem, index_identity
 
         with self._lock:
+            if self.__dict__.get("_ingesting", 0):
+                return  # an upload in progress (another thread) may be creating the folder: check after it
             now = index_identity(self.settings)
             if now is None:
                 self._drop_index()
@@ -228,6 +231,7 @@ class LibraryMixin:
         on_start: Callable[[int, str], None] | None = None,
         on_done: Callable[[int, IngestOutcome], None] | None = None,
         on_progress: Callable[[int, str, int, int], None] | None = None,
+        control: IngestControl | None = None,
     ) -> list[IngestOutcome]:
         """Index several files into ``collection``, one after another, in the calling thread.
 
@@ -237,13 +241,43 @@ class LibraryMixin:
         page can show per-file progress. A bad file never stops the others: its outcome has
         ``status == "error"`` and a message naming it. Needs the analyst role (checked before
         any file is read); each added or replaced version is written to the audit trail.
+
+        ``control`` (default: one with ``settings.ingest_budget_s`` per file) stops the ingest:
+        once it is cancelled, the file being read is not indexed (``status == "cancelled"``), the
+        files after it are not started (``"cancelled"`` too) and the files indexed before stay.
         """
-        from rag_core.ingest.service import IngestOutcome, ingest_bytes
+        from rag_core.ingest.control import IngestControl
+
+        control = control or IngestControl(self.settings.ingest_budget_s)
+        with self._lock:
+            self.__dict__["_ingesting"] = self.__dict__.get("_ingesting", 0) + 1
+        try:
+            return self._ingest_each(files, collection, on_start, on_done, on_progress, control)
+        finally:
+            with self._lock:
+                self.__dict__["_ingesting"] -= 1
+
+    def _ingest_each(
+        self,
+        files: Iterable[tuple[str, bytes]],
+        collection: str,
+        on_start: Callable[[int, str], None] | None,
+        on_done: Callable[[int, IngestOutcome], None] | None,
+        on_progress: Callable[[int, str, int, int], None] | None,
+        control: IngestControl,
+    ) -> list[IngestOutcome]:
+        from rag_core.ingest.service import IngestOutcome, ingest_bytes, not_started
 
         self._require(Role.ANALYST, "upload documents")
 
         outcomes: list[IngestOutcome] = []
         for i, (name, data) in enumerate(files):
+            if control.cancelled:
+                outcome = not_started(name, collection)
+                outcomes.append(outcome)
+                if on_done is not None:
+                    on_done(i, outcome)
+                continue
             if on_start is not None:
                 on_start(i, name)
 
@@ -264,6 +298,7 @@ class LibraryMixin:
                     ocr=self.ocr,
                     on_progress=progress,
                     hook=self._version_hook(),
+                    control=control,
                 )
             except RagError as exc:  # e.g. the index itself cannot be opened
                 outcome = IngestOutcome(

@@ -10,7 +10,8 @@ in :mod:`rag_core.ingest.ocr`) → cleaning into headings / paragraphs / list it
 (:mod:`rag_core.ingest.chunking`).
 
 Limits that keep a hostile upload from freezing the app: the file size
-(``settings.max_upload_mb``), the page count (``settings.max_pdf_pages``), a wall-clock budget
+(``settings.max_upload_mb``; TXT/Markdown/HTML ``settings.max_text_mb``, checked by
+:func:`size_problem` from the size alone, before the file is read; a .docx's unpacked text part), the page count (``settings.max_pdf_pages``), a wall-clock budget
 for PDF text extraction (:data:`PDF_TIME_BUDGET_S`, checked after every page) and for OCR
 (:data:`OCR_TIME_BUDGET_S`), pypdf's own per-stream limits, and :data:`MAX_CHUNKS` chunks per
 document.
@@ -19,8 +20,11 @@ document.
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import re
 import unicodedata
+import zipfile
 from pathlib import PurePosixPath
 
 from rag_core.errors import IngestError
@@ -50,6 +54,10 @@ UNSUPPORTED_HINTS = {
     ".xlsx": "Spreadsheets are not policy text: export the sheet as PDF, or paste it into a .docx.",
     ".pptx": "Export the slides as PDF and upload that.",
 }
+#: Plain-text types whose size is capped by ``settings.max_text_mb`` (refused before reading).
+TEXT_TYPES = {".txt", ".md", ".html", ".htm"}
+#: A .docx's ``word/document.xml`` may unpack to this many MB per MB of ``settings.max_text_mb``.
+DOCX_XML_PER_TEXT_MB = 8
 #: Longest file name we keep, extension included.
 MAX_NAME_CHARS = 120
 #: Wall-clock seconds allowed for extracting a PDF's text layer before we give up.
@@ -91,6 +99,55 @@ def safe_filename(name: str) -> str:
     return text
 
 
+def size_problem(name: str, size: int, settings: Settings) -> str | None:
+    """Why a file of ``size`` bytes is refused before it is read (empty, above
+    ``settings.max_upload_mb``, or a TXT/Markdown/HTML file above ``settings.max_text_mb``), or
+    None. Callers check it from the upload's size or ``stat`` before loading the bytes."""
+    ext = PurePosixPath(name).suffix.lower()
+    mb = size / 1024 / 1024
+    if size == 0:
+        return f"{name}: the file is empty (0 bytes). Check you picked the right file and upload it again."
+    if size > settings.max_upload_mb * 1024 * 1024:
+        return (
+            f"{name}: the file is {mb:.1f} MB, above the {settings.max_upload_mb} MB limit. Split it "
+            "into smaller documents or raise RAG_MAX_UPLOAD_MB."
+        )
+    if ext in TEXT_TYPES and size > settings.max_text_mb * 1024 * 1024:
+        parts = math.ceil(size / (settings.max_text_mb * 1024 * 1024))
+        return (
+            f"{name}: the file is {mb:.1f} MB of text, above the {settings.max_text_mb} MB limit for "
+            f"{ext} files (that much text takes too long to embed and search). Split it into at least "
+            f"{parts} smaller files — e.g. one per policy or chapter, or `split -C "
+            f"{max(1, settings.max_text_mb - 1)}m {name} part_` — and upload those, or raise "
+            "RAG_MAX_TEXT_MB."
+        )
+    return None
+
+
+def check_size(name: str, size: int, settings: Settings) -> None:
+    """Raise :class:`IngestError` with :func:`size_problem`'s message when there is one."""
+    problem = size_problem(name, size, settings)
+    if problem is not None:
+        raise IngestError(problem)
+
+
+def _check_docx_text(name: str, data: bytes, settings: Settings) -> None:
+    """Refuse a .docx whose main text part unpacks to more than :data:`DOCX_XML_PER_TEXT_MB` ×
+    ``settings.max_text_mb`` MB, before python-docx loads it (read from the zip directory only)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            info = archive.getinfo("word/document.xml")
+    except (zipfile.BadZipFile, KeyError, OSError):
+        return  # the reader says the file is damaged, with the usual message
+    limit = settings.max_text_mb * DOCX_XML_PER_TEXT_MB
+    if info.file_size > limit * 1024 * 1024:
+        raise IngestError(
+            f"{name}: its text unpacks to {info.file_size / 1024 / 1024:.0f} MB of Word XML, above the "
+            f"{limit} MB limit (about {settings.max_text_mb} MB of text). Split the document into "
+            "smaller .docx files and upload those, or raise RAG_MAX_TEXT_MB."
+        )
+
+
 def parse_document(
     name: str,
     data: bytes,
@@ -124,16 +181,9 @@ def parse_document(
             f"(supported: {kinds}). {hint}"
         )
     size = len(data)
-    if size == 0:
-        raise IngestError(
-            f"{name}: the file is empty (0 bytes). Check you picked the right file and upload it again."
-        )
-    limit = settings.max_upload_mb * 1024 * 1024
-    if size > limit:
-        raise IngestError(
-            f"{name}: the file is {size / 1024 / 1024:.1f} MB, above the {settings.max_upload_mb} MB "
-            "limit. Split it into smaller documents or raise RAG_MAX_UPLOAD_MB."
-        )
+    check_size(name, size, settings)
+    if ext == ".docx":
+        _check_docx_text(name, data, settings)
     sha = hashlib.sha256(data).hexdigest()
     pages, ocr_pages = 1, 0
     if ext == ".pdf":

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -36,12 +37,14 @@ import chromadb
 from chromadb.api import ClientAPI
 
 from rag_core.errors import IngestError, RagError, RetrievalError
+from rag_core.ingest.control import EMBED_BATCH, embed_batch_size, embed_delay_s, unstoppable
 from rag_core.ingest.embeddings import LocalEmbedder, MiniLMEmbeddingFunction, get_embedder
 from rag_core.models import DEFAULT_COLLECTION, Chunk, DocumentInfo, ParsedDocument, ScoredChunk
 from rag_core.settings import Settings
 
-#: Chunks embedded and written per step of :meth:`PolicyIndex.add_document` (progress granularity).
-ADD_BATCH = 256
+#: Chunks embedded and written per step of :meth:`PolicyIndex.add_document` by default (progress,
+#: Cancel and time-budget granularity; ``RAG_EMBED_BATCH`` overrides it, see :mod:`.control`).
+ADD_BATCH = EMBED_BATCH
 #: Questions per Chroma query call (one call for any realistic run).
 QUERY_BATCH = 1000
 #: Cap on questions × top_k per query call: Chroma's SQLite backend fails with "too many SQL
@@ -272,10 +275,14 @@ class PolicyIndex:
 
         ``"unchanged"``: the same bytes (sha256) and chunks are already indexed under that name;
         nothing is embedded. ``"replaced"``: the name held other content; the new chunks are
-        written first, then the old ones removed. ``on_progress(done, total)`` is called after
-        each batch of chunks. Raises :class:`IngestError` naming the file when the document has
-        no chunks, its identical content is already indexed under another name in the same
-        collection, or the write fails (chunks written so far are removed again).
+        written first, then the old ones removed. ``on_progress(done, total)`` is called before
+        each batch of chunks and once at the end; if it raises (Cancel, time budget), the chunks
+        written so far are removed and the error propagates (the old version stays). When the same
+        bytes were split differently (a re-index after the chunk settings changed) the old chunks
+        have to go first, so once they are deleted the write is finished regardless. Raises
+        :class:`IngestError` naming the file when the document has no chunks, its identical
+        content is already indexed under another name in the same collection, or the write
+        fails (chunks written so far are removed again).
         """
         name = doc.name
         if not doc.chunks:
@@ -297,9 +304,15 @@ class PolicyIndex:
                 )
             new_ids = {chunk_id(collection, c) for c in doc.chunks}
             if new_ids & set(old_ids):  # same bytes split differently: ids collide, so delete first
+                if on_progress is not None:
+                    on_progress(0, len(doc.chunks))  # a Cancel already asked for stops before the delete
                 self._delete_ids(old_ids)
                 old_ids = []
-            self._write(doc, collection, on_progress)
+                # The old chunks are gone: finish the write; a Cancel or the time budget cannot
+                # stop it half-way now (the document would vanish from the index).
+                self._write(doc, collection, unstoppable(on_progress))
+            else:
+                self._write(doc, collection, on_progress)
             if old_ids:
                 self._delete_ids(old_ids)
             return "replaced" if old["ids"] else "added"
@@ -327,10 +340,13 @@ class PolicyIndex:
     ) -> None:
         added_at = datetime.now(UTC).isoformat(timespec="seconds")
         total = len(doc.chunks)
+        step, delay = embed_batch_size(), embed_delay_s()
         written: list[str] = []
         try:
-            for start in range(0, total, ADD_BATCH):
-                batch = doc.chunks[start : start + ADD_BATCH]
+            for start in range(0, total, step):
+                if on_progress is not None:  # before each batch: a Cancel / budget check can stop here
+                    on_progress(start, total)
+                batch = doc.chunks[start : start + step]
                 vectors = self.embedder.embed([c.embed_text for c in batch])
                 ids = [chunk_id(collection, c) for c in batch]
                 self._collection.add(
@@ -349,8 +365,10 @@ class PolicyIndex:
                     ],
                 )
                 written.extend(ids)
-                if on_progress is not None:
-                    on_progress(len(written), total)
+                if delay:  # test hook RAG_TEST_EMBED_DELAY_S (unset in production)
+                    time.sleep(delay)
+            if on_progress is not None:  # the last check: raising here still removes every chunk
+                on_progress(total, total)
         except BaseException:
             try:
                 self._delete_ids(written)
@@ -404,6 +422,27 @@ class PolicyIndex:
             )
             for (name, coll), e in sorted(docs.items(), key=lambda kv: (kv[0][0].lower(), kv[0]))
         ]
+
+    def document_info(self, name: str, collection: str = DEFAULT_COLLECTION) -> DocumentInfo | None:
+        """One document's :class:`DocumentInfo`, or None when it is not indexed. Reads only that
+        document's ids and one chunk's metadata (not the whole collection's, as
+        :meth:`list_documents` does), so it stays cheap in a large index."""
+        where = _where(collection, name)
+        with self._errors(RetrievalError, "The list of indexed documents could not be read"):
+            ids = self._collection.get(where=where, include=[])["ids"]
+            if not ids:
+                return None
+            metas = self._collection.get(where=where, include=["metadatas"], limit=1)["metadatas"] or [{}]
+        m: dict[str, Any] = dict(metas[0] or {})
+        return DocumentInfo(
+            name=name,
+            sha256=str(m.get("doc_sha256", "")),
+            pages=int(m.get("pages", 1)),
+            chunks=len(ids),
+            size_bytes=int(m.get("size_bytes", 0)),
+            added_at=str(m.get("added_at", "")),
+            collection=collection,
+        )
 
     def chunks_of(self, name: str, collection: str = DEFAULT_COLLECTION) -> list[Chunk]:
         """The chunks of document ``name`` in position order; ``[]`` if it is not indexed."""

@@ -1,7 +1,9 @@
 """Ingestion as one call for pages and the CLI: parse → index → keep a copy → record the version.
 
 Each file is handled on its own: a bad file yields an outcome with an ``error`` message naming it,
-and the others still index. Nothing already indexed changes when a file fails (parsing happens
+and the others still index. Each file runs under an :class:`~rag_core.ingest.control.IngestControl`:
+the time budget (``settings.ingest_budget_s``) and the user's Cancel are checked at every page and
+every embedding batch, and a stopped file leaves the index and the catalog as they were. Nothing already indexed changes when a file fails (parsing happens
 before anything is written). Every document belongs to a collection (default
 :data:`~rag_core.models.DEFAULT_COLLECTION`); its original is kept under
 ``uploads/`` (default collection) or ``uploads/<collection key>/`` for re-indexing.
@@ -23,7 +25,8 @@ from pathlib import Path
 from typing import Protocol
 
 from rag_core.errors import IngestError, RagError
-from rag_core.ingest.documents import parse_document, safe_filename
+from rag_core.ingest.control import IngestCancelled, IngestControl
+from rag_core.ingest.documents import SUPPORTED, parse_document, safe_filename, size_problem
 from rag_core.ingest.index import PolicyIndex
 from rag_core.ingest.ocr import OcrEngine
 from rag_core.models import DEFAULT_COLLECTION, Chunk, DocumentInfo
@@ -45,6 +48,9 @@ class VersionHook(Protocol):
         ...
 
 
+#: The status of a file the user's Cancel stopped (or that was not started because of it).
+CANCELLED = "cancelled"
+
 #: ``on_progress(stage, done, total)``: stage ``"reading"`` / ``"ocr"`` (pages), ``"embedding"`` (chunks).
 ProgressFn = Callable[[str, int, int], None]
 
@@ -56,14 +62,16 @@ class IngestOutcome:
     name: str
     """The (sanitised) file name."""
     status: str
-    """``"added"``, ``"replaced"``, ``"unchanged"`` or ``"error"``."""
+    """``"added"``, ``"replaced"``, ``"unchanged"``, ``"error"`` or ``"cancelled"`` (the user
+    stopped it: nothing of the file was indexed; :attr:`error` says where it stopped)."""
     chunks: int = 0
     """Chunks now indexed for this file (0 on error)."""
     pages: int = 0
     seconds: float = 0.0
     """Time taken."""
     error: str | None = None
-    """Why the file was refused (names the file), when ``status == "error"``."""
+    """Why the file was refused or stopped (names the file), when ``status`` is ``"error"`` or
+    ``"cancelled"``."""
     collection: str = DEFAULT_COLLECTION
     """The collection it was indexed into."""
     version: int = 0
@@ -88,20 +96,35 @@ def ingest_bytes(
     ocr: OcrEngine | None = None,
     on_progress: ProgressFn | None = None,
     hook: VersionHook | None = None,
+    control: IngestControl | None = None,
 ) -> IngestOutcome:
     """Index one file's bytes into ``collection``. Never raises for a bad file: returns an
-    ``"error"`` outcome. ``hook`` is told before a recorded document's content is replaced and
-    after its new version is indexed (see the module docstring)."""
+    ``"error"`` outcome, or a ``"cancelled"`` one when ``control`` was cancelled.
+
+    ``hook`` is told before a recorded document's content is replaced and after its new version is
+    indexed (see the module docstring). ``control`` (default: a fresh one with
+    ``settings.ingest_budget_s``) is checked at every page read and before every embedding batch;
+    when it stops the file, nothing of it is indexed or recorded (the previous version, if any,
+    stays)."""
     t0 = time.perf_counter()
     try:
         safe = safe_filename(name)
         collection = collection_name(collection)
     except RagError as exc:
         return IngestOutcome(name=name[:120], status="error", error=str(exc))
+    control = control or IngestControl(settings.ingest_budget_s)
+    control.start_file()
+    report = control.progress(safe, on_progress)
     own_index = index is None
     try:
-        doc = parse_document(safe, data, settings, ocr=ocr, on_progress=on_progress)
+        control.check(safe)
         index = index or PolicyIndex(settings)
+        if size_problem(safe, len(data), settings) is None and Path(safe).suffix.lower() in SUPPORTED:
+            # Load the embedding model before reading a large file, not after: its one-off start-up
+            # memory is then reused by the parse instead of piling on top of it (peak RSS −50 MB).
+            index.embedder  # noqa: B018
+        doc = parse_document(safe, data, settings, ocr=ocr, on_progress=report)
+        control.check(safe, "embedding", 0, len(doc.chunks))
         previous = next((d for d in store.list_documents(collection) if d.name == safe), None)
         replacing = hook is not None and previous is not None and (force or previous.sha256 != doc.sha256)
         if replacing and hook is not None:
@@ -111,12 +134,11 @@ def ingest_bytes(
             index.delete_document(safe, collection)
 
         def embedded(done: int, total: int) -> None:
-            if on_progress is not None:
-                on_progress("embedding", done, total)
+            report("embedding", done, total)
 
         status = index.add_document(doc, collection=collection, on_progress=embedded)
         _keep_copy(settings, collection, safe, data)
-        info = next((d for d in index.list_documents(collection) if d.name == safe), None)
+        info = index.document_info(safe, collection)  # this document only: cheap in a large index
         if info is None:  # pragma: no cover - the index just said it has it
             info = DocumentInfo(safe, doc.sha256, doc.pages, len(doc.chunks), doc.size_bytes, "")
         info = DocumentInfo(
@@ -147,6 +169,10 @@ def ingest_bytes(
             sections_changed=version.sections_changed if status == "replaced" else (),
             stale_questions=stale if isinstance(stale, int) else 0,
         )
+    except IngestCancelled as exc:
+        return IngestOutcome(
+            safe, CANCELLED, seconds=time.perf_counter() - t0, error=str(exc), collection=collection
+        )
     except RagError as exc:
         return IngestOutcome(
             safe, "error", seconds=time.perf_counter() - t0, error=str(exc), collection=collection
@@ -173,10 +199,23 @@ def ingest_paths(
     collection: str = DEFAULT_COLLECTION,
     on_progress: ProgressFn | None = None,
     hook: VersionHook | None = None,
+    control: IngestControl | None = None,
 ) -> Iterator[IngestOutcome]:
-    """Index files from disk into ``collection``, yielding one outcome per path as it finishes."""
+    """Index files from disk into ``collection``, yielding one outcome per path as it finishes.
+
+    A file too large to index is refused from its size (``stat``) before it is read. Once
+    ``control`` is cancelled, the file being read is not indexed and the files not started yet
+    get a ``"cancelled"`` outcome each; files indexed before stay."""
+    control = control or IngestControl(settings.ingest_budget_s)
     with PolicyIndex(settings) as index:
-        yield from _ingest_each(paths, settings, store, index, collection, on_progress, hook)
+        yield from _ingest_each(paths, settings, store, index, collection, on_progress, hook, control)
+
+
+def not_started(name: str, collection: str = DEFAULT_COLLECTION) -> IngestOutcome:
+    """The outcome of a file left out because the ingest was cancelled before it."""
+    return IngestOutcome(
+        name[:120], CANCELLED, error=f"{name}: not started (cancelled before it).", collection=collection
+    )
 
 
 def _ingest_each(
@@ -186,11 +225,15 @@ def _ingest_each(
     index: PolicyIndex,
     collection: str,
     on_progress: ProgressFn | None,
-    hook: VersionHook | None = None,
+    hook: VersionHook | None,
+    control: IngestControl,
 ) -> Iterator[IngestOutcome]:
     seen: dict[str, Path] = {}
     for path in paths:
         path = Path(path)
+        if control.cancelled:
+            yield not_started(path.name, collection)
+            continue
         try:
             key = safe_filename(path.name)
         except IngestError as exc:
@@ -206,6 +249,10 @@ def _ingest_each(
             continue
         seen[key] = path
         try:
+            problem = size_problem(key, path.stat().st_size, settings)
+            if problem is not None:  # refused from its size, before reading it
+                yield IngestOutcome(key, "error", error=problem, collection=collection)
+                continue
             data = path.read_bytes()
         except OSError as exc:
             yield IngestOutcome(path.name, "error", error=f"{path}: cannot read the file ({exc.strerror}).")
@@ -219,7 +266,9 @@ def _ingest_each(
             collection=collection,
             on_progress=on_progress,
             hook=hook,
+            control=control,
         )
+        del data
 
 
 def delete_document(
@@ -244,7 +293,8 @@ def reindex_document(
     index: PolicyIndex | None = None,
     hook: VersionHook | None = None,
 ) -> IngestOutcome:
-    """Parse the kept copy again with the current chunk settings and replace its chunks."""
+    """Parse the kept copy again with the current chunk settings and replace its chunks (not
+    stopped by the time budget: its old chunks are removed before the new ones are written)."""
     copy = uploads_dir(settings, collection) / safe_filename(name)
     if not copy.is_file():
         return IngestOutcome(
@@ -262,6 +312,8 @@ def reindex_document(
         force=True,
         index=index,
         hook=hook,
+        # force deletes the old chunks first, so nothing may stop the write half-way: no budget
+        control=IngestControl(None),
     )
 
 
@@ -284,3 +336,25 @@ def _keep_copy(settings: Settings, collection: str, safe: str, data: bytes) -> N
     tmp = target.with_suffix(target.suffix + ".part")
     tmp.write_bytes(data)
     tmp.replace(target)
+
+
+def cancel_message(outcomes: Sequence[IngestOutcome]) -> str | None:
+    """What a cancelled upload kept, in one sentence (None when nothing was cancelled):
+    ``"Indexing cancelled — nothing indexed: …"`` or ``"Indexing cancelled — kept a.pdf, b.md
+    (indexed before the cancel); nothing of big.txt was indexed; not started: c.txt."``"""
+    stopped = [o for o in outcomes if o.status == CANCELLED]
+    if not stopped:
+        return None
+    kept = [o.name for o in outcomes if o.status in ("added", "replaced", "unchanged")]
+    started = [o.name for o in stopped if "not started" not in (o.error or "")]
+    waiting = [o.name for o in stopped if "not started" in (o.error or "")]
+    parts = []
+    if started:
+        parts.append(f"nothing of {', '.join(started)} was indexed")
+    if waiting:
+        parts.append(f"not started: {', '.join(waiting)}")
+    if not kept:
+        head = "Indexing cancelled — nothing indexed; the collection is as it was before the upload"
+    else:
+        head = f"Indexing cancelled — kept {', '.join(kept)} (indexed before the cancel)"
+    return head + ("; " + "; ".join(parts) if parts else "") + "."

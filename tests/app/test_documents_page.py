@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -11,6 +12,22 @@ from tests.app.conftest import texts
 from tests.conftest import SAMPLE_PDF
 
 PAGE = "pages/documents.py"
+
+
+def index_and_wait(at: AppTest, key: str = "docs.index", timeout: float = 240) -> AppTest:
+    """Click an index button, then rerun until the background ingest has ended (fragments do not
+    tick in AppTest). Bounded in count and time."""
+    at.button(key=key).click().run()
+    deadline = time.monotonic() + timeout
+    for _ in range(int(timeout * 10)):
+        if "docs.ingest_job" in at.session_state:
+            assert time.monotonic() < deadline, "the ingest did not finish"
+            time.sleep(0.1)
+            at.run()
+        else:
+            break
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 def _documents_table(at: AppTest) -> pd.DataFrame:
@@ -28,7 +45,7 @@ def test_upload_indexes_good_files_and_names_the_bad_one(app, empty_dir: Path) -
         "notes.md", b"# Remote work\n\nStaff may work from home two days a week.\n", "text/markdown"
     )
     at.run()
-    at.button(key="docs.index").click().run()
+    index_and_wait(at)
     assert not at.exception, [e.value for e in at.exception]
 
     errors = texts(at, "error")
@@ -92,7 +109,7 @@ def test_word_and_html_files_index_into_a_new_collection_with_sections(app, empt
     uploader.upload("sickness.html", HTML, "text/html")
     uploader.upload("old_policy.doc", b"\xd0\xcf\x11\xe0 old Word", "application/msword")
     at.run()
-    at.button(key="docs.index").click().run()
+    index_and_wait(at)
     assert not at.exception, [e.value for e in at.exception]
     [error] = texts(at, "error")  # the old Word file is refused with how to convert it
     assert error.startswith("old_policy.doc: .doc is not a supported type") and "Save As" in error
@@ -120,7 +137,7 @@ def test_reupload_shows_the_new_version_and_its_history(app, empty_dir: Path) ->
     ):
         at.file_uploader(key="docs.upload").upload("handbook.md", body, "text/markdown")
         at.run()
-        at.button(key="docs.index").click().run()
+        index_and_wait(at)
     assert any(
         "handbook.md** — re-indexed (content changed) (v2)" in t and "sections changed: Leave" in t
         for t in texts(at, "success")
@@ -140,6 +157,6 @@ def test_scanned_pdf_without_tesseract_says_what_to_install(app, empty_dir: Path
     assert any(install in t for t in texts(at, "caption"))  # warned before uploading
     at.file_uploader(key="docs.upload").upload("scan.pdf", scanned_pdf(["Leave policy"]), "application/pdf")
     at.run()
-    at.button(key="docs.index").click().run()
+    index_and_wait(at)
     [error] = texts(at, "error")
     assert error.startswith("scan.pdf: page 1 has no text layer") and install in error

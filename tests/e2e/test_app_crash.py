@@ -51,7 +51,9 @@ def test_sigkill_the_app_mid_run_then_resume_in_the_browser(page, api, tmp_path)
         wait_for_app(page)
         nav(page, "Documents")
         click_button(page, "docs-sample")
-        page.get_by_text("northwind_staff_handbook.pdf").first.wait_for(timeout=90_000)
+        page.get_by_text("Indexed 1 of 1 files").first.wait_for(
+            timeout=90_000
+        )  # the summary, not the live step
         wait_for_app(page)
         nav(page, "Run")
         choose_radio(page, "run-backend", "Claude")
