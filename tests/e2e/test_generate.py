@@ -1,6 +1,6 @@
 """Issue 14 in a real browser: generate questions with Claude (the loopback stand-in through the
 real SDK), review them (edit one, reject one), accept them into a new question set, run that set
-offline, and see the results. Saves the review queue as ``generate_review.png``."""
+offline, see the results, and see the set's coverage map. Saves the review queue as ``generate_review.png``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.e2e.test_user_journey import (
     nav,
     select_option,
     shot,
+    wait_for_chart,
     wait_for_run_completed,
 )
 from tests.support.anthropic_server import FakeAnthropic
@@ -128,8 +129,19 @@ def test_generate_review_accept_and_run(page, gen_server) -> None:
     wait_for_app(page)
     choose_radio(page, "run-backend", "Offline")
     click_button(page, "run-start")
-    wait_for_run_completed(page)
+    run_id, _, _ = wait_for_run_completed(page)
     assert_no_exception(page)
     nav(page, "Review")
     expect(main.get_by_text(EDITED)).to_be_visible()  # the edited question, answered offline
+    assert_no_exception(page)
+
+    # Coverage of the accepted set: its questions are counted in the sections they were written
+    # from, with that run's correctness.
+    nav(page, "Coverage")
+    select_option(page, "coverage-set", SET_NAME)
+    wait_for_app(page)
+    expect(main.get_by_text(f"#{run_id}").first).to_be_visible()
+    wait_for_chart(page, "coverage-heatmap")
+    tested = main.get_by_text(re.compile(r"^[1-9]\d* of \d+$")).first  # "Sections tested: k of N", k ≥ 1
+    expect(tested).to_be_visible()
     assert_no_exception(page)

@@ -30,14 +30,40 @@ def _big_text(path: Path, mb: float) -> Path:
     return path
 
 
+#: Runs the CLI and reports its peak RSS. Linux counts the memory a child had *before* exec (a copy
+#: of its parent) in ru_maxrss, and the pytest process grows to hundreds of MB over a full session;
+#: so a small interpreter starts the CLI and reaps it with wait4: the CLI's own peak, whatever
+#: pytest's size.
+_WRAPPER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+pid, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    fh.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def _run_measured(data: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run the CLI in a subprocess reaped with ``wait4``, so its own peak RSS is known → (exit code,
-    stdout, stderr, peak RSS MB, seconds)."""
+    """Run the CLI in a subprocess whose own peak RSS is measured → (exit code, stdout, stderr,
+    peak RSS MB, seconds)."""
     started = time.monotonic()
     out_path, err_path = data.parent / "cli.out", data.parent / "cli.err"
+    rss_path = data.parent / "cli.maxrss"
     with out_path.open("w") as out, err_path.open("w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rag_core", "--data-dir", str(data), *args],
+            [
+                sys.executable,
+                "-c",
+                _WRAPPER,
+                str(rss_path),
+                sys.executable,
+                "-m",
+                "rag_core",
+                "--data-dir",
+                str(data),
+                *args,
+            ],
             cwd=ROOT,
             stdout=out,
             stderr=err,
@@ -45,7 +71,7 @@ def _run_measured(data: Path, *args: str, env: dict[str, str] | None = None, tim
         )
         deadline = time.monotonic() + timeout
         while True:  # bounded: poll wait4 until the child ends or the deadline passes
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() > deadline:
@@ -57,7 +83,7 @@ def _run_measured(data: Path, *args: str, env: dict[str, str] | None = None, tim
         proc.returncode,
         out_path.read_text(),
         err_path.read_text(),
-        usage.ru_maxrss / 1024,
+        int(rss_path.read_text()) / 1024,
         time.monotonic() - started,
     )
 
