@@ -71,7 +71,7 @@ PAGE_TIMEOUT_MS = 120_000
 #: Longest a CLI step (ingest, import) may take, seconds.
 CLI_TIMEOUT_S = 600
 #: Idle page loads per page and app process.
-IDLE_SAMPLES = 5
+IDLE_SAMPLES = 4
 #: Most page loads sampled under load (bounds the sampling loop).
 MAX_LOAD_SAMPLES = 400
 
@@ -182,10 +182,9 @@ def check_history(url: str, run_ids: list[int], n: int) -> dict[str, Any]:
             results = store.get_results(rid) if run else []
             answered = sum(1 for r in results if r.answer)
             scored = sum(1 for r in results if r.scores)
-            all_scores = sum(
-                1
-                for r in results
-                if all(m in r.scores and r.scores[m].value is not None for m in OFFLINE_METRICS)
+            all_scores = sum(1 for r in results if all(_scored(r, m) for m in OFFLINE_METRICS))
+            skipped = sum(
+                1 for r in results for m in OFFLINE_METRICS if m in r.scores and r.scores[m].value is None
             )
             wall = None
             if run and run.finished_at:
@@ -201,6 +200,7 @@ def check_history(url: str, run_ids: list[int], n: int) -> dict[str, Any]:
                 "answered": answered,
                 "with_scores": scored,
                 "all_offline_scores": all_scores,
+                "scores_skipped_by_design": skipped,
                 "errors": sum(1 for r in results if r.error),
                 "wall_s": round(wall, 2) if wall is not None else None,
                 "total_s_recorded": (run.timings or {}).get("total_s") if run else None,
@@ -208,6 +208,17 @@ def check_history(url: str, run_ids: list[int], n: int) -> dict[str, Any]:
             }
         out["_all_runs"] = len(runs)
     return out
+
+
+def _scored(r: Any, metric: str) -> bool:
+    """The metric has a value, or was skipped by design: questions to be declined have no expected
+    answer to compare with (rag_core/evaluation/facts_suite.py)."""
+    score = r.scores.get(metric)
+    if score is None:
+        return False
+    return score.value is not None or (
+        str(r.expected) == "decline" and "expected to be declined" in (score.reason or "")
+    )
 
 
 def run_browser(apps: list[StreamlitServer], sessions_per_app: int, pg_url: str, n: int) -> dict[str, Any]:
@@ -318,11 +329,18 @@ def _drive(
             "exceptions": exceptions(page),
         }
 
+    # Idle: nothing running, first with the six sessions still open (their Run pages keep polling),
+    # then with them closed.
     idle: list[dict[str, Any]] = []
-    for _ in range(IDLE_SAMPLES):
-        for a in range(len(apps)):
-            for name in PAGES:
-                idle.append({"page": name, "app": a, "s": round(load_page(probe, apps[a].url, name), 3)})
+    for state in ("sessions open", "sessions closed"):
+        if state == "sessions closed":
+            for _, page in sessions:
+                page.context.close()
+        for _ in range(IDLE_SAMPLES):
+            for a in range(len(apps)):
+                for name in PAGES:
+                    t = load_page(probe, apps[a].url, name)
+                    idle.append({"page": name, "app": a, "s": round(t, 3), "state": state})
     return {
         "run_ids": ids,
         "clicks_spread_s": round(clicked_at[-1], 3),
@@ -335,10 +353,12 @@ def _drive(
 
 
 def summarize(samples: list[dict[str, Any]], idle: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per page: idle, while all runs go, while at least one goes; medians, maxima, ratios."""
+    """Per page: idle (sessions closed; and still open), while all runs go, while at least one
+    goes; medians, maxima, ratios to idle with the sessions closed."""
     rows = []
     for name in PAGES:
-        i = [x["s"] for x in idle if x["page"] == name]
+        i = [x["s"] for x in idle if x["page"] == name and x["state"] == "sessions closed"]
+        i_open = [x["s"] for x in idle if x["page"] == name and x["state"] == "sessions open"]
         full = [x["s"] for x in samples if x["page"] == name and x["running_before"] == 6]
         any_ = [x["s"] for x in samples if x["page"] == name and x["running_before"] > 0]
         si, sf, sa = _stats(i), _stats(full), _stats(any_)
@@ -346,6 +366,7 @@ def summarize(samples: list[dict[str, Any]], idle: list[dict[str, Any]]) -> list
             {
                 "page": name,
                 "idle": si,
+                "idle_sessions_open": _stats(i_open),
                 "all_six_running": sf,
                 "any_running": sa,
                 "ratio_median_all_six": round(sf["median_s"] / si["median_s"], 2) if full and i else None,
@@ -422,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     complete = [
         rid
         for rid, v in runs.items()
-        if v["status"] == "completed" and v["results"] == n and v["answered"] == n and v["with_scores"] == n
+        if v["status"] == "completed"
+        and v["results"] == v["answered"] == v["with_scores"] == v["all_offline_scores"] == n
     ]
     ids = result["run_ids"]
     adopted_ok = len(set(ids)) == len(ids) and all(
@@ -440,22 +462,23 @@ def main(argv: list[str] | None = None) -> int:
         f"\nruns: {len(complete)} of {len(ids)} completed with {n} answers and scores each; "
         f"all ended {max(result['ended_after_click_s'].values()):.1f} s after the first click"
     )
-    print(
-        f"{'run':>4} {'app':>4} {'status':>10} {'answers':>8} {'scored':>7} {'all 3 scores':>12} {'wall':>8}"
-    )
+    print(f"{'run':>4} {'app':>4} {'status':>10} {'answers':>8} {'scored':>7} {'3 scores*':>10} {'wall':>8}")
     for rid, v in runs.items():
         app_i = result["sessions"][rid]["app"]
         print(
             f"{rid:>4} {app_i:>4} {v['status']:>10} {v['answered']:>8} {v['with_scores']:>7} "
-            f"{v['all_offline_scores']:>12} {v['wall_s'] or 0:>7.1f}s"
+            f"{v['all_offline_scores']:>10} {v['wall_s'] or 0:>7.1f}s"
         )
+    print("* all three offline metrics scored, or skipped by design on a question to be declined")
     print(
-        f"\n{'page':<8} {'idle median/max':>16} {'6 running median/max (n)':>26} {'≥1 running median/max (n)':>27} {'ratio':>6}"
+        f"\n{'page':<8} {'idle median/max':>16} {'idle, 6 open':>14} {'6 running median/max (n)':>26} "
+        f"{'≥1 running median/max (n)':>27} {'ratio':>6}"
     )
     for r in rows:
-        i, f, a = r["idle"], r["all_six_running"], r["any_running"]
+        i, f, a, o = r["idle"], r["all_six_running"], r["any_running"], r["idle_sessions_open"]
         print(
             f"{r['page']:<8} {i.get('median_s', 0):>7.2f}/{i.get('max_s', 0):<7.2f} "
+            f"{o.get('median_s', 0):>6.2f}/{o.get('max_s', 0):<6.2f} "
             f"{f.get('median_s', 0):>12.2f}/{f.get('max_s', 0):<6.2f}({f['n']:>3}) "
             f"{a.get('median_s', 0):>12.2f}/{a.get('max_s', 0):<6.2f}({a['n']:>3}) {r['ratio_median_any'] or 0:>6.2f}"
         )
