@@ -34,9 +34,11 @@ class SharedRunsMixin:
         def active_run_ids(self) -> list[int]: ...
 
     def runs_elsewhere(self) -> list[int]:
-        """Ids of runs executing in another process (status ``running``, not run by this one)."""
+        """Ids of runs executing in another process (status ``running``, created or resumed by
+        another process and not run by this one). A run this process is just starting (stored,
+        not yet registered as live) is never among them."""
         mine = set(self.active_run_ids())
-        return [rid for rid in self.store.running_run_ids() if rid not in mine]
+        return [rid for rid in self.store.running_run_ids(others_only=True) if rid not in mine]
 
     def shared_progress(self, run_id: int) -> RunProgress | None:
         """Progress of a run as stored by the process executing it (any process); None when there

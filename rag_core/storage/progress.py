@@ -18,12 +18,15 @@ __all__ = ["ProgressStore"]
 class ProgressStore(SqliteBase):
     """Stored-progress methods of :class:`~rag_core.storage.store.HistoryStore`."""
 
-    def running_run_ids(self) -> list[int]:
-        """Ids of runs whose status is ``running`` (in any process), oldest first; ``[]`` when none."""
+    def running_run_ids(self, *, others_only: bool = False) -> list[int]:
+        """Ids of runs whose status is ``running`` (in any process), oldest first; ``[]`` when none.
+
+        ``others_only``: only runs another process created or resumed (the run's stored owner is
+        not this process). A run is committed as ``running`` a moment before its process registers
+        it as live, so "not live here" alone would call this process's newest run another's."""
         with self._tx("list the running runs", write=False) as conn:
-            return [
-                int(r[0]) for r in conn.execute("SELECT id FROM runs WHERE status = 'running' ORDER BY id")
-            ]
+            rows = conn.execute("SELECT id, owner FROM runs WHERE status = 'running' ORDER BY id").fetchall()
+        return [int(r[0]) for r in rows if not (others_only and r[1] == self._owner)]
 
     def stored_progress(self, run_id: int) -> dict[str, Any] | None:
         """``{status, total, answered, errors, scored, created_at, ledger}`` of a run as committed so

@@ -260,6 +260,7 @@ def test_another_process_sees_a_runs_progress_as_it_is_committed(
     ws = Workspace(settings, store=HistoryStore(store_target))  # another app process
     try:
         run_id = _run(writer)
+        _owned_by_another_process(writer, run_id)
         attempt = writer.start_attempt(run_id)
         assert ws.runs_elsewhere() == [run_id]
         writer.save_answer(run_id, 0, answer="25 days.")
@@ -282,6 +283,33 @@ def test_another_process_sees_a_runs_progress_as_it_is_committed(
     finally:
         ws.close()
         writer.close()
+
+
+def _owned_by_another_process(store: HistoryStore, run_id: int) -> None:
+    """Make ``run_id`` look created by another process (its stored owner token)."""
+    with store._tx("test", write=True) as conn:
+        conn.execute("UPDATE runs SET owner = ? WHERE id = ?", ("another-host|boot|4242|99", run_id))
+
+
+def test_a_run_this_process_is_starting_is_never_another_processs(
+    store_target: Path | str, settings: Settings
+) -> None:
+    """Six browser sessions starting runs at once (bench/team_load.py): a run is committed as
+    running a moment before its process registers it as live. Another session of the same process
+    polling in that moment labelled it "running in another process", and kept that label for the
+    rest of the run. Only runs another process created or resumed are elsewhere."""
+    from rag_core.workspace import Workspace
+
+    ws = Workspace(settings, store=HistoryStore(store_target))
+    try:
+        starting = _run(ws.store)  # stored as running by this process; no live handle yet
+        assert ws.runs_elsewhere() == []
+        other = _run(ws.store)
+        _owned_by_another_process(ws.store, other)
+        assert ws.runs_elsewhere() == [other]
+        assert ws.store.running_run_ids() == [starting, other]
+    finally:
+        ws.close()
 
 
 def test_an_unknown_user_is_reported_as_refused(pg_server: PostgresServer) -> None:
