@@ -177,6 +177,7 @@ def build_report(
             origin = "decline" if expected == "decline" else "none"
         where = tuple(dict.fromkeys((ls.link.document, ls.link.section) for ls in mine))
         stale = [ls for ls in mine if ls.stale]
+        stale_where = {(ls.link.document, ls.link.section) for ls in stale}
         decided = correct.get(it.question)
         questions.append(
             QuestionCoverage(
@@ -198,7 +199,7 @@ def build_report(
             if it.question in correct:
                 cell["in_run"] += 1
                 cell["correct"] += int(bool(decided))
-            cell["stale"] += int(bool(stale))
+            cell["stale"] += int(key in stale_where)  # only the sections whose passage changed
     sections = tuple(
         SectionCoverage(doc, sec, tuple(c["q"]), c["correct"], c["in_run"], c["stale"])
         for (doc, sec), c in cells.items()

@@ -220,6 +220,19 @@ def test_report_counts_questions_per_section_with_latest_correctness_and_unteste
     assert data["sections"][2]["last_score"] == 0.0 and data["sections"][0]["last_score"] is None
 
 
+def test_a_question_with_one_stale_link_marks_only_that_section_stale() -> None:
+    items = [QAItem("q1", "27 days, paid monthly")]
+    links = [
+        LinkState("S", "q1", 0, _link(ANNUAL), False, "", None, None, 1),
+        LinkState("S", "q1", 1, _link(PAY), True, PASSAGE_CHANGED, "new", "t", 2),
+    ]
+    sections = {DOC: ["1 Leave › 1.1 Annual leave", "2 Pay"]}
+    report = build_report("S", "c", items, links, sections, {}, None)
+    by = {s.section: s.stale for s in report.sections}
+    assert by == {"1 Leave › 1.1 Annual leave": 0, "2 Pay": 1}
+    assert [q.number for q in report.stale_questions] == [1]  # the question itself needs review
+
+
 # --- the store ----------------------------------------------------------------------------------
 @pytest.fixture
 def store(tmp_path: Path):
