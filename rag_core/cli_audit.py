@@ -16,7 +16,7 @@ from rag_core.access import CLI_ADMIN, AuditAction
 from rag_core.errors import InputError
 from rag_core.settings import Settings
 
-__all__ = ["add_parsers", "cmd_audit", "record_cli_action", "record_cli_run"]
+__all__ = ["add_parsers", "cli_workspace", "cmd_audit", "record_cli_action", "record_cli_run"]
 
 
 def add_parsers(sub: Any) -> None:
@@ -54,10 +54,16 @@ def _iso(value: str | None, flag: str) -> str | None:
     return value
 
 
-def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+def cli_workspace(settings: Settings) -> Any:
+    """The workspace as the CLI's admin (``local-admin (CLI)`` in the audit trail): every command
+    that changes something through the workspace uses this one."""
     from rag_core.workspace import Workspace
 
-    ws = Workspace(settings, principal=CLI_ADMIN)
+    return Workspace(settings, principal=CLI_ADMIN)
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    ws = cli_workspace(settings)
     try:
         entries = ws.audit_trail(
             since=_iso(args.since, "--since"),

@@ -96,9 +96,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def _workspace(settings: Settings) -> Any:
-    from rag_core.workspace import Workspace
+    from rag_core.cli_audit import cli_workspace
 
-    return Workspace(settings)
+    return cli_workspace(settings)
 
 
 def _sections(specs: list[str]) -> list[tuple[str, str]]:

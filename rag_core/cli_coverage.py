@@ -23,9 +23,9 @@ EXIT_OK = 0
 
 
 def _workspace(settings: Settings) -> Any:
-    from rag_core.workspace import Workspace
+    from rag_core.cli_audit import cli_workspace
 
-    return Workspace(settings)
+    return cli_workspace(settings)
 
 
 def _write_json(path: Path, data: Any) -> None:

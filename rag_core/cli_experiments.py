@@ -383,7 +383,19 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_OK
     recover_interrupted(store, settings)
     store.mark_sweeps_interrupted()
-    handle = start_sweep(plan, settings=settings, store=store)
+    from rag_core.access import CLI_ADMIN, AuditAction
+    from rag_core.cli_audit import record_cli_action, record_cli_run
+
+    handle = start_sweep(
+        plan,
+        settings=settings,
+        store=store,
+        started_by=CLI_ADMIN.owner_key,
+        on_run_start=lambda run_id: record_cli_run(store, run_id, AuditAction.RUN_START, "sweep"),
+    )
+    record_cli_action(
+        store, AuditAction.SWEEP_START, f"sweep #{handle.sweep_id}", f"{len(plan.configs)} configurations"
+    )
     seen: set[int] = set()
     try:
         while not handle.wait(0.5):
@@ -396,6 +408,7 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         print("\ncancelling the sweep: finished runs are kept …", file=sys.stderr)
         handle.cancel()
+        record_cli_action(store, AuditAction.SWEEP_CANCEL, f"sweep #{handle.sweep_id}", "Ctrl-C")
         handle.wait(60)
         return 130
     sweep = store.get_sweep(handle.sweep_id)

@@ -165,10 +165,9 @@ CORRECT_GATE = "correct"
 
 
 def _workspace(settings: Settings) -> Any:
-    from rag_core.access import CLI_ADMIN
-    from rag_core.workspace import Workspace
+    from rag_core.cli_audit import cli_workspace
 
-    return Workspace(settings, principal=CLI_ADMIN)
+    return cli_workspace(settings)
 
 
 def cmd_label(args: argparse.Namespace, settings: Settings) -> int:
@@ -268,12 +267,17 @@ def cmd_questions_import(args: argparse.Namespace, settings: Settings) -> int:
         print(f"question set {args.name!r} already exists; nothing to do")
         return EXIT_OK
     items = load_questions(args.path)
-    store.save_question_set(args.name, items)
-    _audit(store, "QUESTION_SET_SAVE", args.name, f"imported from {args.path.name}, {len(items)} questions")
-    bound = ""
-    if args.collection:
-        store.bind_question_set(args.name, store.create_collection(args.collection))
-        bound = f", bound to the collection {args.collection!r}"
+    # Through the workspace, like the browser's editor: an edited expected answer re-links its
+    # question (clearing a stale flag), and the save is audited as the CLI's admin.
+    ws = _workspace(settings)
+    try:
+        ws.save_question_set(args.name, items, note=f"imported from {args.path.name}")
+        bound = ""
+        if args.collection:
+            ws.bind_question_set(args.name, ws.create_collection(args.collection))
+            bound = f", bound to the collection {args.collection!r}"
+    finally:
+        ws.close()
     print(f"saved {len(items)} questions as {args.name!r}{bound}")
     return EXIT_OK
 

@@ -189,7 +189,9 @@ class CoverageMixin(LibraryMixin):
         return cleared
 
     # --- overrides of the library: keep links in step -----------------------------------------
-    def save_question_set(self, name: str, rows: Iterable[QAItem | Mapping[str, Any]]) -> QuestionSetInfo:
+    def save_question_set(
+        self, name: str, rows: Iterable[QAItem | Mapping[str, Any]], *, note: str = ""
+    ) -> QuestionSetInfo:
         """:meth:`LibraryMixin.save_question_set`, then re-link each question whose expected answer
         or behaviour changed and that had links (this clears its stale flags)."""
         items = [r if isinstance(r, QAItem) else rows_to_items([r])[0] for r in rows]
@@ -199,7 +201,7 @@ class CoverageMixin(LibraryMixin):
             }
         except InputError:
             before = {}
-        info = super().save_question_set(name, items)
+        info = super().save_question_set(name, items, note=note)
         linked = {ls.question for ls in self.store.link_states(info.name)}
         changed = [
             it.question.strip()

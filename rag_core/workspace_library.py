@@ -419,8 +419,11 @@ class LibraryMixin:
         self._audit(AuditAction.QUESTION_SET_BIND, name, f"collection: {collection or '(none)'}")
         return info
 
-    def save_question_set(self, name: str, rows: Iterable[QAItem | Mapping[str, Any]]) -> QuestionSetInfo:
-        """Validate and save ``rows`` (items or editor dicts) as the set ``name`` (created or replaced).
+    def save_question_set(
+        self, name: str, rows: Iterable[QAItem | Mapping[str, Any]], *, note: str = ""
+    ) -> QuestionSetInfo:
+        """Validate and save ``rows`` (items or editor dicts) as the set ``name`` (created or replaced);
+        ``note`` (e.g. "imported from q.json") is added to the audit entry.
 
         Raises :class:`InputError` naming every bad row (1-based, in the given order): empty
         question, duplicate, too long; or an empty set / bad name. Needs the analyst role.
@@ -433,7 +436,7 @@ class LibraryMixin:
         self._audit(
             AuditAction.QUESTION_SET_SAVE,
             info.name,
-            f"{'edited' if existed else 'created'}, {info.n_items} questions",
+            f"{'edited' if existed else 'created'}, {info.n_items} questions" + (f", {note}" if note else ""),
         )
         return info
 

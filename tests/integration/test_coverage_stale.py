@@ -159,6 +159,15 @@ def test_cli_coverage_json_and_questions_stale(settings: Settings, tmp_path: Pat
     capsys.readouterr()
     assert cli_main([*d, "questions", "stale", "S", "--json"]) == 0
     assert [q["number"] for q in json.loads(capsys.readouterr().out)] == [2]
+    # re-importing the set with Q2's expected answer brought up to date clears its flag, like the editor
+    rows = json.loads(qfile.read_text())
+    rows[1]["ground_truth"] = "Up to eight days of unused annual leave can be carried over."
+    edited = tmp_path / "questions.json"
+    edited.write_text(json.dumps(rows))
+    assert cli_main([*d, "questions", "import", str(edited), "--name", "S"]) == 0
+    capsys.readouterr()
+    assert cli_main([*d, "questions", "stale", "S", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
     assert cli_main([*d, "coverage", "--questions", "nope"]) == 2
 
 
