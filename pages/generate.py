@@ -102,14 +102,18 @@ def live_generation(job_id: str) -> None:
     )
     if p.errors:
         st.caption(f"{p.errors} failed so far")
-    if st.button(
+    if ws.can_cancel_generation(job_id) and st.button(
         "Cancel",
         key="gen.cancel",
         icon=":material/stop_circle:",
         help="Stop; pairs already written are kept.",
     ):
-        ws.cancel_generation(job_id)
-        st.toast("Cancelling… pairs already written will still be checked and queued.")
+        try:
+            ws.cancel_generation(job_id)
+        except RagError as exc:
+            st.error(ui.md(str(exc)))
+        else:
+            st.toast("Cancelling… pairs already written will still be checked and queued.")
 
 
 st.subheader("Generate")

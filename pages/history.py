@@ -11,7 +11,6 @@ import streamlit as st
 
 from pages import _shared as ui
 from pages._format import duration, metric_line, speedup_line
-from rag_core.access import Role
 from rag_core.errors import RagError
 from rag_core.evaluation.agreement import DISAGREE_KAPPA, MIN_VERDICTS, AgreementReport
 from rag_core.evaluation.agreement import warm as warm_agreement
@@ -434,7 +433,7 @@ with details_tab:
         st.caption(f"Started by {ui.md(ws.run_owner(run_id))}")
         can_control = ws.can_control_run(run_id)  # its starter (an analyst) or an admin
         with (
-            st.popover("Name / note", icon=":material/edit:", disabled=not ws.can(Role.ANALYST)),
+            st.popover("Name / note", icon=":material/edit:", disabled=not can_control),
             st.form(f"history.label_form.{run_id}", border=False),
         ):
             new_name = st.text_input("Name", run.name or "", key=f"history.label_name.{run_id}")

@@ -179,9 +179,15 @@ def sweep_progress(sid: int) -> None:
         text=f"Configuration {min(p.done + 1, p.total)} of {p.total}: {ui.md(p.current_label)}{inner}",
     )
     st.caption(f"Elapsed {duration(p.elapsed_s)} · runs so far: " + ", ".join(f"#{r}" for r in p.run_ids))
-    if ws.can(Role.ANALYST) and st.button("Cancel sweep", key="sweeps.cancel", icon=":material/stop_circle:"):
-        ws.cancel_sweep(sid)
-        st.toast(f"Cancelling sweep #{sid}… finished runs are kept.")
+    if ws.can_control_sweep(sid) and st.button(  # its starter or an admin
+        "Cancel sweep", key="sweeps.cancel", icon=":material/stop_circle:"
+    ):
+        try:
+            ws.cancel_sweep(sid)
+        except RagError as exc:
+            st.error(ui.md(str(exc)))
+        else:
+            st.toast(f"Cancelling sweep #{sid}… finished runs are kept.")
 
 
 if running and sweep_id is not None:

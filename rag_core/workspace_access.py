@@ -173,25 +173,31 @@ class AccessMixin:
         return self.principal.owns(self.store.run_started_by(run_id))
 
     def can_control_run(self, run_id: int) -> bool:
-        """Whether the acting principal may cancel, resume or delete ``run_id``."""
+        """Whether the acting principal may cancel, resume, rename or delete ``run_id``."""
         p = self.principal
-        if p.can(Role.ADMIN):
-            return True
-        return p.can(Role.ANALYST) and p.owns(self.store.run_started_by(run_id))
+        return p.can(Role.ADMIN) or self._may_control(self.store.run_started_by(run_id))
 
     def _require_run_control(self, run_id: int, action: str) -> Principal:
-        """The principal when they may ``action`` (cancel / resume / delete) ``run_id``."""
-        p = self._require(Role.ANALYST, f"{action} runs")
-        if p.can(Role.ADMIN):
-            return p
-        started_by = self.store.run_started_by(run_id)
-        if not p.owns(started_by):
+        """The principal when they may ``action`` (cancel / resume / delete / rename) ``run_id``."""
+        self._require(Role.ANALYST, f"{action} runs")
+        return self._require_starter(self.store.run_started_by(run_id), action, f"run #{run_id}")
+
+    def _require_starter(self, started_by: str, action: str, what: str) -> Principal:
+        """The principal when they may ``action`` ``what`` (a run, sweep, upload or generation)
+        that ``started_by`` started: its starter, if an analyst, or an admin."""
+        p = self._require(Role.ANALYST, f"{action} {what}")
+        if not p.can(Role.ADMIN) and not p.owns(started_by):
             self._deny(
                 p,
-                f"{action} run #{run_id}",
+                f"{action} {what}",
                 f"it was started by {owner_display(started_by)}; only they or an admin can {action} it",
             )
         return p
+
+    def _may_control(self, started_by: str) -> bool:
+        """Whether the acting principal may cancel what ``started_by`` started (pages hide the button)."""
+        p = self.principal
+        return p.can(Role.ADMIN) or (p.can(Role.ANALYST) and p.owns(started_by))
 
     def _record_run_start(self, run_id: int, action: AuditAction, detail: str) -> None:
         """Store who started ``run_id`` and the audit entry, in one transaction."""

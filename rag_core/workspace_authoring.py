@@ -68,6 +68,8 @@ class AuthoringMixin:
         def question_set(self, name: str) -> list[QAItem]: ...
         def _require(self, role: Role, action: str) -> Principal: ...
         def _audit(self, action: AuditAction, target: str = "", detail: str = "") -> None: ...
+        def _require_starter(self, started_by: str, action: str, what: str) -> Principal: ...
+        def _may_control(self, started_by: str) -> bool: ...
 
     # --- availability ---------------------------------------------------------------------------
     @property
@@ -212,6 +214,7 @@ class AuthoringMixin:
             closed_book=closed_book,
             accept=accept if accept_all else None,
         )
+        job.started_by = me.owner_key
         register(job)
         job.start()
         self._audit(
@@ -233,13 +236,22 @@ class AuthoringMixin:
         return p
 
     def cancel_generation(self, job_id: str) -> bool:
-        """Stop a generation (pairs already written are still checked and queued)."""
-        self._require(Role.ANALYST, "cancel a question generation")
+        """Stop a generation (pairs already written are still checked and queued). Only the analyst
+        who started it or an admin may cancel it."""
         job = find(job_id)
-        if job is None or job.done():
+        if job is None:
+            return False
+        self._require_starter(job.started_by, "cancel", f"question generation {job_id}")
+        if job.done():
             return False
         job.cancel()
+        self._audit(AuditAction.QUESTIONS_GENERATE_CANCEL, job.plan.collection, f"job {job_id}")
         return True
+
+    def can_cancel_generation(self, job_id: str) -> bool:
+        """Whether the acting principal may cancel the generation ``job_id`` (pages hide the button)."""
+        job = find(job_id)
+        return job is not None and self._may_control(job.started_by)
 
     def wait_generation(self, job_id: str, timeout: float | None = None) -> GenerationReport | None:
         """Block until a generation ends (CLI, tests); its report, or None if still running/unknown."""
@@ -270,9 +282,11 @@ class AuthoringMixin:
         if pair.status != "pending":
             raise InputError(f"Generated question #{pair_id} was already {pair.status}.")
         try:
-            return self.store.edit_generated_pair(pair_id, question, expected_answer)
+            edited = self.store.edit_generated_pair(pair_id, question, expected_answer)
         finally:
             self._touch()
+        self._audit(AuditAction.QUESTIONS_REVIEW, f"generated question #{pair_id}", "edited")
+        return edited
 
     def reject_generated(self, pair_ids: Iterable[int]) -> int:
         """Reject pairs (they stay in the queue's history, never in a set); returns how many."""
@@ -281,15 +295,24 @@ class AuthoringMixin:
         for i in ids:
             self.store.generated_pair(i)
         try:
-            return self.store.set_generated_status(ids, "rejected")
+            rejected = self.store.set_generated_status(ids, "rejected")
         finally:
             self._touch()
+        if ids:
+            self._audit(
+                AuditAction.QUESTIONS_REVIEW,
+                ", ".join(f"#{i}" for i in ids[:20])
+                + (f" and {len(ids) - 20} more" if len(ids) > 20 else ""),
+                f"rejected {rejected}",
+            )
+        return rejected
 
     def accept_generated(self, pair_ids: Iterable[int], into: str) -> QuestionSetInfo:
         """Add pending pairs to the question set ``into`` (created, and bound to the pairs'
         collection, when new) with their source links; returns the set's info.
 
-        A question already in the set is not added twice (its links are refreshed). Raises
+        A question already in the set is not added twice: it keeps its expected answer, its links
+        and any stale flag (the pair is marked accepted). Raises
         :class:`InputError` for an empty set name, an unknown or already reviewed pair, a set bound
         to another collection, or a set that would not validate (nothing is saved then).
         """
@@ -320,17 +343,27 @@ class AuthoringMixin:
             exists = info_now is not None
             items = list(self.question_set(into)) if exists else []
             have = {it.question for it in items}
+            added: list[GeneratedPair] = []
             for p in pairs:
                 if p.question not in have:
                     items.append(QAItem(p.question, p.expected_answer, p.expected))
                     have.add(p.question)
+                    added.append(p)
             info = self.store.save_question_set(into, items)
             if not exists:
                 collections = {p.collection for p in pairs}
                 if len(collections) == 1:
                     info = self.store.bind_question_set(into, collections.pop())
-            for p in pairs:
+            for p in added:  # a question already in the set keeps its own links and flags
                 self.store.set_question_sources(into, p.question, list(p.sources))
             self.store.set_generated_status([p.id for p in pairs], "accepted", into)
         self._touch()
+        self._audit(
+            AuditAction.QUESTION_SET_SAVE,
+            info.name,
+            f"{'edited' if exists else 'created'}, {info.n_items} questions; accepted {len(pairs)} "
+            f"generated ({len(added)} added"
+            + (f", {len(pairs) - len(added)} already in the set" if len(added) < len(pairs) else "")
+            + ")",
+        )
         return info

@@ -53,6 +53,11 @@ class ExperimentsMixin:
         def _require(self, role: Role, action: str) -> Principal: ...
 
         def _audit(self, action: AuditAction, target: str = "", detail: str = "") -> None: ...
+        @property
+        def principal(self) -> Principal: ...
+        def _require_run_control(self, run_id: int, action: str) -> Principal: ...
+        def _require_starter(self, started_by: str, action: str, what: str) -> Principal: ...
+        def _may_control(self, started_by: str) -> bool: ...
 
         def question_set(self, name: str) -> Any: ...
 
@@ -151,7 +156,8 @@ class ExperimentsMixin:
     # --- runs: names and comparisons ----------------------------------------------------------
     def label_run(self, run_id: int, *, name: str | None, note: str | None) -> None:
         """Set or clear a run's name and note. Needs the analyst role."""
-        self._require(Role.ANALYST, "rename runs")
+        self.store.get_run(run_id)  # an unknown run is an InputError, not a refusal
+        self._require_run_control(run_id, "rename")
         self.store.label_run(run_id, name=name, note=note)
         self._touch()
         self._audit(AuditAction.RUN_RENAME, f"run #{run_id}", f"name: {name or ''}")
@@ -227,7 +233,25 @@ class ExperimentsMixin:
                 c if c.saved else self.store.save_config(c.name, c.config, note=c.note) for c in plan.configs
             )
             plan = dataclasses.replace(plan, configs=saved)
-        handle = start_sweep(plan, settings=self.settings, store=self.store, engine=self.engine)
+        me = self.principal
+        sweep: list[int] = []
+
+        def on_run_start(run_id: int) -> None:  # on the sweep's thread: record the starter captured here
+            self.store.set_run_started_by(
+                run_id,
+                me.owner_key,
+                audit=(me.id, str(me.role), AuditAction.RUN_START, f"run #{run_id}", f"sweep #{sweep[0]}"),
+            )
+
+        handle = start_sweep(
+            plan,
+            settings=self.settings,
+            store=self.store,
+            engine=self.engine,
+            started_by=me.owner_key,
+            on_run_start=on_run_start,
+        )
+        sweep.append(handle.sweep_id)
         self._touch()
         self._audit(
             AuditAction.SWEEP_START, f"sweep #{handle.sweep_id}", f"{len(plan.configs)} configurations"
@@ -244,11 +268,16 @@ class ExperimentsMixin:
         h = live_sweep(self.engine, self.store, sweep_id)
         if h is None:
             return False
-        self._require(Role.ANALYST, "cancel a sweep")
+        self._require_starter(h.started_by, "cancel", f"sweep #{sweep_id}")
         h.cancel()
         self._touch()
         self._audit(AuditAction.SWEEP_CANCEL, f"sweep #{sweep_id}")
         return True
+
+    def can_control_sweep(self, sweep_id: int) -> bool:
+        """Whether the acting principal may cancel the live sweep ``sweep_id`` (its starter or an admin)."""
+        h = live_sweep(self.engine, self.store, sweep_id)
+        return h is not None and self._may_control(h.started_by)
 
     def wait_sweep(self, sweep_id: int, timeout: float | None = None) -> bool:
         """Block until a sweep of this process ends (tests, scripts). True when it has ended."""

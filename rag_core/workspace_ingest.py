@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from rag_core.access import Role
+from rag_core.access import AuditAction, Principal, Role
 from rag_core.models import DEFAULT_COLLECTION
 from rag_core.settings import Settings
 
@@ -81,6 +81,8 @@ class _Job:
     collection: str
     names: tuple[str, ...]
     control: IngestControl
+    started_by: str = ""
+    """Who started it (:attr:`~rag_core.access.Principal.owner_key`): only they or an admin may cancel it."""
     started: float = field(default_factory=time.monotonic)
     current: int = 0
     stage: str = ""
@@ -115,6 +117,12 @@ class IngestJobsMixin:
     settings: Settings
     _lock: threading.RLock
 
+    if TYPE_CHECKING:  # AccessMixin's, via Workspace
+
+        def _require(self, role: Role, action: str) -> Principal: ...
+        def _require_starter(self, started_by: str, action: str, what: str) -> Principal: ...
+        def _audit(self, action: AuditAction, target: str = "", detail: str = "") -> None: ...
+
     def _jobs(self) -> dict[str, _Job]:
         with self._lock:
             jobs: dict[str, _Job] = self.__dict__.setdefault("_ingest_jobs", {})
@@ -124,13 +132,14 @@ class IngestJobsMixin:
         """Index ``files`` (``(name, bytes)``) into ``collection`` in a worker thread → the job id."""
         from rag_core.ingest.control import IngestControl
 
-        getattr(self, "_require")(Role.ANALYST, "upload documents")  # noqa: B009 - AccessMixin's, via Workspace
+        me = self._require(Role.ANALYST, "upload documents")
         files = list(files)
         job = _Job(
             id=uuid.uuid4().hex[:12],
             collection=collection,
             names=tuple(name for name, _ in files),
             control=IngestControl(self.settings.ingest_budget_s),
+            started_by=me.owner_key,
         )
 
         def on_start(i: int, name: str) -> None:
@@ -200,11 +209,18 @@ class IngestJobsMixin:
         return job.view() if job is not None else None
 
     def cancel_ingest(self, job_id: str) -> bool:
-        """Ask a job to stop at its next step; False when there is no such running job."""
+        """Ask a job to stop at its next step; False when there is no such running job. Only the
+        analyst who started it or an admin may cancel it (the refusal is audited)."""
         job = self._jobs().get(job_id)
-        if job is None or job.finished:
+        if job is None:
+            return False
+        self._require_starter(job.started_by, "cancel", f"the upload of {', '.join(job.names)}")
+        if job.finished:
             return False
         job.control.cancel()
+        with job.lock:
+            current = job.names[min(job.current, len(job.names) - 1)] if job.names else ""
+        self._audit(AuditAction.DOCUMENT_UPLOAD_CANCEL, f"{job.collection} / {current}", f"job {job.id}")
         return True
 
     def wait_ingest(self, job_id: str, timeout: float | None = None) -> bool:

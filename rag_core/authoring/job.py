@@ -204,6 +204,8 @@ class GenerationJob:
         answerer: Any = None,
     ) -> None:
         self.id = uuid.uuid4().hex[:12]
+        self.started_by = ""
+        """Who started it (:attr:`~rag_core.access.Principal.owner_key`): only they or an admin may cancel it."""
         self.plan, self.settings, self.store, self.engine = plan, settings, store, engine
         self.model = model
         self.search = search

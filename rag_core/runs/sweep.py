@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -262,6 +262,11 @@ class SweepHandle:
         self._started = time.monotonic()
         self.thread: threading.Thread | None = None
         self.message = ""
+        self.started_by = ""
+        """Who started the sweep (:attr:`~rag_core.access.Principal.owner_key`): only they or an
+        admin may cancel it."""
+        self.on_run_start: Callable[[int], None] | None = None
+        """Called with each run's id as the sweep starts it (the workspace records who started it)."""
 
     def progress(self) -> SweepProgress:
         with self._lock:
@@ -327,6 +332,13 @@ class SweepHandle:
                     reuse=self.reuse,
                     sweep_id=self.sweep_id,
                 )
+                if self.on_run_start is not None:
+                    try:
+                        self.on_run_start(handle.run_id)
+                    except RagError:  # not recorded: stop this run rather than run it unowned
+                        handle.cancel()
+                        handle.wait()
+                        raise
                 with self._lock:
                     self._current = (i, handle)
                     self._run_ids[i] = handle.run_id
@@ -382,9 +394,17 @@ def _namespace(store: HistoryStore) -> str:
 
 
 def start_sweep(
-    plan: SweepPlan, *, settings: Settings, store: HistoryStore, engine: Engine | None = None
+    plan: SweepPlan,
+    *,
+    settings: Settings,
+    store: HistoryStore,
+    engine: Engine | None = None,
+    started_by: str = "",
+    on_run_start: Callable[[int], None] | None = None,
 ) -> SweepHandle:
     """Check the plan, record the sweep and start it in the background; returns its handle at once.
+    ``on_run_start(run_id)`` is called as each of its runs starts (a :class:`RagError` from it
+    stops the sweep as failed).
 
     Raises :class:`InputError` (nothing stored) for a plan that cannot run.
     """
@@ -392,6 +412,7 @@ def start_sweep(
     engine = engine or get_engine()
     sweep_id = store.create_sweep(name=plan.title, question_set=plan.question_set, plan=plan.to_json())
     handle = SweepHandle(sweep_id, plan)
+    handle.started_by, handle.on_run_start = started_by, on_run_start
     ns = _namespace(store)
     engine.runs.add(ns, sweep_id, handle)
 

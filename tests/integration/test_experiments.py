@@ -121,13 +121,32 @@ def test_a_sweep_reuses_identical_work_and_ranks_the_configurations(ws: Workspac
 
 
 def test_a_cancelled_sweep_keeps_what_it_finished(ws: Workspace) -> None:
+    from rag_core.access import Principal, Role
+    from rag_core.errors import AccessDeniedError
+
+    ana = Principal(id="ana@example.org", name="Ana", role=Role.ANALYST)
+    bob = ws.acting_as(Principal(id="bob@example.org", name="Bob", role=Role.ANALYST))
     plan = ws.sweep_plan(SET, configs=["default", "k3"], name="stopped")
-    sweep_id = ws.start_sweep(plan)
-    assert ws.cancel_sweep(sweep_id)
+    sweep_id = ws.acting_as(ana).start_sweep(plan)
+    for _ in range(600):  # bounded: until its first run has started (≤ 60 s)
+        p = ws.sweep_progress(sweep_id)
+        if p is None or p.run_ids:
+            break
+        ws.wait_sweep(sweep_id, 0.1)
+    assert not bob.can_control_sweep(sweep_id)
+    with pytest.raises(AccessDeniedError, match=r"started by ana@example\.org"):
+        bob.cancel_sweep(sweep_id)  # another analyst cannot stop it
+    assert ws.acting_as(ana).cancel_sweep(sweep_id)
     assert ws.wait_sweep(sweep_id, timeout=300)
     sweep = ws.sweep(sweep_id)
-    assert sweep.status == "cancelled" and len(sweep.run_ids) <= 2
+    assert sweep.status == "cancelled" and 1 <= len(sweep.run_ids) <= 2
     assert ws.sweep_progress(sweep_id) is None and sweep_id not in ws.active_sweep_ids()
+    # its runs are Ana's: recorded as she started them, audited, and only she (or an admin) controls them
+    assert {ws.run_owner(r) for r in sweep.run_ids} == {"ana@example.org"}
+    starts = [e for e in ws.audit_trail(actions=["run.start"]) if e.detail == f"sweep #{sweep_id}"]
+    assert sorted(e.target for e in starts) == sorted(f"run #{r}" for r in sweep.run_ids)
+    assert all(e.actor == "ana@example.org" for e in starts)
+    assert not bob.can_control_run(sweep.run_ids[0]) and ws.acting_as(ana).can_control_run(sweep.run_ids[0])
 
 
 def test_configs_from_a_file(ws: Workspace, tmp_path: Path) -> None:

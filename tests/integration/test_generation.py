@@ -192,8 +192,19 @@ def test_cancel_keeps_what_was_written(indexed: Path) -> None:
             while ws.generation_progress(job).done < 1 and deadline:  # bounded: 200 × 0.05 s
                 find(job).wait(0.05)
                 deadline -= 1
+            from rag_core.access import Principal, Role
+            from rag_core.errors import AccessDeniedError
+
+            other = ws.acting_as(Principal(id="bob@example.org", name="Bob", role=Role.ANALYST))
+            assert not other.can_cancel_generation(job) and ws.can_cancel_generation(job)
+            with pytest.raises(AccessDeniedError, match="only they or an admin"):
+                other.cancel_generation(job)  # another analyst: refused, the job runs on
+            assert not ws.generation_progress(job).cancelled
             assert ws.cancel_generation(job)
             report = ws.wait_generation(job, 60)
+            assert [e.action for e in ws.audit_trail(actions=["questions.generate_cancel"])] == [
+                "questions.generate_cancel"
+            ]
         finally:
             ws.close()
     assert report is not None and report.cancelled
@@ -231,7 +242,7 @@ def test_general_knowledge_is_flagged(indexed: Path) -> None:
 
 def test_accepting_checks_the_set_and_keeps_what_is_saved(indexed: Path) -> None:
     from rag_core.errors import InputError
-    from rag_core.models import GeneratedPair, QAItem
+    from rag_core.models import GeneratedPair, QAItem, SourceLink
 
     ws = _workspace(indexed, "http://127.0.0.1:9")
     try:
@@ -239,10 +250,18 @@ def test_accepting_checks_the_set_and_keeps_what_is_saved(indexed: Path) -> None
         ws.save_question_set("Bound elsewhere", [QAItem("Q?", "A.")])
         ws.bind_question_set("Bound elsewhere", "Other")
         ws.save_question_set("Plain", [QAItem("Existing question?", "A.")])
+        old_link = SourceLink(COLLECTION, "h.pdf", 1, "2 Leave", 2, "h.pdf:1", "Five days.", "f1", "facts")
+        new_link = SourceLink(COLLECTION, "h.pdf", 2, "3 Pay", 3, "h.pdf:7", "Paid monthly.", "f2")
+        ws.store.set_question_sources("Plain", "Existing question?", [old_link])
+        ws.store.record_link_check(
+            "Plain", "Existing question?", 0, stale=True, checked_version=2, reason="passage changed"
+        )
         a, b = ws.store.add_generated_pairs(
             [
-                GeneratedPair(0, "j", COLLECTION, "factual", "New question?", "Five days."),
-                GeneratedPair(0, "j", COLLECTION, "factual", "Existing question?", "A."),
+                GeneratedPair(
+                    0, "j", COLLECTION, "factual", "New question?", "Five days.", sources=(new_link,)
+                ),
+                GeneratedPair(0, "j", COLLECTION, "factual", "Existing question?", "B.", sources=(new_link,)),
             ]
         )
         with pytest.raises(InputError, match="bound to the collection 'Other'"):
@@ -256,6 +275,14 @@ def test_accepting_checks_the_set_and_keeps_what_is_saved(indexed: Path) -> None
             "Existing question?",
             "New question?",
         ]
+        # the question already in the set keeps its answer, its link and its stale flag
+        assert ws.question_set("Plain")[0].ground_truth == "A."
+        states = {(ls.question, ls.link, ls.stale) for ls in ws.store.link_states("Plain")}
+        assert states == {("Existing question?", old_link, True), ("New question?", new_link, False)}
+        saved = ws.audit_trail(actions=["question_set.save"])[0]
+        assert (
+            saved.target == "Plain" and "accepted 2 generated (1 added, 1 already in the set)" in saved.detail
+        )
         with pytest.raises(InputError, match="already accepted"):
             ws.accept_generated([a.id], "Plain")
         assert ws.question_set("Bound elsewhere") == [QAItem("Q?", "A.")]

@@ -336,3 +336,30 @@ def test_roles_editing_by_an_admin_is_validated_audited_and_cannot_lock_them_out
     assert entry.actor == ADMIN.id and "admins 1" in entry.detail
     with acting_as(ANALYST), pytest.raises(AccessDeniedError, match="change roles"):
         ws.save_roles(ROLES)
+
+
+# --- what else a person starts: uploads, names of runs -----------------------------------------
+def test_an_upload_is_cancelled_only_by_its_starter_or_an_admin_and_audited(ws: Workspace):
+    a, b = ws.acting_as(ANALYST), ws.acting_as(ANALYST_B)
+    job = a.start_ingest([("leave.txt", b"Annual leave\n\nStaff get 25 days of annual leave a year.\n" * 20)])
+    with pytest.raises(AccessDeniedError, match=r"started by ana@example\.org"):
+        b.cancel_ingest(job)
+    with pytest.raises(AccessDeniedError, match="analyst role"):
+        ws.acting_as(VIEWER).cancel_ingest(job)
+    assert ws.wait_ingest(job, 120)
+    assert a.cancel_ingest(job) is False  # finished: nothing to cancel
+    denied = ws.acting_as(ADMIN).audit_trail(actions=["access.denied"])
+    assert [e.actor for e in reversed(denied)] == ["bob@example.org", "vera@example.org"]
+    assert "cancel the upload of leave.txt" in denied[-1].target
+
+
+def test_only_the_owner_or_an_admin_renames_a_run(ws: Workspace):
+    theirs = _run(ws, ANALYST_B)
+    with pytest.raises(AccessDeniedError, match="rename run #"):
+        ws.acting_as(ANALYST).label_run(theirs, name="mine now", note=None)
+    assert ws.run(theirs).name in (None, "")
+    ws.acting_as(ANALYST_B).label_run(theirs, name="Bob's run", note=None)
+    ws.acting_as(ADMIN).label_run(theirs, name="Renamed by admin", note=None)
+    assert ws.run(theirs).name == "Renamed by admin"
+    with pytest.raises(InputError, match="no run #999"):
+        ws.acting_as(ANALYST).label_run(999, name="x", note=None)
