@@ -3,8 +3,6 @@ which sections no question tests, and which questions a new policy version made 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
@@ -31,11 +29,6 @@ ORIGINS = {
 @st.cache_data(ttl=600, max_entries=16, show_spinner="Linking questions to the policy passages…")
 def _coverage(data_dir: str, ver: str, set_name: str, collection: str) -> CoverageReport:
     return ui.workspace().coverage(set_name, collection)
-
-
-def generate_available() -> bool:
-    """True when the question-generation page exists next to this one."""
-    return (Path(__file__).resolve().parent / Path(GENERATE_PAGE).name).is_file()
 
 
 def _generate(collection: str, sections: list[tuple[str, str]]) -> None:
@@ -99,17 +92,21 @@ else:
         key="coverage.untested",
     )
     pairs = [(s.document, s.section) for s in untested]
-    if generate_available():
-        if st.button(
-            f"Generate questions for these {len(pairs)} sections",
-            key="coverage.generate",
-            icon=":material/auto_awesome:",
-        ):
-            _generate(collection, pairs)
-            st.switch_page(GENERATE_PAGE)
-    else:
+    if st.button(
+        f"Generate questions for these {len(pairs)} sections",
+        key="coverage.generate",
+        icon=":material/auto_awesome:",
+        help=None
+        if ws.can_generate
+        else "Generating questions needs Claude (an Anthropic API key); without one the Generate "
+        "questions page offers a template CSV to write them by hand.",
+    ):
+        _generate(collection, pairs)
+        st.switch_page(GENERATE_PAGE)
+    if not ws.can_generate:
         st.caption(
-            "Write questions for them on the Question sets page (question generation is not installed)."
+            "No API key: generating questions needs Claude. Write questions for these sections on the "
+            "Question sets page, or start from the template CSV on the Generate questions page."
         )
 
 st.subheader("Questions")
