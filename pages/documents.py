@@ -158,7 +158,10 @@ def live_ingest(job_id: str) -> None:
             help="Stop indexing. The file being read is not indexed (the collection stays as it was); "
             "files already indexed in this upload are kept.",
         ):
-            cancelling = ws.cancel_ingest(job_id)
+            try:
+                cancelling = ws.cancel_ingest(job_id)
+            except RagError as exc:  # e.g. the role changed while the upload ran
+                st.error(ui.md(str(exc)))
         if cancelling:
             st.caption("Cancelling… the file being read will not be indexed.")
 

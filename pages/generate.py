@@ -221,14 +221,15 @@ def _accept(ids: list[int]) -> None:
         for p in queue:
             if p.id in ids:
                 _save_edit(p)
-        info = ws.accept_generated(ids, into)
+        accepted = ws.accept_generated(ids, into)
+        info = accepted.info
     except RagError as exc:
         ss["gen.flash"] = ("error", ui.md(str(exc)))
         return
     for i in ids:
         ss.pop(f"gen.q.{i}", None)
         ss.pop(f"gen.a.{i}", None)
-    ss["gen.flash"] = ("success", f"Added {len(ids)} to '{ui.md(info.name)}' ({info.n_items} questions now).")
+    ss["gen.flash"] = ("warning" if accepted.kept else "success", ui.md(accepted.summary))
     if ss.get("gen.into", NEW_SET) == NEW_SET:
         ss["gen.into"] = info.name
         ss["gen.new_set"] = ""

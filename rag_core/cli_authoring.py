@@ -242,10 +242,10 @@ def cmd_generated_accept(args: argparse.Namespace, settings: Settings) -> int:
             ids += [p.id for p in ws.review_queue(args.collection)]
         if not ids:
             raise InputError("Name the generated questions to accept (their #ids), or use --all.")
-        info = ws.accept_generated(dict.fromkeys(ids), args.into)
+        accepted = ws.accept_generated(dict.fromkeys(ids), args.into)
     finally:
         ws.close()
-    print(f"accepted {len(set(ids))} into {info.name!r} ({info.n_items} questions now)")
+    print(accepted.summary)
     return EXIT_OK
 
 

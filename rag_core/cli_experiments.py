@@ -391,10 +391,12 @@ def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
         settings=settings,
         store=store,
         started_by=CLI_ADMIN.owner_key,
-        on_run_start=lambda run_id: record_cli_run(store, run_id, AuditAction.RUN_START, "sweep"),
-    )
-    record_cli_action(
-        store, AuditAction.SWEEP_START, f"sweep #{handle.sweep_id}", f"{len(plan.configs)} configurations"
+        on_created=lambda sweep_id: record_cli_action(
+            store, AuditAction.SWEEP_START, f"sweep #{sweep_id}", f"{len(plan.configs)} configurations"
+        ),
+        on_run_start=lambda sweep_id, run_id: record_cli_run(
+            store, run_id, AuditAction.RUN_START, f"sweep #{sweep_id}"
+        ),
     )
     seen: set[int] = set()
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rag_core.access import AuditAction, Principal, Role, acting_as
@@ -29,7 +30,32 @@ if TYPE_CHECKING:
     from rag_core.engine import Engine
     from rag_core.ingest.index import PolicyIndex
 
-__all__ = ["TEMPLATE_ROWS", "AuthoringMixin"]
+__all__ = ["TEMPLATE_ROWS", "AcceptedPairs", "AuthoringMixin"]
+
+
+@dataclass(frozen=True)
+class AcceptedPairs:
+    """What accepting generated pairs did: the set now, and which pairs were already in it."""
+
+    info: QuestionSetInfo
+    added: int
+    """Pairs added as new questions (with their source links)."""
+    kept: tuple[int, ...] = ()
+    """Ids of pairs whose question was already in the set: it kept its own expected answer, links
+    and flags (the pair is marked accepted)."""
+
+    @property
+    def summary(self) -> str:
+        """One line for the page and the CLI."""
+        text = f"Added {self.added} to '{self.info.name}' ({self.info.n_items} questions now)."
+        if self.kept:
+            ids = ", ".join(f"#{i}" for i in self.kept)
+            text += (
+                f" {ids} {'was' if len(self.kept) == 1 else 'were'} already in the set and kept "
+                "the set's expected answer; edit it in the question-set editor if it should change."
+            )
+        return text
+
 
 #: The rows of the question template CSV offered when generation is not available.
 TEMPLATE_ROWS = (
@@ -307,9 +333,9 @@ class AuthoringMixin:
             )
         return rejected
 
-    def accept_generated(self, pair_ids: Iterable[int], into: str) -> QuestionSetInfo:
+    def accept_generated(self, pair_ids: Iterable[int], into: str) -> AcceptedPairs:
         """Add pending pairs to the question set ``into`` (created, and bound to the pairs'
-        collection, when new) with their source links; returns the set's info.
+        collection, when new) with their source links; returns the set's info and what was kept.
 
         A question already in the set is not added twice: it keeps its expected answer, its links
         and any stale flag (the pair is marked accepted). Raises
@@ -366,4 +392,4 @@ class AuthoringMixin:
             + (f", {len(pairs) - len(added)} already in the set" if len(added) < len(pairs) else "")
             + ")",
         )
-        return info
+        return AcceptedPairs(info, len(added), tuple(p.id for p in pairs if p not in added))

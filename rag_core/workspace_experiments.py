@@ -234,13 +234,17 @@ class ExperimentsMixin:
             )
             plan = dataclasses.replace(plan, configs=saved)
         me = self.principal
-        sweep: list[int] = []
 
-        def on_run_start(run_id: int) -> None:  # on the sweep's thread: record the starter captured here
+        def on_created(sweep_id: int) -> None:
+            self._audit(AuditAction.SWEEP_START, f"sweep #{sweep_id}", f"{len(plan.configs)} configurations")
+
+        def on_run_start(
+            sweep_id: int, run_id: int
+        ) -> None:  # on the sweep's thread: the starter captured here
             self.store.set_run_started_by(
                 run_id,
                 me.owner_key,
-                audit=(me.id, str(me.role), AuditAction.RUN_START, f"run #{run_id}", f"sweep #{sweep[0]}"),
+                audit=(me.id, str(me.role), AuditAction.RUN_START, f"run #{run_id}", f"sweep #{sweep_id}"),
             )
 
         handle = start_sweep(
@@ -249,13 +253,10 @@ class ExperimentsMixin:
             store=self.store,
             engine=self.engine,
             started_by=me.owner_key,
+            on_created=on_created,
             on_run_start=on_run_start,
         )
-        sweep.append(handle.sweep_id)
         self._touch()
-        self._audit(
-            AuditAction.SWEEP_START, f"sweep #{handle.sweep_id}", f"{len(plan.configs)} configurations"
-        )
         return handle.sweep_id
 
     def sweep_progress(self, sweep_id: int) -> SweepProgress | None:

@@ -265,8 +265,9 @@ class SweepHandle:
         self.started_by = ""
         """Who started the sweep (:attr:`~rag_core.access.Principal.owner_key`): only they or an
         admin may cancel it."""
-        self.on_run_start: Callable[[int], None] | None = None
-        """Called with each run's id as the sweep starts it (the workspace records who started it)."""
+        self.on_run_start: Callable[[int, int], None] | None = None
+        """Called with ``(sweep_id, run_id)`` as the sweep starts each run (the workspace records
+        who started it)."""
 
     def progress(self) -> SweepProgress:
         with self._lock:
@@ -334,14 +335,16 @@ class SweepHandle:
                 )
                 if self.on_run_start is not None:
                     try:
-                        self.on_run_start(handle.run_id)
-                    except RagError:  # not recorded: stop this run rather than run it unowned
+                        self.on_run_start(self.sweep_id, handle.run_id)
+                    except Exception:  # not recorded: stop this run rather than run it unowned
                         handle.cancel()
                         handle.wait()
                         raise
                 with self._lock:
                     self._current = (i, handle)
                     self._run_ids[i] = handle.run_id
+                if self._cancel.is_set():  # cancelled while this run was starting
+                    handle.cancel()
                 store.update_sweep(self.sweep_id, run_ids=self.run_ids)
                 handle.wait()
                 statuses.append(RunStatus(store.get_run(handle.run_id).status))
@@ -400,17 +403,28 @@ def start_sweep(
     store: HistoryStore,
     engine: Engine | None = None,
     started_by: str = "",
-    on_run_start: Callable[[int], None] | None = None,
+    on_created: Callable[[int], None] | None = None,
+    on_run_start: Callable[[int, int], None] | None = None,
 ) -> SweepHandle:
     """Check the plan, record the sweep and start it in the background; returns its handle at once.
-    ``on_run_start(run_id)`` is called as each of its runs starts (a :class:`RagError` from it
-    stops the sweep as failed).
+    ``on_created(sweep_id)`` is called before anything runs (the audit entry of the sweep); an
+    error from it ends the sweep as failed before it starts and is raised.
+    ``on_run_start(sweep_id, run_id)`` is called as each of its runs starts; an error from it
+    stops that run and ends the sweep as failed.
 
     Raises :class:`InputError` (nothing stored) for a plan that cannot run.
     """
     plan.check(settings)
     engine = engine or get_engine()
     sweep_id = store.create_sweep(name=plan.title, question_set=plan.question_set, plan=plan.to_json())
+    if on_created is not None:
+        try:
+            on_created(sweep_id)
+        except RagError as exc:
+            store.update_sweep(
+                sweep_id, status=RunStatus.FAILED, counters={"failure": str(exc)}, finished=True
+            )
+            raise
     handle = SweepHandle(sweep_id, plan)
     handle.started_by, handle.on_run_start = started_by, on_run_start
     ns = _namespace(store)

@@ -147,6 +147,11 @@ def test_a_cancelled_sweep_keeps_what_it_finished(ws: Workspace) -> None:
     assert sorted(e.target for e in starts) == sorted(f"run #{r}" for r in sweep.run_ids)
     assert all(e.actor == "ana@example.org" for e in starts)
     assert not bob.can_control_run(sweep.run_ids[0]) and ws.acting_as(ana).can_control_run(sweep.run_ids[0])
+    trail = [(e.actor, e.action) for e in reversed(ws.audit_trail()) if e.target == f"sweep #{sweep_id}"]
+    assert trail == [("ana@example.org", "sweep.start"), ("ana@example.org", "sweep.cancel")]
+    first_start = min(e.id for e in starts)
+    sweep_start = next(e for e in ws.audit_trail(actions=["sweep.start"]) if e.target == f"sweep #{sweep_id}")
+    assert sweep_start.id < first_start  # the sweep is audited before its first run
 
 
 def test_configs_from_a_file(ws: Workspace, tmp_path: Path) -> None:

@@ -126,7 +126,7 @@ def test_cli_without_accept_all_the_pairs_wait_and_the_queue_commands_work(index
     assert _cli(indexed, None, "generated", "reject", ids[0], key=None).returncode == 0
     acc = _cli(indexed, None, "generated", "accept", "--all", "--into", "Reviewed", key=None)
     assert acc.returncode == 0, acc.stderr
-    assert f"accepted {len(ids) - 1} into 'Reviewed'" in acc.stdout
+    assert f"Added {len(ids) - 1} to 'Reviewed'" in acc.stdout
     assert _cli(indexed, None, "generated", "list", key=None).stdout.startswith("no ")
 
 
@@ -270,7 +270,10 @@ def test_accepting_checks_the_set_and_keeps_what_is_saved(indexed: Path) -> None
             ws.edit_generated(a.id, "  ", "x")
         with pytest.raises(InputError, match="Choose or type the name"):
             ws.accept_generated([a.id], " ")
-        info = ws.accept_generated([a.id, b.id], "Plain")  # an existing set: appended, no duplicate row
+        accepted = ws.accept_generated([a.id, b.id], "Plain")  # an existing set: appended, no duplicate row
+        info = accepted.info
+        assert accepted.added == 1 and accepted.kept == (b.id,)
+        assert f"#{b.id} was already in the set and kept the set's expected answer" in accepted.summary
         assert info.n_items == 2 and [i.question for i in ws.question_set("Plain")] == [
             "Existing question?",
             "New question?",

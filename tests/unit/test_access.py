@@ -363,3 +363,50 @@ def test_only_the_owner_or_an_admin_renames_a_run(ws: Workspace):
     assert ws.run(theirs).name == "Renamed by admin"
     with pytest.raises(InputError, match="no run #999"):
         ws.acting_as(ANALYST).label_run(999, name="x", note=None)
+
+
+def test_an_upload_being_indexed_is_cancelled_by_its_starter_and_audited(ws: Workspace, monkeypatch):
+    """A stand-in indexer that waits for Cancel (bounded), so the job is still running when asked."""
+    import threading
+
+    started = threading.Event()
+
+    def slow_ingest(files, *, collection, control, **_):
+        started.set()
+        for _ in range(200):  # ≤ 20 s
+            if control.cancelled:
+                return []
+            threading.Event().wait(0.1)
+        return []
+
+    monkeypatch.setattr(ws, "ingest_files", slow_ingest)
+    a = ws.acting_as(ANALYST)
+    job = a.start_ingest([("leave.txt", b"Staff get 25 days of annual leave a year.")])
+    assert started.wait(10)
+    with pytest.raises(AccessDeniedError):
+        ws.acting_as(ANALYST_B).cancel_ingest(job)
+    assert a.cancel_ingest(job) is True
+    assert ws.wait_ingest(job, 30)
+    [entry] = ws.acting_as(ADMIN).audit_trail(actions=["document.upload_cancel"])
+    assert (entry.actor, entry.target) == ("ana@example.org", "All documents / leave.txt")
+
+
+def test_reviewing_generated_questions_is_guarded_and_audited(ws: Workspace):
+    from rag_core.models import GeneratedPair
+
+    a_pair, b_pair = ws.store.add_generated_pairs(
+        [
+            GeneratedPair(0, "j", "All documents", "factual", "Q1?", "A1."),
+            GeneratedPair(0, "j", "All documents", "factual", "Q2?", "A2."),
+        ]
+    )
+    with pytest.raises(AccessDeniedError, match="analyst role"):
+        ws.acting_as(VIEWER).reject_generated([a_pair.id])
+    a = ws.acting_as(ANALYST)
+    a.edit_generated(a_pair.id, "Q1 edited?", "A1.")
+    assert a.reject_generated([b_pair.id]) == 1
+    got = [(e.actor, e.action, e.target, e.detail) for e in reversed(ws.acting_as(ADMIN).audit_trail())]
+    assert got[-2:] == [
+        ("ana@example.org", "questions.review", f"generated question #{a_pair.id}", "edited"),
+        ("ana@example.org", "questions.review", f"#{b_pair.id}", "rejected 1"),
+    ]
