@@ -451,6 +451,20 @@ def md(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
+def cancel_button(label: str, *, key: str, cancel: Any, done: str, help: str | None = None) -> bool:
+    """A Cancel button: on click calls ``cancel()`` and shows ``done`` as a toast, or the refusal
+    (e.g. not the starter) as an error. True when it was clicked and the cancel was accepted."""
+    if not st.button(label, key=key, icon=":material/stop_circle:", help=help):
+        return False
+    try:
+        accepted = cancel()
+    except RagError as exc:
+        st.error(md(str(exc)))
+        return False
+    st.toast(done)
+    return bool(accepted)
+
+
 def flash(key: str) -> None:
     """Show (once) a message a callback left in ``st.session_state[key]`` as ``(kind, text)``."""
     msg = st.session_state.pop(key, None)

@@ -151,17 +151,15 @@ def live_ingest(job_id: str) -> None:
             kind, text = _outcome_line(_outcome_dict(o))
             _show(kind, text)
         cancelling = job.cancel_requested
-        if not cancelling and st.button(
-            "Cancel",
-            key="docs.cancel",
-            icon=":material/stop_circle:",
-            help="Stop indexing. The file being read is not indexed (the collection stays as it was); "
-            "files already indexed in this upload are kept.",
-        ):
-            try:
-                cancelling = ws.cancel_ingest(job_id)
-            except RagError as exc:  # e.g. the role changed while the upload ran
-                st.error(ui.md(str(exc)))
+        if not cancelling:
+            cancelling = ui.cancel_button(
+                "Cancel",
+                key="docs.cancel",
+                cancel=lambda: ws.cancel_ingest(job_id),
+                done="Cancelling the upload…",
+                help="Stop indexing. The file being read is not indexed (the collection stays as it "
+                "was); files already indexed in this upload are kept.",
+            )
         if cancelling:
             st.caption("Cancelling… the file being read will not be indexed.")
 

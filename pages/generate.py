@@ -102,18 +102,14 @@ def live_generation(job_id: str) -> None:
     )
     if p.errors:
         st.caption(f"{p.errors} failed so far")
-    if ws.can_cancel_generation(job_id) and st.button(
-        "Cancel",
-        key="gen.cancel",
-        icon=":material/stop_circle:",
-        help="Stop; pairs already written are kept.",
-    ):
-        try:
-            ws.cancel_generation(job_id)
-        except RagError as exc:
-            st.error(ui.md(str(exc)))
-        else:
-            st.toast("Cancelling… pairs already written will still be checked and queued.")
+    if ws.can_cancel_generation(job_id):
+        ui.cancel_button(
+            "Cancel",
+            key="gen.cancel",
+            cancel=lambda: ws.cancel_generation(job_id),
+            done="Cancelling… pairs already written will still be checked and queued.",
+            help="Stop; pairs already written are kept.",
+        )
 
 
 st.subheader("Generate")

@@ -231,18 +231,14 @@ def live_progress(run_id: int) -> None:
     c[3].metric("Errors", p.errors)
     c[4].metric("Elapsed", duration(p.elapsed_s))
     c[5].metric("ETA", duration(p.eta_s) if p.eta_s is not None else "—")
-    if ws.can_control_run(run_id) and st.button(
-        "Cancel",
-        key="run.cancel",
-        icon=":material/stop_circle:",
-        help="Stop the run. Finished answers and scores are kept; you can resume later.",
-    ):
-        try:
-            ws.cancel_run(run_id)
-        except RagError as exc:
-            st.error(ui.md(str(exc)))
-        else:
-            st.toast(f"Cancelling run #{run_id}… finished work is kept.")
+    if ws.can_control_run(run_id):
+        ui.cancel_button(
+            "Cancel",
+            key="run.cancel",
+            cancel=lambda: ws.cancel_run(run_id),
+            done=f"Cancelling run #{run_id}… finished work is kept.",
+            help="Stop the run. Finished answers and scores are kept; you can resume later.",
+        )
 
 
 @st.fragment(run_every=2.0)
@@ -266,19 +262,13 @@ def others_progress() -> None:
             st.caption(f"Errors {p.errors} · elapsed {duration(p.elapsed_s)}")
             # A signed-in admin may stop anyone's run (without sign-in every session is the local
             # admin, and another tab must not stop this one: read-only there).
-            if (
-                ui.auth_configured()
-                and ws.can(Role.ADMIN)
-                and st.button(
-                    "Stop this run (admin)", key=f"run.admin_cancel.{rid}", icon=":material/stop_circle:"
+            if ui.auth_configured() and ws.can(Role.ADMIN):
+                ui.cancel_button(
+                    "Stop this run (admin)",
+                    key=f"run.admin_cancel.{rid}",
+                    cancel=lambda rid=rid: ws.cancel_run(rid),
+                    done=f"Cancelling run #{rid}… finished work is kept.",
                 )
-            ):
-                try:
-                    ws.cancel_run(rid)
-                except RagError as exc:
-                    st.error(ui.md(str(exc)))
-                else:
-                    st.toast(f"Cancelling run #{rid}… finished work is kept.")
 
 
 # --------------------------------------------------------------------------------------------

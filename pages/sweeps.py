@@ -179,15 +179,13 @@ def sweep_progress(sid: int) -> None:
         text=f"Configuration {min(p.done + 1, p.total)} of {p.total}: {ui.md(p.current_label)}{inner}",
     )
     st.caption(f"Elapsed {duration(p.elapsed_s)} · runs so far: " + ", ".join(f"#{r}" for r in p.run_ids))
-    if ws.can_control_sweep(sid) and st.button(  # its starter or an admin
-        "Cancel sweep", key="sweeps.cancel", icon=":material/stop_circle:"
-    ):
-        try:
-            ws.cancel_sweep(sid)
-        except RagError as exc:
-            st.error(ui.md(str(exc)))
-        else:
-            st.toast(f"Cancelling sweep #{sid}… finished runs are kept.")
+    if ws.can_control_sweep(sid):  # its starter or an admin
+        ui.cancel_button(
+            "Cancel sweep",
+            key="sweeps.cancel",
+            cancel=lambda: ws.cancel_sweep(sid),
+            done=f"Cancelling sweep #{sid}… finished runs are kept.",
+        )
 
 
 if running and sweep_id is not None:
